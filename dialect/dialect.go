@@ -1,0 +1,336 @@
+package dialect
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"time"
+)
+
+// DBTX is the executor the dialect runs statements on. *sql.DB, *sql.Tx and
+// *sql.Conn satisfy it.
+type DBTX interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// ErrQueueNotFound is returned by LookupQueue for a queue that was never
+// declared.
+var ErrQueueNotFound = errors.New("dialect: queue not found")
+
+// Dialect is what a database backend implements. See the package
+// documentation for the invariants each method must keep.
+type Dialect interface {
+	// Name is a short lowercase name such as "postgres".
+	Name() string
+	// Prefix is the table-name prefix this dialect was built with.
+	Prefix() string
+	// GooseDialect names the goose dialect used to record applied
+	// migrations (for example "postgres", "mysql", "sqlite3").
+	GooseDialect() string
+	// Migrations returns the schema as goose SQL files, already rewritten
+	// for Prefix.
+	Migrations() fs.FS
+	// TxOptions are the options of every pipeline transaction (sequencer,
+	// claim, ack). Nil means the database default.
+	TxOptions() *sql.TxOptions
+	// IsRetryable reports whether err is a transient conflict (serialization
+	// failure, deadlock, lock wait timeout, SQLITE_BUSY) worth retrying.
+	IsRetryable(err error) bool
+
+	// DeclareQueue records a queue and, when its stored partition count
+	// equals the requested one, creates its partition and processor rows
+	// idempotently.
+	DeclareQueue(ctx context.Context, tx *sql.Tx, p *DeclareQueueParams) (*DeclareQueueResult, error)
+	// LookupQueue returns a declared queue's partitions, or ErrQueueNotFound.
+	LookupQueue(ctx context.Context, q DBTX, p *LookupQueueParams) (*LookupQueueResult, error)
+	// InsertMessages inserts unsequenced messages in slice order (ids
+	// increase in that order), chunking as the database requires.
+	InsertMessages(ctx context.Context, q DBTX, p *InsertMessagesParams) (*InsertMessagesResult, error)
+	// PendingPartitions lists partitions that have committed unsequenced
+	// messages.
+	PendingPartitions(ctx context.Context, q DBTX, p *PendingPartitionsParams) (*PendingPartitionsResult, error)
+	// SequencePartition sequences up to Limit rows of one partition inside
+	// tx. Locked is false when another transaction held the partition.
+	SequencePartition(ctx context.Context, tx *sql.Tx, p *SequencePartitionParams) (*SequencePartitionResult, error)
+	// ClaimLease claims up to Limit claimable partitions of Queues with a
+	// lease (decoupled mode), committing before it returns.
+	ClaimLease(ctx context.Context, db *sql.DB, p *ClaimLeaseParams) (*ClaimResult, error)
+	// LockPartition locks up to Limit claimable partitions of Queues inside
+	// tx without a lease (transactional mode).
+	LockPartition(ctx context.Context, tx *sql.Tx, p *LockPartitionParams) (*ClaimResult, error)
+	// ReadMessages reads sequenced messages with seq > AfterSeq in seq order.
+	ReadMessages(ctx context.Context, q DBTX, p *ReadMessagesParams) (*ReadMessagesResult, error)
+	// UpdateProcessor moves a partition's cursor, attempts, backoff and
+	// lease, fenced by Token when it is not empty.
+	UpdateProcessor(ctx context.Context, q DBTX, p *UpdateProcessorParams) (*UpdateProcessorResult, error)
+	// InsertDeadLetters copies the given messages of a partition into the
+	// dead-letter table.
+	InsertDeadLetters(ctx context.Context, q DBTX, p *InsertDeadLettersParams) (*InsertDeadLettersResult, error)
+	// ReleaseLeases drops the leases that Token holds on the given
+	// partitions.
+	ReleaseLeases(ctx context.Context, q DBTX, p *ReleaseLeasesParams) (*ReleaseLeasesResult, error)
+	// Savepoint creates, rolls back to, or releases a savepoint in tx.
+	Savepoint(ctx context.Context, tx *sql.Tx, p *SavepointParams) error
+	// Vacuum deletes up to Limit delivered messages.
+	Vacuum(ctx context.Context, q DBTX, p *VacuumParams) (*VacuumResult, error)
+	// PartitionState reports one partition's sequencer and processor state.
+	PartitionState(ctx context.Context, q DBTX, p *PartitionStateParams) (*PartitionStateResult, error)
+	// ListDeadLetters lists dead letters, newest first.
+	ListDeadLetters(ctx context.Context, q DBTX, p *ListDeadLettersParams) (*ListDeadLettersResult, error)
+	// Stats counts rows in the outbox tables.
+	Stats(ctx context.Context, q DBTX, p *StatsParams) (*StatsResult, error)
+}
+
+// DeclareQueueParams are the arguments of DeclareQueue.
+type DeclareQueueParams struct {
+	Queue      string
+	Partitions int
+}
+
+// DeclareQueueResult is what DeclareQueue found or made.
+type DeclareQueueResult struct {
+	// Partitions is the stored partition count. When it differs from the
+	// requested count nothing else was written.
+	Partitions int
+	// PartitionIDs are the partition row ids by partition index, set only
+	// when Partitions equals the requested count.
+	PartitionIDs []int64
+}
+
+// LookupQueueParams are the arguments of LookupQueue.
+type LookupQueueParams struct {
+	Queue string
+}
+
+// LookupQueueResult describes a declared queue.
+type LookupQueueResult struct {
+	PartitionIDs []int64 // by partition index
+}
+
+// InsertRow is one message to insert.
+type InsertRow struct {
+	PartitionID int64
+	Payload     []byte
+	PayloadType string
+	Headers     []byte // JSON object, nil for none
+}
+
+// InsertMessagesParams are the arguments of InsertMessages.
+type InsertMessagesParams struct {
+	Rows []InsertRow
+}
+
+// InsertMessagesResult reports an insert.
+type InsertMessagesResult struct {
+	Inserted int
+}
+
+// PendingPartitionsParams are the arguments of PendingPartitions.
+type PendingPartitionsParams struct {
+	Limit int
+}
+
+// PendingPartitionsResult lists partitions with unsequenced messages.
+type PendingPartitionsResult struct {
+	PartitionIDs []int64
+}
+
+// SequencePartitionParams are the arguments of SequencePartition.
+type SequencePartitionParams struct {
+	PartitionID int64
+	Limit       int
+}
+
+// SequencePartitionResult reports one sequencing step.
+type SequencePartitionResult struct {
+	Locked   bool  // false: another sequencer held the partition; nothing done
+	Assigned int   // rows given a seq
+	LastSeq  int64 // the partition's counter afterwards
+}
+
+// ClaimLeaseParams are the arguments of ClaimLease.
+type ClaimLeaseParams struct {
+	Queues []string
+	Limit  int
+	Token  string        // fresh for this acquisition
+	Lease  time.Duration // lease_until = now() + Lease
+}
+
+// LockPartitionParams are the arguments of LockPartition.
+type LockPartitionParams struct {
+	Queues []string
+	Limit  int
+}
+
+// ClaimedPartition is a partition handed to a processor.
+type ClaimedPartition struct {
+	PartitionID  int64
+	Queue        string
+	Partition    int
+	ProcessedSeq int64
+	LastSeq      int64
+	// Attempts is the failed-attempt count of the partition's head after
+	// the claim (a takeover of an unreleased lease has added one).
+	Attempts int
+}
+
+// ClaimResult lists claimed partitions.
+type ClaimResult struct {
+	Partitions []ClaimedPartition
+}
+
+// ReadMessagesParams are the arguments of ReadMessages.
+type ReadMessagesParams struct {
+	PartitionID int64
+	AfterSeq    int64
+	Limit       int
+}
+
+// Message is a stored, sequenced message.
+type Message struct {
+	ID          int64
+	Seq         int64
+	Payload     []byte
+	PayloadType string
+	Headers     []byte
+	CreatedAt   time.Time
+}
+
+// ReadMessagesResult holds messages in seq order.
+type ReadMessagesResult struct {
+	Messages []Message
+}
+
+// UpdateProcessorParams are the arguments of UpdateProcessor.
+type UpdateProcessorParams struct {
+	PartitionID int64
+	// Token fences the update: when not empty the row changes only while
+	// this token holds an unexpired lease. Empty means the caller holds the
+	// row lock (transactional mode).
+	Token        string
+	ProcessedSeq int64
+	Attempts     int
+	LastError    string // stored as NULL when empty
+	// RetryAfter sets next_attempt_at = now() + RetryAfter.
+	RetryAfter time.Duration
+	// Renew > 0 keeps the lease until now() + Renew; 0 releases it.
+	Renew time.Duration
+}
+
+// UpdateProcessorResult reports whether the fenced update happened.
+type UpdateProcessorResult struct {
+	Updated bool
+}
+
+// InsertDeadLettersParams are the arguments of InsertDeadLetters.
+type InsertDeadLettersParams struct {
+	PartitionID int64
+	Seqs        []int64
+	Reason      string
+	Attempts    int
+}
+
+// InsertDeadLettersResult reports dead letters written.
+type InsertDeadLettersResult struct {
+	Inserted int
+}
+
+// ReleaseLeasesParams are the arguments of ReleaseLeases.
+type ReleaseLeasesParams struct {
+	PartitionIDs []int64
+	Token        string
+}
+
+// ReleaseLeasesResult reports released leases.
+type ReleaseLeasesResult struct {
+	Released int
+}
+
+// SavepointOp says what Savepoint does.
+type SavepointOp int
+
+// Savepoint operations.
+const (
+	SavepointCreate SavepointOp = iota
+	SavepointRollback
+	SavepointRelease
+)
+
+// SavepointParams are the arguments of Savepoint. Name is an identifier
+// chosen by the core ([a-z0-9_]).
+type SavepointParams struct {
+	Name string
+	Op   SavepointOp
+}
+
+// VacuumParams are the arguments of Vacuum.
+type VacuumParams struct {
+	Limit int
+}
+
+// VacuumResult reports deleted rows.
+type VacuumResult struct {
+	Deleted int
+}
+
+// PartitionStateParams are the arguments of PartitionState.
+type PartitionStateParams struct {
+	Queue     string
+	Partition int
+}
+
+// PartitionStateResult is a partition's state. Times are database times.
+type PartitionStateResult struct {
+	PartitionID   int64
+	LastSeq       int64
+	ProcessedSeq  int64
+	Attempts      int
+	LastError     string
+	NextAttemptAt time.Time
+	LeaseToken    string
+	LeaseUntil    time.Time // zero when no lease
+	Now           time.Time // the database's clock when read
+}
+
+// ListDeadLettersParams are the arguments of ListDeadLetters.
+type ListDeadLettersParams struct {
+	Queue  string // empty: all queues
+	Status string // empty: any status
+	Limit  int
+}
+
+// DeadLetter is a stored dead letter.
+type DeadLetter struct {
+	ID          int64
+	Queue       string
+	Partition   int
+	Seq         int64
+	Payload     []byte
+	PayloadType string
+	Headers     []byte
+	CreatedAt   time.Time
+	FailedAt    time.Time
+	Attempts    int
+	LastError   string
+	Status      string
+}
+
+// ListDeadLettersResult holds dead letters, newest first.
+type ListDeadLettersResult struct {
+	DeadLetters []DeadLetter
+}
+
+// StatsParams are the arguments of Stats.
+type StatsParams struct{}
+
+// StatsResult counts rows of the outbox tables.
+type StatsResult struct {
+	Queues      int64
+	Partitions  int64
+	Messages    int64
+	Unsequenced int64
+	DeadLetters int64
+}

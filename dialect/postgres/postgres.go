@@ -1,0 +1,458 @@
+// Package postgres is the PostgreSQL dialect of the outbox (PostgreSQL 12+).
+//
+// It works with any database/sql driver for PostgreSQL (lib/pq, pgx's
+// stdlib); it imports lib/pq only for its array encoding.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/lib/pq"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/migrations"
+)
+
+// Dialect is the PostgreSQL dialect. Build it with New.
+type Dialect struct {
+	prefix string
+	q      queries
+}
+
+var _ dialect.Dialect = (*Dialect)(nil)
+
+// Option configures a Dialect.
+type Option func(*Dialect)
+
+// WithPrefix sets the table-name prefix (default "outbox_"). It must match
+// [migrations.ValidPrefix]; New panics otherwise, since a prefix is a
+// constant of the program.
+func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
+
+// New returns the PostgreSQL dialect.
+func New(opts ...Option) *Dialect {
+	d := &Dialect{prefix: migrations.DefaultPrefix}
+	for _, o := range opts {
+		o(d)
+	}
+	if !migrations.ValidPrefix(d.prefix) {
+		panic(fmt.Sprintf("postgres: invalid table prefix %q", d.prefix))
+	}
+	d.q = buildQueries(d.prefix)
+	return d
+}
+
+// Name implements dialect.Dialect.
+func (d *Dialect) Name() string { return "postgres" }
+
+// Prefix implements dialect.Dialect.
+func (d *Dialect) Prefix() string { return d.prefix }
+
+// GooseDialect implements dialect.Dialect.
+func (d *Dialect) GooseDialect() string { return "postgres" }
+
+// Migrations implements dialect.Dialect.
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("postgres", d.prefix) }
+
+// TxOptions implements dialect.Dialect: READ COMMITTED, PostgreSQL's default.
+func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
+
+// IsRetryable implements dialect.Dialect: serialization failures (40001),
+// deadlocks (40P01) and lock timeouts (55P03).
+func (d *Dialect) IsRetryable(err error) bool {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		switch s.SQLState() {
+		case "40001", "40P01", "55P03":
+			return true
+		}
+	}
+	return false
+}
+
+type queries struct {
+	insertQueue, selectQueue, insertPartitions, insertProcessors, lookup string
+	pending, lockPartition, sequence                                     string
+	claimLease, lockClaim, read, update, deadLetters, release            string
+	vacuum, state, stats                                                 string
+}
+
+func buildQueries(p string) queries {
+	r := strings.NewReplacer("{p}", p)
+	return queries{
+		insertQueue: r.Replace(`INSERT INTO {p}queues (name, partitions) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`),
+		selectQueue: r.Replace(`SELECT partitions FROM {p}queues WHERE name = $1`),
+		insertPartitions: r.Replace(`INSERT INTO {p}partitions (queue, partition_num)
+			SELECT $1::text, g FROM generate_series(0, $2::int - 1) g ON CONFLICT (queue, partition_num) DO NOTHING`),
+		insertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
+			SELECT id, queue FROM {p}partitions WHERE queue = $1 ON CONFLICT (partition_id) DO NOTHING`),
+		lookup: r.Replace(`SELECT p.id FROM {p}queues q JOIN {p}partitions p ON p.queue = q.name
+			WHERE q.name = $1 ORDER BY p.partition_num`),
+		// The partial index on (partition_id, id) WHERE seq IS NULL keeps this
+		// proportional to the unsequenced backlog.
+		pending: r.Replace(`SELECT DISTINCT partition_id FROM {p}messages WHERE seq IS NULL LIMIT $1`),
+		// NO KEY UPDATE: excludes other sequencers of this partition without
+		// conflicting with anything producers do. SKIP LOCKED: a busy
+		// partition is someone else's job right now.
+		lockPartition: r.Replace(`SELECT last_seq FROM {p}partitions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`),
+		// Runs after the lock is held, so its snapshot sees every row the
+		// previous holder sequenced. Rows of uncommitted producers are
+		// invisible to the snapshot and are never waited on; they get the
+		// next seqs once they commit.
+		sequence: r.Replace(`WITH todo AS (
+				SELECT id, row_number() OVER (ORDER BY id) AS rn
+				FROM {p}messages WHERE partition_id = $1 AND seq IS NULL
+				ORDER BY id LIMIT $3
+			), upd AS (
+				UPDATE {p}messages m SET seq = $2 + todo.rn FROM todo WHERE m.id = todo.id RETURNING 1
+			)
+			UPDATE {p}partitions SET last_seq = last_seq + (SELECT count(*) FROM upd)
+			WHERE id = $1 RETURNING last_seq`),
+		// One statement: pick claimable partitions, skipping rows other
+		// claimers hold, and stamp the lease. A lease that was never released
+		// (its owner crashed or overran) counts as a failed attempt.
+		claimLease: r.Replace(`WITH c AS (
+				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
+				WHERE pr.queue = ANY($1) AND p.last_seq > pr.processed_seq
+				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
+				  AND pr.next_attempt_at <= now()
+				ORDER BY pr.next_attempt_at LIMIT $2
+				FOR UPDATE OF pr SKIP LOCKED
+			)
+			UPDATE {p}processors pr SET lease_token = $3,
+				lease_until = now() + $4::bigint * interval '1 microsecond',
+				attempts = pr.attempts + CASE WHEN pr.lease_token IS NULL THEN 0 ELSE 1 END,
+				version = pr.version + 1
+			FROM c, {p}partitions p
+			WHERE pr.partition_id = c.partition_id AND p.id = pr.partition_id
+			RETURNING pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts`),
+		lockClaim: r.Replace(`SELECT pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts
+			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
+			WHERE pr.queue = ANY($1) AND p.last_seq > pr.processed_seq
+			  AND (pr.lease_until IS NULL OR pr.lease_until < now())
+			  AND pr.next_attempt_at <= now()
+			ORDER BY pr.next_attempt_at LIMIT $2
+			FOR UPDATE OF pr SKIP LOCKED`),
+		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
+			WHERE partition_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`),
+		// Fenced: with a token, the row changes only while that token holds
+		// an unexpired lease, by the database's clock.
+		update: r.Replace(`UPDATE {p}processors SET processed_seq = $3, attempts = $4, last_error = $5,
+				next_attempt_at = now() + $6::bigint * interval '1 microsecond',
+				lease_token = CASE WHEN $7::bigint > 0 THEN lease_token ELSE NULL END,
+				lease_until = CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 microsecond' ELSE NULL END,
+				version = version + 1
+			WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))`),
+		deadLetters: r.Replace(`INSERT INTO {p}dead_letters
+				(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
+			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, $3, $4
+			FROM {p}messages m JOIN {p}partitions p ON p.id = m.partition_id
+			WHERE m.partition_id = $1 AND m.seq = ANY($2) ORDER BY m.seq`),
+		release: r.Replace(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL, version = version + 1
+			WHERE partition_id = ANY($1) AND lease_token = $2`),
+		// Bounded: at most $1 rows per call, each already behind its
+		// partition's cursor.
+		vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
+				SELECT m.id FROM {p}processors pr JOIN {p}messages m
+				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
+				LIMIT $1)`),
+		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
+				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, now()
+			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
+			WHERE p.queue = $1 AND p.partition_num = $2`),
+		stats: r.Replace(`SELECT (SELECT count(*) FROM {p}queues), (SELECT count(*) FROM {p}partitions),
+				(SELECT count(*) FROM {p}messages), (SELECT count(*) FROM {p}messages WHERE seq IS NULL),
+				(SELECT count(*) FROM {p}dead_letters)`),
+	}
+}
+
+// DeclareQueue implements dialect.Dialect.
+func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.DeclareQueueParams) (*dialect.DeclareQueueResult, error) {
+	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+		return nil, err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n != p.Partitions {
+		return &dialect.DeclareQueueResult{Partitions: n}, nil
+	}
+	if _, err := tx.ExecContext(ctx, d.q.insertPartitions, p.Queue, p.Partitions); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+		return nil, err
+	}
+	lr, err := d.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})
+	if err != nil {
+		return nil, err
+	}
+	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: lr.PartitionIDs}, nil
+}
+
+// LookupQueue implements dialect.Dialect.
+func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
+	ids, err := queryInt64s(ctx, q, d.q.lookup, p.Queue)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, dialect.ErrQueueNotFound
+	}
+	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
+}
+
+// maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
+// parameters (4 per row).
+const maxInsertRows = 1000
+
+// InsertMessages implements dialect.Dialect with multi-row INSERTs; VALUES
+// rows take ids from the sequence in order.
+func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
+	rows := p.Rows
+	for len(rows) > 0 {
+		n := min(len(rows), maxInsertRows)
+		var b strings.Builder
+		b.WriteString("INSERT INTO ")
+		b.WriteString(d.prefix)
+		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
+		args := make([]any, 0, 4*n)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
+			args = append(args, r.PartitionID, r.Payload, r.PayloadType, nullBytes(r.Headers))
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return nil, err
+		}
+		rows = rows[n:]
+	}
+	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+}
+
+// PendingPartitions implements dialect.Dialect.
+func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
+	ids, err := queryInt64s(ctx, q, d.q.pending, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return &dialect.PendingPartitionsResult{PartitionIDs: ids}, nil
+}
+
+// SequencePartition implements dialect.Dialect.
+func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, d.q.lockPartition, p.PartitionID).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &dialect.SequencePartitionResult{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var after int64
+	if err := tx.QueryRowContext(ctx, d.q.sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
+		return nil, err
+	}
+	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
+}
+
+// ClaimLease implements dialect.Dialect in a single autocommit statement.
+func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	return scanClaims(db.QueryContext(ctx, d.q.claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+}
+
+// LockPartition implements dialect.Dialect.
+func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
+	return scanClaims(tx.QueryContext(ctx, d.q.lockClaim, pq.Array(p.Queues), p.Limit))
+}
+
+func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &dialect.ClaimResult{}
+	for rows.Next() {
+		var c dialect.ClaimedPartition
+		if err := rows.Scan(&c.PartitionID, &c.Queue, &c.Partition, &c.ProcessedSeq, &c.LastSeq, &c.Attempts); err != nil {
+			return nil, err
+		}
+		res.Partitions = append(res.Partitions, c)
+	}
+	return res, rows.Err()
+}
+
+// ReadMessages implements dialect.Dialect.
+func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
+	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, p.Limit)}
+	for rows.Next() {
+		var m dialect.Message
+		var h sql.NullString
+		if err := rows.Scan(&m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, &m.CreatedAt); err != nil {
+			return nil, err
+		}
+		if h.Valid {
+			m.Headers = []byte(h.String)
+		}
+		res.Messages = append(res.Messages, m)
+	}
+	return res, rows.Err()
+}
+
+// UpdateProcessor implements dialect.Dialect.
+func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+	res, err := q.ExecContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+		nullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
+	if err != nil {
+		return nil, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	return &dialect.UpdateProcessorResult{Updated: n == 1}, nil
+}
+
+// InsertDeadLetters implements dialect.Dialect.
+func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
+	res, err := q.ExecContext(ctx, d.q.deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, nullString(p.Reason))
+	if err != nil {
+		return nil, err
+	}
+	n, err := res.RowsAffected()
+	return &dialect.InsertDeadLettersResult{Inserted: int(n)}, err
+}
+
+// ReleaseLeases implements dialect.Dialect.
+func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.ReleaseLeasesParams) (*dialect.ReleaseLeasesResult, error) {
+	res, err := q.ExecContext(ctx, d.q.release, pq.Array(p.PartitionIDs), p.Token)
+	if err != nil {
+		return nil, err
+	}
+	n, err := res.RowsAffected()
+	return &dialect.ReleaseLeasesResult{Released: int(n)}, err
+}
+
+// Savepoint implements dialect.Dialect.
+func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
+	_, err := tx.ExecContext(ctx, savepointSQL(p))
+	return err
+}
+
+func savepointSQL(p *dialect.SavepointParams) string {
+	switch p.Op {
+	case dialect.SavepointRollback:
+		return "ROLLBACK TO SAVEPOINT " + p.Name
+	case dialect.SavepointRelease:
+		return "RELEASE SAVEPOINT " + p.Name
+	default:
+		return "SAVEPOINT " + p.Name
+	}
+}
+
+// Vacuum implements dialect.Dialect.
+func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
+	res, err := q.ExecContext(ctx, d.q.vacuum, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	n, err := res.RowsAffected()
+	return &dialect.VacuumResult{Deleted: int(n)}, err
+}
+
+// PartitionState implements dialect.Dialect.
+func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
+	var r dialect.PartitionStateResult
+	var until sql.NullTime
+	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &r.Now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.LeaseUntil = until.Time
+	return &r, nil
+}
+
+// ListDeadLetters implements dialect.Dialect.
+func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
+			failed_at, attempts, coalesce(last_error, ''), status
+		FROM `+d.prefix+`dead_letters
+		WHERE ($1::text = '' OR queue = $1) AND ($2::text = '' OR status = $2)
+		ORDER BY failed_at DESC, id DESC LIMIT $3`, p.Queue, p.Status, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &dialect.ListDeadLettersResult{}
+	for rows.Next() {
+		var dl dialect.DeadLetter
+		var h sql.NullString
+		if err := rows.Scan(&dl.ID, &dl.Queue, &dl.Partition, &dl.Seq, &dl.Payload, &dl.PayloadType, &h,
+			&dl.CreatedAt, &dl.FailedAt, &dl.Attempts, &dl.LastError, &dl.Status); err != nil {
+			return nil, err
+		}
+		if h.Valid {
+			dl.Headers = []byte(h.String)
+		}
+		res.DeadLetters = append(res.DeadLetters, dl)
+	}
+	return res, rows.Err()
+}
+
+// Stats implements dialect.Dialect.
+func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
+	var s dialect.StatsResult
+	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func queryInt64s(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
