@@ -1,0 +1,118 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// PartitionState is a partition's delivery state. Times are the database's.
+type PartitionState struct {
+	Queue     string
+	Partition int
+	// LastSeq is the highest seq assigned; ProcessedSeq the highest
+	// acknowledged (or dead-lettered). LastSeq-ProcessedSeq is the backlog.
+	LastSeq      int64
+	ProcessedSeq int64
+	// Attempts counts failures of the head message; LastError is the last
+	// reason given.
+	Attempts  int
+	LastError string
+	// NextAttemptAt is when a retried partition becomes claimable again.
+	NextAttemptAt time.Time
+	// Leased reports a decoupled lease that has not expired; LeaseUntil is
+	// its end (zero when none).
+	Leased     bool
+	LeaseUntil time.Time
+	// Now is the database clock when the state was read.
+	Now time.Time
+}
+
+// PartitionState reads one partition's state. It returns an error wrapping
+// ErrUnknownQueue when the queue or partition does not exist.
+func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int) (PartitionState, error) {
+	r, err := o.d.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
+	if errors.Is(err, dialect.ErrQueueNotFound) {
+		return PartitionState{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
+	}
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("outbox: partition state: %w", err)
+	}
+	return PartitionState{
+		Queue: queue, Partition: partition, LastSeq: r.LastSeq, ProcessedSeq: r.ProcessedSeq,
+		Attempts: r.Attempts, LastError: r.LastError, NextAttemptAt: r.NextAttemptAt,
+		Leased: r.LeaseToken != "" && r.LeaseUntil.After(r.Now), LeaseUntil: r.LeaseUntil, Now: r.Now,
+	}, nil
+}
+
+// DeadLetter is a message that was rejected, by its handler or by
+// MaxAttempts, with a copy of its payload.
+type DeadLetter struct {
+	ID          int64
+	Queue       string
+	Partition   int
+	Seq         int64
+	Payload     []byte
+	PayloadType string
+	Headers     map[string]string
+	CreatedAt   time.Time
+	FailedAt    time.Time
+	Attempts    int
+	Reason      string
+	// Status is "pending" when written; "reprocessing", "resolved" and
+	// "discarded" are for replay tooling.
+	Status string
+}
+
+// DeadLetterFilter selects dead letters. Zero fields match everything;
+// Limit defaults to 100.
+type DeadLetterFilter struct {
+	Queue  string
+	Status string
+	Limit  int
+}
+
+// DeadLetters lists dead letters, newest first.
+func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	r, err := o.d.ListDeadLetters(ctx, o.db, &dialect.ListDeadLettersParams{Queue: f.Queue, Status: f.Status, Limit: f.Limit})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: dead letters: %w", err)
+	}
+	out := make([]DeadLetter, len(r.DeadLetters))
+	for i, d := range r.DeadLetters {
+		out[i] = DeadLetter{
+			ID: d.ID, Queue: d.Queue, Partition: d.Partition, Seq: d.Seq, Payload: d.Payload,
+			PayloadType: d.PayloadType, CreatedAt: d.CreatedAt, FailedAt: d.FailedAt,
+			Attempts: d.Attempts, Reason: d.LastError, Status: d.Status,
+		}
+		if len(d.Headers) > 0 {
+			_ = json.Unmarshal(d.Headers, &out[i].Headers)
+		}
+	}
+	return out, nil
+}
+
+// Stats counts the rows of the outbox tables.
+type Stats struct {
+	Queues      int64
+	Partitions  int64
+	Messages    int64 // rows not yet vacuumed, sequenced or not
+	Unsequenced int64
+	DeadLetters int64
+}
+
+// Stats reads row counts; useful for monitoring and tests.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
+	r, err := o.d.Stats(ctx, o.db, &dialect.StatsParams{})
+	if err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	return Stats(*r), nil
+}

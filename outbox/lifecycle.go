@@ -1,0 +1,239 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// Start launches the sequencer, the processors of every queue with a
+// handler, and the vacuum, and returns once they run. Each handled queue must
+// have been declared (by this or another process). Cancelling ctx has the
+// effect of Stop without waiting; call Stop to wait for the goroutines.
+func (o *Outbox) Start(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stopped {
+		return ErrStopped
+	}
+	if o.started {
+		return ErrAlreadyStarted
+	}
+	var decoupled, transactional []string
+	for q, h := range o.handlers {
+		if _, err := o.partitionIDs(ctx, o.db, q); err != nil {
+			return o.enqueueErr(-1, q, err)
+		}
+		if h.transactional() {
+			transactional = append(transactional, q)
+		} else {
+			decoupled = append(decoupled, q)
+		}
+	}
+	sort.Strings(decoupled)
+	sort.Strings(transactional)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	o.hardCtx, o.hard = context.WithCancel(context.WithoutCancel(ctx))
+	o.cancel = cancel
+	o.done = make(chan struct{})
+	o.started = true
+
+	for range o.cfg.Sequencers {
+		o.goLoop(runCtx, "sequencer", o.cfg.PollInterval, o.seqWake, o.sequencePass)
+	}
+	if len(decoupled)+len(transactional) > 0 {
+		w := &processor{o: o, decoupled: decoupled, transactional: transactional}
+		for range o.cfg.MaxConcurrency {
+			o.goLoop(runCtx, "processor", o.cfg.PollInterval, o.procWake, w.pass)
+		}
+	}
+	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, o.vacuumPass)
+	go func() {
+		o.wg.Wait()
+		cancel()
+		o.hard()
+		close(o.done)
+	}()
+	o.log.Info("outbox started", "dialect", o.d.Name(), "decoupled", decoupled, "transactional", transactional)
+	return nil
+}
+
+// Stop stops claiming new work, lets in-flight handlers finish until ctx
+// ends (then cancels their contexts), writes their acknowledgements,
+// releases the leases it holds and returns once every goroutine has exited.
+// It returns ctx.Err() if handlers had to be cancelled. Stop before Start,
+// and a second Stop, return nil at once (after the first Stop finished).
+func (o *Outbox) Stop(ctx context.Context) error {
+	o.mu.Lock()
+	if !o.started {
+		o.stopped = true
+		o.mu.Unlock()
+		return nil
+	}
+	o.stopped = true
+	cancel, done := o.cancel, o.done
+	o.mu.Unlock()
+
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		o.hard()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// pass does one unit of work and reports whether it found any, so the loop
+// runs again at once instead of waiting.
+type pass func(ctx context.Context) (bool, error)
+
+// goLoop runs fn until ctx ends: again at once while it finds work, else
+// after wake (if any) or a jittered interval.
+func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, fn pass) {
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		<-timer.C
+		for ctx.Err() == nil {
+			var woke <-chan struct{}
+			if wake != nil {
+				woke = wake.wait() // taken before the pass: no wake-up is lost
+			}
+			busy, err := fn(ctx)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				o.log.Warn("outbox: "+name+" failed", "err", err)
+				busy = false
+			}
+			if busy {
+				continue
+			}
+			timer.Reset(every/2 + rand.N(every/2+1))
+			select {
+			case <-ctx.Done():
+			case <-woke:
+				if !timer.Stop() {
+					<-timer.C
+				}
+			case <-timer.C:
+			}
+		}
+	}()
+}
+
+// bookkeeping returns a context for writes that must happen even during
+// shutdown (acks, releases): detached from cancellation, bounded in time.
+func (o *Outbox) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), o.cfg.ShutdownTimeout)
+}
+
+// SequenceAll sequences every committed message that has no seq yet, and
+// returns how many it sequenced. Tests and tools use it to run the
+// sequencer to completion without Start.
+func (o *Outbox) SequenceAll(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, skipped, err := o.sequenceRound(ctx, false)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 && skipped == 0 {
+			return total, nil
+		}
+		if n == 0 {
+			// Another sequencer holds a partition; give it a moment.
+			select {
+			case <-ctx.Done():
+				return total, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (o *Outbox) sequencePass(ctx context.Context) (bool, error) {
+	n, _, err := o.sequenceRound(ctx, true)
+	return n > 0, err
+}
+
+// sequenceRound sequences the partitions that have committed unsequenced
+// rows, each in its own transactions of up to SequencerBatch rows.
+func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
+	pend, err := o.d.PendingPartitions(ctx, o.db, &dialect.PendingPartitionsParams{Limit: 1024})
+	if err != nil {
+		return 0, 0, fmt.Errorf("pending partitions: %w", err)
+	}
+	ids := pend.PartitionIDs
+	if shuffle {
+		// Several sequencers spread over partitions instead of queueing on
+		// the same locks.
+		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	}
+	for _, id := range ids {
+		for {
+			var res *dialect.SequencePartitionResult
+			err := o.withTx(ctx, func(tx *sql.Tx) error {
+				var err error
+				res, err = o.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: id, Limit: o.cfg.SequencerBatch})
+				return err
+			})
+			if err != nil {
+				if o.d.IsRetryable(err) {
+					skipped++
+					break
+				}
+				return assigned, skipped, fmt.Errorf("sequence partition %d: %w", id, err)
+			}
+			if !res.Locked {
+				skipped++
+				break
+			}
+			assigned += res.Assigned
+			if res.Assigned > 0 {
+				o.procWake.broadcast()
+			}
+			if res.Assigned < o.cfg.SequencerBatch {
+				break
+			}
+		}
+	}
+	return assigned, skipped, nil
+}
+
+func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {
+	res, err := o.d.Vacuum(ctx, o.db, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
+	if err != nil {
+		return false, fmt.Errorf("vacuum: %w", err)
+	}
+	if res.Deleted > 0 {
+		o.log.Debug("outbox: vacuum", "deleted", res.Deleted)
+	}
+	return res.Deleted >= o.cfg.VacuumBatch, nil
+}
+
+// VacuumAll deletes every delivered message and returns how many it
+// deleted. The background vacuum does the same in bounded steps.
+func (o *Outbox) VacuumAll(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		res, err := o.d.Vacuum(ctx, o.db, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
+		if err != nil {
+			return total, fmt.Errorf("outbox: vacuum: %w", err)
+		}
+		total += res.Deleted
+		if res.Deleted < o.cfg.VacuumBatch {
+			return total, nil
+		}
+	}
+}

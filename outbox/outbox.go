@@ -1,0 +1,281 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// Outbox enqueues messages inside application transactions and, once
+// started, sequences and delivers them. It is safe for concurrent use.
+type Outbox struct {
+	db  *sql.DB
+	d   dialect.Dialect
+	cfg Config
+	log *slog.Logger
+
+	queuesMu sync.RWMutex
+	queues   map[string][]int64 // partition row ids by index
+
+	seqWake  *signal // producers committed
+	procWake *signal // the sequencer assigned seqs
+
+	mu       sync.Mutex
+	handlers map[string]Handler
+	started  bool
+	stopped  bool
+	cancel   context.CancelFunc // soft stop: no new work
+	hard     context.CancelFunc // cancels in-flight handlers
+	hardCtx  context.Context
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New returns an Outbox over db, which must already hold the schema (see
+// migrations.Up). It does not start any goroutine; see Start.
+func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidConfig)
+	}
+	if d == nil {
+		return nil, fmt.Errorf("%w: nil dialect", ErrInvalidConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Outbox{
+		db:       db,
+		d:        d,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		queues:   make(map[string][]int64),
+		seqWake:  newSignal(),
+		procWake: newSignal(),
+		handlers: make(map[string]Handler),
+	}, nil
+}
+
+// DeclareQueue creates queue with the given number of partitions, or checks
+// that an existing queue has that many. It is idempotent and safe to call
+// from several processes at once. A different count for an existing queue
+// returns a *PartitionCountMismatchError and changes nothing.
+func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int) error {
+	if !ValidQueueName(queue) {
+		return invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
+	}
+	if partitions < 1 || partitions > MaxPartitions {
+		return invalid(-1, "Partitions", ErrInvalidPartitionCount, "%d is not in 1..%d", partitions, MaxPartitions)
+	}
+	var ids []int64
+	err := o.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := o.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
+		if err != nil {
+			return err
+		}
+		if res.Partitions != partitions {
+			return &PartitionCountMismatchError{Queue: queue, Stored: res.Partitions, Requested: partitions}
+		}
+		ids = res.PartitionIDs
+		return nil
+	})
+	if err != nil {
+		var mm *PartitionCountMismatchError
+		if errors.As(err, &mm) {
+			return mm
+		}
+		return fmt.Errorf("outbox: declare queue %q: %w", queue, err)
+	}
+	o.queuesMu.Lock()
+	o.queues[queue] = ids
+	o.queuesMu.Unlock()
+	return nil
+}
+
+// partitionIDs returns a queue's partition row ids, from the cache or the
+// database (through q, so a done transaction reports ErrTxDone).
+func (o *Outbox) partitionIDs(ctx context.Context, q dialect.DBTX, queue string) ([]int64, error) {
+	o.queuesMu.RLock()
+	ids, ok := o.queues[queue]
+	o.queuesMu.RUnlock()
+	if ok {
+		return ids, nil
+	}
+	res, err := o.d.LookupQueue(ctx, q, &dialect.LookupQueueParams{Queue: queue})
+	if err != nil {
+		return nil, err
+	}
+	// A queue's partitions never change once declared: safe to cache.
+	o.queuesMu.Lock()
+	o.queues[queue] = res.PartitionIDs
+	o.queuesMu.Unlock()
+	return res.PartitionIDs, nil
+}
+
+// Enqueue adds msg to the outbox inside tx: it exists if and only if tx
+// commits. Messages enqueued in one transaction keep their call order
+// within a partition.
+//
+// Enqueue validates before it writes; on error nothing was written. Errors
+// wrap ErrNilTx, ErrTxDone, ErrInvalidQueueName, ErrUnknownQueue,
+// ErrPartitionOutOfRange, ErrPayloadTooLarge, ErrInvalidPayloadType or
+// ErrInvalidHeaders (as a *ValidationError where a field is at fault).
+//
+// Enqueue does not wake the workers (the transaction is not committed yet);
+// use InTx, or call Notify after Commit, for low latency. Polling delivers
+// the message otherwise.
+func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
+	return o.enqueue(ctx, tx, []Message{msg}, -1)
+}
+
+// EnqueueBatch adds msgs inside tx in order, with multi-row inserts. One
+// invalid message fails the whole call before anything is written; its
+// *ValidationError carries its index.
+func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
+	if len(msgs) == 0 {
+		return ErrEmptyBatch
+	}
+	return o.enqueue(ctx, tx, msgs, 0)
+}
+
+// enqueue validates every message, then inserts them all. base is the index
+// reported for msgs[0] (-1 for a single Enqueue).
+func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base int) error {
+	if tx == nil {
+		return ErrNilTx
+	}
+	idx := func(i int) int {
+		if base < 0 {
+			return -1
+		}
+		return base + i
+	}
+	rows := make([]dialect.InsertRow, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		if err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes); err != nil {
+			return err
+		}
+		ids, err := o.partitionIDs(ctx, tx, m.Queue)
+		if err != nil {
+			return o.enqueueErr(idx(i), m.Queue, err)
+		}
+		if m.Partition >= len(ids) {
+			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, len(ids))
+		}
+		rows[i] = dialect.InsertRow{PartitionID: ids[m.Partition], Payload: m.Payload, PayloadType: m.PayloadType}
+		if m.Payload == nil {
+			rows[i].Payload = []byte{}
+		}
+		if len(m.Headers) > 0 {
+			h, err := json.Marshal(m.Headers)
+			if err != nil {
+				return invalid(idx(i), "Headers", ErrInvalidHeaders, "%v", err)
+			}
+			rows[i].Headers = h
+		}
+	}
+	if _, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return ErrTxDone
+		}
+		return fmt.Errorf("outbox: enqueue: %w", err)
+	}
+	return nil
+}
+
+func (o *Outbox) enqueueErr(i int, queue string, err error) error {
+	switch {
+	case errors.Is(err, dialect.ErrQueueNotFound):
+		return invalid(i, "Queue", ErrUnknownQueue, "%q was never declared", truncate(queue))
+	case errors.Is(err, sql.ErrTxDone):
+		return ErrTxDone
+	}
+	return fmt.Errorf("outbox: enqueue: look up queue %q: %w", queue, err)
+}
+
+// InTx runs fn in a new transaction on the outbox's database, commits it
+// and then wakes the workers, so messages fn enqueued are delivered without
+// waiting for a poll. If fn returns an error or panics, the transaction is
+// rolled back and the error returned.
+func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: commit: %w", err)
+	}
+	o.Notify()
+	return nil
+}
+
+// Notify wakes the sequencer (and through it the processors). Call it after
+// committing a transaction that enqueued messages. Calling it before the
+// commit is harmless but does not replace a call after it.
+func (o *Outbox) Notify() { o.seqWake.broadcast() }
+
+// Handle registers h for queue. Call it before Start; one handler per queue.
+func (o *Outbox) Handle(queue string, h Handler) error {
+	if !ValidQueueName(queue) {
+		return invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
+	}
+	if h == nil {
+		return fmt.Errorf("%w: nil handler for queue %q", ErrInvalidHandler, queue)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.started {
+		return ErrAlreadyStarted
+	}
+	if _, ok := o.handlers[queue]; ok {
+		return fmt.Errorf("%w: queue %q already has a handler", ErrInvalidHandler, queue)
+	}
+	o.handlers[queue] = h
+	return nil
+}
+
+// withTx runs fn in a pipeline transaction (the dialect's TxOptions).
+func (o *Outbox) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := o.db.BeginTx(ctx, o.d.TxOptions())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// signal is a broadcast wake-up: every waiter holding the channel from
+// before a broadcast is woken.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) broadcast() {
+	s.mu.Lock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+	s.mu.Unlock()
+}

@@ -1,0 +1,421 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// processor claims partitions and runs their handlers. MaxConcurrency
+// goroutines share one processor; each works one partition at a time.
+type processor struct {
+	o             *Outbox
+	decoupled     []string
+	transactional []string
+}
+
+// errLostLease: a fenced write found the lease gone; another processor owns
+// the partition now.
+var errLostLease = errors.New("outbox: lease lost")
+
+func (p *processor) pass(ctx context.Context) (bool, error) {
+	var busy bool
+	if len(p.decoupled) > 0 {
+		did, err := p.leasedPass(ctx)
+		if err != nil {
+			return false, err
+		}
+		busy = did
+	}
+	if len(p.transactional) > 0 && ctx.Err() == nil {
+		did, err := p.txPass(ctx)
+		if err != nil {
+			return false, err
+		}
+		busy = busy || did
+	}
+	return busy, nil
+}
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// leasedPass claims one partition with a lease and delivers its messages
+// batch by batch, outside any transaction, until it is caught up, a handler
+// asks for a retry, the lease is lost, or the outbox stops.
+func (p *processor) leasedPass(ctx context.Context) (bool, error) {
+	o := p.o
+	token := newToken()
+	granted := time.Now() // before the claim: the local deadline errs early
+	res, err := o.d.ClaimLease(ctx, o.db, &dialect.ClaimLeaseParams{
+		Queues: p.decoupled, Limit: 1, Token: token, Lease: o.cfg.LeaseDuration,
+	})
+	if err != nil {
+		if o.d.IsRetryable(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("claim: %w", err)
+	}
+	if len(res.Partitions) == 0 {
+		return false, nil
+	}
+	c := res.Partitions[0]
+	if err := p.runLeased(ctx, c, token, granted); err != nil {
+		if errors.Is(err, errLostLease) {
+			o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
+			return true, nil
+		}
+		return true, err
+	}
+	return true, nil
+}
+
+func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
+	o := p.o
+	h := o.handlers[c.Queue]
+	cursor, attempts := c.ProcessedSeq, c.Attempts
+	for {
+		bk, cancel := o.bookkeeping(ctx)
+		if ctx.Err() != nil {
+			// Stopping: hand the partition back.
+			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+			cancel()
+			return err
+		}
+		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		msgs := rm.Messages
+		if len(msgs) == 0 {
+			bk, cancel := o.bookkeeping(ctx)
+			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+			cancel()
+			return err
+		}
+		var out outcome
+		if o.cfg.MaxAttempts > 0 && attempts >= o.cfg.MaxAttempts {
+			out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+		} else {
+			ds := deliveries(c, msgs, attempts)
+			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(o.cfg.LeaseDuration*8/10))
+			switch h := h.(type) {
+			case batchHandler:
+				out = batchOutcome(call(func() Result { return h.fn(hctx, ds) }), len(ds))
+			case messageHandler:
+				out = perMessage(ds, func(d Delivery) Result { return h.fn(hctx, d) })
+			}
+			hcancel()
+		}
+		pl := p.plan(out, msgs, cursor, attempts)
+		more := !pl.retry && ctx.Err() == nil &&
+			(len(msgs) == o.cfg.BatchSize || pl.cursor < msgs[len(msgs)-1].Seq)
+		up := &dialect.UpdateProcessorParams{
+			PartitionID: c.PartitionID, Token: token, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
+			LastError: pl.lastError, RetryAfter: pl.retryAfter,
+		}
+		if more {
+			up.Renew = o.cfg.LeaseDuration
+		}
+		ackStart := time.Now()
+		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+		cursor, attempts, granted = pl.cursor, pl.attempts, ackStart
+	}
+}
+
+// txPass locks one partition in a transaction, runs the transactional
+// handler inside it, and commits the handler's writes with the ack.
+func (p *processor) txPass(ctx context.Context) (bool, error) {
+	o := p.o
+	// The transaction outlives a soft stop: it ends by commit or rollback,
+	// never by the stop cancelling its context mid-ack.
+	tx, err := o.db.BeginTx(context.WithoutCancel(ctx), o.d.TxOptions())
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := o.d.LockPartition(ctx, tx, &dialect.LockPartitionParams{Queues: p.transactional, Limit: 1})
+	if err != nil {
+		if o.d.IsRetryable(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("lock partition: %w", err)
+	}
+	if len(res.Partitions) == 0 {
+		return false, nil
+	}
+	c := res.Partitions[0]
+	rm, err := o.d.ReadMessages(ctx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
+	if err != nil {
+		return false, fmt.Errorf("read: %w", err)
+	}
+	msgs := rm.Messages
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	var out outcome
+	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
+		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+	} else {
+		ds := deliveries(c, msgs, c.Attempts)
+		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds)
+		if err != nil {
+			return false, err
+		}
+	}
+	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
+	up := &dialect.UpdateProcessorParams{
+		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
+		LastError: pl.lastError, RetryAfter: pl.retryAfter,
+	}
+	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+const (
+	spMessage = "outbox_msg"
+	spBatch   = "outbox_batch"
+)
+
+// runTx calls a transactional handler with savepoints so that exactly the
+// writes of acknowledged messages survive.
+func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery) (outcome, error) {
+	ctx := p.o.hardCtx
+	bk, cancel := p.o.bookkeeping(ctx)
+	defer cancel()
+	sp := func(name string, op dialect.SavepointOp) error {
+		if err := d.Savepoint(bk, tx, &dialect.SavepointParams{Name: name, Op: op}); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		return nil
+	}
+	undo := func(name string) error {
+		if err := sp(name, dialect.SavepointRollback); err != nil {
+			return err
+		}
+		return sp(name, dialect.SavepointRelease)
+	}
+	switch h := h.(type) {
+	case txMessageHandler:
+		var out outcome
+		for i, m := range ds {
+			if err := sp(spMessage, dialect.SavepointCreate); err != nil {
+				return out, err
+			}
+			r := call(func() Result { return h.fn(ctx, tx, m) })
+			if r.kind == kindSuccess {
+				if err := sp(spMessage, dialect.SavepointRelease); err != nil {
+					return out, err
+				}
+				continue
+			}
+			if err := undo(spMessage); err != nil {
+				return out, err
+			}
+			if r.kind == kindReject {
+				out.rejected = append(out.rejected, rejection{index: i, reason: r.reason})
+				continue
+			}
+			out.done, out.kind, out.reason = i, kindRetry, r.reason
+			return out, nil
+		}
+		out.done = len(ds)
+		return out, nil
+	case txBatchHandler:
+		// A savepoint spans the whole call, so the library cannot tell which
+		// writes belong to a finished prefix. When a call reports one, its
+		// writes are undone and the handler runs again on the prefix alone;
+		// the writes that commit are always those of a call whose messages
+		// are all acknowledged.
+		n := len(ds)
+		final := outcome{done: n}
+		for n > 0 {
+			if err := sp(spBatch, dialect.SavepointCreate); err != nil {
+				return final, err
+			}
+			batch := ds[:n]
+			out := batchOutcome(call(func() Result { return h.fn(ctx, tx, batch) }), n)
+			if out.done == n {
+				return final, sp(spBatch, dialect.SavepointRelease)
+			}
+			if err := undo(spBatch); err != nil {
+				return final, err
+			}
+			final = out
+			n = out.done
+		}
+		return final, nil
+	}
+	return outcome{}, fmt.Errorf("%w: not a transactional handler", ErrInvalidHandler)
+}
+
+// write records a batch's result: the fenced processor update first (so a
+// processor that lost its lease writes nothing at all), then dead letters,
+// in one transaction. tx is the transactional handler's transaction, or nil.
+func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateProcessorParams, dead []deadGroup) error {
+	o := p.o
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
+	apply := func(q dialect.DBTX) error {
+		res, err := o.d.UpdateProcessor(bk, q, up)
+		if err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+		if !res.Updated {
+			return errLostLease
+		}
+		for _, g := range dead {
+			if _, err := o.d.InsertDeadLetters(bk, q, &dialect.InsertDeadLettersParams{
+				PartitionID: c.PartitionID, Seqs: g.seqs, Reason: g.reason, Attempts: g.attempts,
+			}); err != nil {
+				return fmt.Errorf("dead letter: %w", err)
+			}
+			o.log.Warn("outbox: dead-lettered", "queue", c.Queue, "partition", c.Partition, "seqs", g.seqs, "reason", g.reason)
+		}
+		return nil
+	}
+	switch {
+	case tx != nil:
+		if err := apply(tx); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	case len(dead) == 0:
+		return apply(o.db)
+	default:
+		return o.withTx(bk, func(tx *sql.Tx) error { return apply(tx) })
+	}
+}
+
+type deadGroup struct {
+	seqs     []int64
+	reason   string
+	attempts int
+}
+
+// plan is what a batch's outcome does to the partition's row.
+type plan struct {
+	cursor     int64
+	attempts   int
+	lastError  string
+	retryAfter time.Duration
+	retry      bool
+	dead       []deadGroup
+}
+
+// plan turns an outcome into the partition's next state. cursor and
+// attempts are the state before the batch.
+func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
+	o := p.o
+	pl := plan{cursor: cursor}
+	for _, r := range out.rejected {
+		pl.dead = append(pl.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: r.reason, attempts: attempts})
+	}
+	if out.done > 0 {
+		pl.cursor = msgs[out.done-1].Seq
+	}
+	switch out.kind {
+	case kindSuccess:
+		pl.cursor = msgs[len(msgs)-1].Seq
+	case kindReject:
+		if out.headOnly {
+			head := msgs[out.done]
+			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq}, reason: out.reason, attempts: attempts})
+			pl.cursor = head.Seq
+			break
+		}
+		seqs := make([]int64, 0, len(msgs)-out.done)
+		for _, m := range msgs[out.done:] {
+			seqs = append(seqs, m.Seq)
+		}
+		pl.dead = append(pl.dead, deadGroup{seqs: seqs, reason: out.reason, attempts: attempts})
+		pl.cursor = msgs[len(msgs)-1].Seq
+	case kindRetry:
+		// Attempts count failures of the partition's head; a finished
+		// prefix means a new head that failed once.
+		next := attempts + 1
+		if out.done > 0 {
+			next = 1
+		}
+		switch {
+		case o.hardCtx.Err() != nil:
+			// Cancelled by shutdown: not the message's fault. Keep the
+			// count and retry at once after restart.
+			if out.done > 0 {
+				next = 0
+			} else {
+				next = attempts
+			}
+			pl.retry, pl.attempts = true, next
+		case o.cfg.MaxAttempts > 0 && next >= o.cfg.MaxAttempts:
+			head := msgs[out.done]
+			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq},
+				reason: fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason), attempts: next})
+			pl.cursor = head.Seq
+		default:
+			pl.retry, pl.attempts, pl.lastError = true, next, out.reason
+			pl.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
+		}
+	}
+	return pl
+}
+
+// maxAttemptsOutcome dead-letters the head of a partition that already
+// failed MaxAttempts times (for example by crashing its worker), without
+// calling the handler again.
+func maxAttemptsOutcome(max int) outcome {
+	return outcome{kind: kindReject, reason: fmt.Sprintf("max attempts (%d) reached", max), headOnly: true}
+}
+
+// perMessage is the per-message adapter: it stops at the first Retry and
+// dead-letters each Reject individually. Its count lives in this call only.
+func perMessage(ds []Delivery, fn func(Delivery) Result) outcome {
+	var out outcome
+	for i, d := range ds {
+		r := call(func() Result { return fn(d) })
+		switch r.kind {
+		case kindReject:
+			out.rejected = append(out.rejected, rejection{index: i, reason: r.reason})
+		case kindRetry:
+			out.done, out.kind, out.reason = i, kindRetry, r.reason
+			return out
+		}
+	}
+	out.done = len(ds)
+	return out
+}
+
+func deliveries(c dialect.ClaimedPartition, msgs []dialect.Message, attempts int) []Delivery {
+	ds := make([]Delivery, len(msgs))
+	for i, m := range msgs {
+		ds[i] = Delivery{
+			Queue: c.Queue, Partition: c.Partition, Seq: m.Seq, Payload: m.Payload,
+			PayloadType: m.PayloadType, CreatedAt: m.CreatedAt, Attempts: attempts,
+		}
+		if len(m.Headers) > 0 {
+			_ = json.Unmarshal(m.Headers, &ds[i].Headers)
+		}
+	}
+	return ds
+}
