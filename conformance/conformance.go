@@ -1,0 +1,318 @@
+// Package conformance is the shared test suite every dialect must pass. A
+// dialect is proven by calling Run from an ordinary test:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, conformance.Backend{
+//			Name:        "postgres",
+//			Dialect:     postgres.New(),
+//			NewDatabase: testdb.Postgres,
+//		})
+//	}
+//
+// Each test gets its own empty database from NewDatabase, applies the
+// dialect's migrations, and checks behaviour against the real server: atomic
+// enqueue, gap-free sequencing under out-of-order commits and concurrency,
+// per-partition order, leases and fencing, retries, dead letters, the
+// transactional mode's savepoints, vacuum and shutdown. Guarantees are never
+// gated by flags; Backend's flags only describe mechanisms that differ.
+package conformance
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/migrations"
+	"github.com/modkit-go/db/outbox"
+)
+
+// Backend describes the database under test.
+type Backend struct {
+	// Name labels the subtests, e.g. "postgres".
+	Name string
+	// Dialect is the implementation under test.
+	Dialect dialect.Dialect
+	// NewDatabase creates an empty database for one test and returns a
+	// function that opens a new connection pool to it; each call stands for
+	// another process. It cleans up through t.Cleanup.
+	NewDatabase func(t testing.TB) func() *sql.DB
+	// SingleWriter says only one process may write (SQLite): tests that
+	// simulate several processes run several outboxes on one pool instead.
+	SingleWriter bool
+	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
+	// of the suite's own application-table statements. Zero derives it from
+	// Name, falling back to "?".
+	BindType int
+}
+
+// test is one conformance case.
+type test struct {
+	name string
+	fn   func(t *testing.T, b *Backend)
+}
+
+// Run runs every conformance case against b as parallel subtests.
+func Run(t *testing.T, b Backend) {
+	t.Helper()
+	if b.Dialect == nil || b.NewDatabase == nil {
+		t.Fatal("conformance: Backend needs Dialect and NewDatabase")
+	}
+	if b.BindType == 0 {
+		b.BindType = sqlx.BindType(b.Name)
+		if b.BindType == sqlx.UNKNOWN {
+			b.BindType = sqlx.QUESTION
+		}
+	}
+	for _, group := range [][]test{
+		migrationTests, enqueueTests, sequencerTests,
+		deliveryTests, faultTests, txTests, lifecycleTests,
+	} {
+		for _, tc := range group {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tc.fn(t, &b)
+			})
+		}
+	}
+}
+
+// env is one test's database.
+type env struct {
+	t    *testing.T
+	b    *Backend
+	open func() *sql.DB
+	db   *sql.DB
+	ctx  context.Context
+}
+
+// newEnv creates a database with the schema applied.
+func newEnv(t *testing.T, b *Backend) *env {
+	t.Helper()
+	open := b.NewDatabase(t)
+	e := &env{t: t, b: b, open: open, db: open(), ctx: t.Context()}
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	return e
+}
+
+// pool returns a pool standing for another process: a new one, or the
+// shared one on a single-writer backend.
+func (e *env) pool() *sql.DB {
+	if e.b.SingleWriter {
+		return e.db
+	}
+	return e.open()
+}
+
+// fast is a config whose timings suit tests; fields set in over win.
+func fast(over outbox.Config) outbox.Config {
+	c := over
+	if c.PollInterval == 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.RetryBase == 0 {
+		c.RetryBase = 10 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 50 * time.Millisecond
+	}
+	if c.VacuumInterval == 0 {
+		c.VacuumInterval = 50 * time.Millisecond
+	}
+	return c
+}
+
+// outbox returns a new Outbox on db (e.db when nil), stopped at cleanup.
+func (e *env) outbox(db *sql.DB, cfg outbox.Config) *outbox.Outbox {
+	e.t.Helper()
+	if db == nil {
+		db = e.db
+	}
+	ob, err := outbox.New(db, e.b.Dialect, cfg)
+	if err != nil {
+		e.t.Fatalf("outbox.New: %v", err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = ob.Stop(ctx)
+	})
+	return ob
+}
+
+func (e *env) declare(ob *outbox.Outbox, queue string, partitions int) {
+	e.t.Helper()
+	if err := ob.DeclareQueue(e.ctx, queue, partitions); err != nil {
+		e.t.Fatalf("DeclareQueue(%q, %d): %v", queue, partitions, err)
+	}
+}
+
+// exec runs an application statement written with "?" placeholders.
+func (e *env) exec(q dialect.DBTX, query string, args ...any) {
+	e.t.Helper()
+	if _, err := q.ExecContext(e.ctx, sqlx.Rebind(e.b.BindType, query), args...); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// count runs a COUNT query written with "?" placeholders.
+func (e *env) count(query string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.QueryRowContext(e.ctx, sqlx.Rebind(e.b.BindType, query), args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// table is a table name with the dialect's prefix.
+func (e *env) table(name string) string { return e.b.Dialect.Prefix() + name }
+
+// begin starts an application transaction.
+func (e *env) begin(db *sql.DB) *sql.Tx {
+	e.t.Helper()
+	if db == nil {
+		db = e.db
+	}
+	tx, err := db.BeginTx(e.ctx, nil)
+	if err != nil {
+		e.t.Fatalf("begin: %v", err)
+	}
+	return tx
+}
+
+func (e *env) commit(tx *sql.Tx) {
+	e.t.Helper()
+	if err := tx.Commit(); err != nil {
+		e.t.Fatalf("commit: %v", err)
+	}
+}
+
+// enqueue enqueues msgs in one committed transaction.
+func (e *env) enqueue(ob *outbox.Outbox, msgs ...outbox.Message) {
+	e.t.Helper()
+	err := ob.InTx(e.ctx, func(tx *sql.Tx) error { return ob.EnqueueBatch(e.ctx, tx, msgs) })
+	if err != nil {
+		e.t.Fatalf("enqueue: %v", err)
+	}
+}
+
+func (e *env) sequenceAll(ob *outbox.Outbox) int {
+	e.t.Helper()
+	n, err := ob.SequenceAll(e.ctx)
+	if err != nil {
+		e.t.Fatalf("SequenceAll: %v", err)
+	}
+	return n
+}
+
+func (e *env) stats(ob *outbox.Outbox) outbox.Stats {
+	e.t.Helper()
+	s, err := ob.Stats(e.ctx)
+	if err != nil {
+		e.t.Fatalf("Stats: %v", err)
+	}
+	return s
+}
+
+func (e *env) state(ob *outbox.Outbox, queue string, partition int) outbox.PartitionState {
+	e.t.Helper()
+	s, err := ob.PartitionState(e.ctx, queue, partition)
+	if err != nil {
+		e.t.Fatalf("PartitionState: %v", err)
+	}
+	return s
+}
+
+func (e *env) start(ob *outbox.Outbox) {
+	e.t.Helper()
+	if err := ob.Start(e.ctx); err != nil {
+		e.t.Fatalf("Start: %v", err)
+	}
+}
+
+func (e *env) stop(ob *outbox.Outbox) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	if err := ob.Stop(ctx); err != nil {
+		e.t.Fatalf("Stop: %v", err)
+	}
+}
+
+// msg builds a message whose payload names it.
+func msg(queue string, partition int, payload string) outbox.Message {
+	return outbox.Message{Queue: queue, Partition: partition, Payload: []byte(payload), PayloadType: "text/plain"}
+}
+
+// timeout bounds every wait on a signal; waits end as soon as the signal
+// comes, so this only decides how long a broken implementation takes to fail.
+const timeout = 60 * time.Second
+
+// await waits for ch to be closed or to yield a value.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
+// recorder collects deliveries and checks order and uniqueness.
+type recorder struct {
+	mu     sync.Mutex
+	seqs   map[string][]int64 // "queue/partition" -> seqs in delivery order
+	bodies map[string]int     // payload -> times delivered
+	total  int
+	want   int
+	done   chan struct{}
+}
+
+func newRecorder(want int) *recorder {
+	return &recorder{seqs: map[string][]int64{}, bodies: map[string]int{}, want: want, done: make(chan struct{})}
+}
+
+func (r *recorder) add(ds ...outbox.Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range ds {
+		k := fmt.Sprintf("%s/%d", d.Queue, d.Partition)
+		r.seqs[k] = append(r.seqs[k], d.Seq)
+		r.bodies[string(d.Payload)]++
+		r.total++
+		if r.total == r.want {
+			close(r.done)
+		}
+	}
+}
+
+// checkExactlyOnce asserts each partition's seqs were delivered as exactly
+// 1..n, in order, and each payload once.
+func (r *recorder) checkExactlyOnce(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, s := range r.seqs {
+		for i, v := range s {
+			if v != int64(i+1) {
+				t.Fatalf("partition %s: delivery %d has seq %d, want %d (seqs %v…)", k, i, v, i+1, s[:min(len(s), 20)])
+			}
+		}
+	}
+	for b, n := range r.bodies {
+		if n != 1 {
+			t.Fatalf("payload %q delivered %d times", b, n)
+		}
+	}
+}

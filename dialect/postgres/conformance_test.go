@@ -1,0 +1,17 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/modkit-go/db/conformance"
+	"github.com/modkit-go/db/dialect/postgres"
+	"github.com/modkit-go/db/internal/testdb"
+)
+
+func TestConformance(t *testing.T) {
+	conformance.Run(t, conformance.Backend{
+		Name:        "postgres",
+		Dialect:     postgres.New(),
+		NewDatabase: testdb.Postgres,
+	})
+}

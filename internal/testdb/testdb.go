@@ -1,0 +1,165 @@
+// Package testdb gives each test an isolated, empty database on a real
+// server: a PostgreSQL schema, a MariaDB/MySQL database, or a SQLite file.
+// Servers are enabled by environment variables; without one, tests skip
+// with a message naming the variable, except under CI (CI set), where a
+// missing or unreachable server fails the test.
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	_ "github.com/lib/pq"   // PostgreSQL driver
+	_ "modernc.org/sqlite" // SQLite driver
+)
+
+// Environment variables that enable the server backends.
+const (
+	PostgresEnv = "OUTBOX_TEST_POSTGRES_DSN"
+	MySQLEnv    = "OUTBOX_TEST_MYSQL_DSN"
+)
+
+// DSN returns the DSN in env. When it is empty the test is skipped with a
+// message naming env, or fails when CI is set.
+func DSN(t testing.TB, env string) string {
+	t.Helper()
+	dsn := os.Getenv(env)
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set and CI is: this backend must run in CI", env)
+		}
+		t.Skipf("backend skipped: set %s to run it (see README.md)", env)
+	}
+	return dsn
+}
+
+func name() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "obt_" + hex.EncodeToString(b[:])
+}
+
+func ping(t testing.TB, db *sql.DB, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("%s unreachable: %v", what, err)
+	}
+}
+
+// opener returns a function that opens a new pool to one test's database;
+// each call is like another process connecting. Pools close at the test's end.
+func opener(t testing.TB, open func() (*sql.DB, error)) func() *sql.DB {
+	return func() *sql.DB {
+		t.Helper()
+		db, err := open()
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}
+}
+
+// Postgres creates a fresh schema on the server in PostgresEnv and returns an
+// opener whose pools use it as search_path. The schema is dropped at the end.
+func Postgres(t testing.TB) func() *sql.DB {
+	t.Helper()
+	dsn := DSN(t, PostgresEnv)
+	admin, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	ping(t, admin, "postgres ("+PostgresEnv+")")
+	schema := name()
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("postgres: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+		_ = admin.Close()
+	})
+	u, err := withParam(dsn, "search_path", schema)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	return opener(t, func() (*sql.DB, error) { return sql.Open("postgres", u) })
+}
+
+// withParam adds a parameter to a URL or key=value DSN.
+func withParam(dsn, k, v string) (string, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", err
+		}
+		q := u.Query()
+		q.Set(k, v)
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return dsn + " " + k + "=" + v, nil
+}
+
+// MySQL creates a fresh database on the server in MySQLEnv and returns an
+// opener for it. The database is dropped at the end.
+func MySQL(t testing.TB) func() *sql.DB {
+	t.Helper()
+	dsn := DSN(t, MySQLEnv)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("mysql: %s: %v", MySQLEnv, err)
+	}
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatalf("mysql: %v", err)
+	}
+	ping(t, admin, "mysql ("+MySQLEnv+")")
+	db := name()
+	if _, err := admin.Exec("CREATE DATABASE " + db); err != nil {
+		t.Fatalf("mysql: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec("DROP DATABASE " + db)
+		_ = admin.Close()
+	})
+	cfg.DBName = db
+	cfg.ParseTime = true
+	cfg.InterpolateParams = true
+	u := cfg.FormatDSN()
+	return opener(t, func() (*sql.DB, error) { return sql.Open("mysql", u) })
+}
+
+// SQLiteDSN is the DSN the project recommends for a SQLite file: WAL,
+// a busy timeout, and BEGIN IMMEDIATE so a transaction takes the write lock
+// before it reads.
+func SQLiteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+}
+
+// SQLite creates a database file under t.TempDir() and returns an opener.
+// Pools have one connection: SQLite has one writer, and a single connection
+// queues writers in Go instead of in busy-wait loops.
+func SQLite(t testing.TB) func() *sql.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	return opener(t, func() (*sql.DB, error) {
+		db, err := sql.Open("sqlite", SQLiteDSN(path))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		db.SetMaxOpenConns(1)
+		return db, nil
+	})
+}
