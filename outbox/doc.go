@@ -1,0 +1,107 @@
+// Package outbox is a transactional outbox for database/sql: an application
+// enqueues messages inside its own transaction, and background workers
+// deliver each committed message to a handler, in order within its
+// partition, with retries, exponential backoff, dead letters and garbage
+// collection. PostgreSQL, MySQL/MariaDB and SQLite are supported through
+// [github.com/modkit-go/db/dialect].
+//
+// # Setup
+//
+// Apply the schema with [github.com/modkit-go/db/migrations.Up], build an
+// Outbox with New over your *sql.DB and a dialect, declare each queue with
+// its partition count (DeclareQueue), register a Handler per queue (Handle)
+// and Start. Stop shuts down gracefully.
+//
+// # Guarantees
+//
+//   - Atomic enqueue: Enqueue and EnqueueBatch write through the caller's
+//     *sql.Tx. A message exists if and only if that transaction commits.
+//   - Per-partition FIFO: a queue has a fixed number of partitions
+//     (1..1024). Messages of one partition are delivered in the order they
+//     became visible (commit order); messages of one transaction keep their
+//     call order. Partitions are independent: a stuck partition never
+//     blocks another.
+//   - Gap-free sequence: a sequencer assigns each committed message its
+//     partition's next Seq (1, 2, 3…) under a per-partition lock, so a
+//     transaction that commits late never makes a reader skip it. A
+//     consumer de-duplicates with "Seq <= last seen".
+//   - No loss: a committed message is delivered or dead-lettered
+//     eventually, whatever crashes, lease expiries or restarts happen.
+//   - Bad input changes nothing: invalid input returns a typed error
+//     (errors.Is with the Err… sentinels, errors.As with *ValidationError)
+//     before any row is written; one bad message fails a whole batch.
+//
+// # Delivery modes
+//
+// Decoupled handlers (Batch, PerMessage) run outside any transaction. A
+// processor claims a partition with a time-limited lease stamped with a
+// fresh token, reads a batch, calls the handler, then acknowledges only if
+// its token still holds an unexpired lease (fencing): a processor that lost
+// its lease writes nothing, not even dead letters. The handler's context is
+// cancelled on shutdown and at 80% of the lease. Delivery is at-least-once:
+// make handlers idempotent, for example with the Seq check above.
+//
+// Transactional handlers (TxBatch, TxPerMessage) receive the *sql.Tx that
+// locks the partition's row and acknowledges the batch. Their writes commit
+// if and only if the messages they belong to are acknowledged: effects are
+// exactly-once. TxPerMessage wraps each message in a savepoint; TxBatch
+// wraps the call in one. There is no time-based lease; the row lock is the
+// ownership, and a crash rolls everything back.
+//
+// # Handler results
+//
+// A handler returns Success(), Retry(reason) or Reject(reason). A batch
+// handler may add WithProcessed(n): the first n messages are finished and
+// acknowledged, and the result applies to the rest. PerMessage and
+// TxPerMessage do this for you: they stop at the first Retry, and a Reject
+// dead-letters that one message and goes on with the next. Their count
+// belongs to the call, never to shared state.
+//
+//	result       cursor                          attempts        other effects
+//	-----------  ------------------------------  --------------  ------------------------------------------
+//	Success      past the batch                  reset to 0      last error cleared
+//	Retry        past the finished prefix only   +1 (1 if a      rest redelivered after backoff
+//	                                             prefix was      base·2^(attempts-1), capped, jittered;
+//	                                             finished)       next attempt time stored on the partition
+//	                                                             row, so it survives restarts
+//	Reject       past the batch                  reset to 0      unfinished messages copied (payload inline,
+//	                                                             reason, attempts, times, status "pending")
+//	                                                             to the dead-letter table
+//	MaxAttempts  past the head message           reset to 0      a head that failed MaxAttempts times is
+//	                                                             dead-lettered by the library
+//	panic        as Retry                        as Retry        the panic value is the reason
+//
+// In transactional mode the same rows apply, and Retry and Reject also undo
+// the handler's writes for the messages concerned (the savepoint is rolled
+// back). When a TxBatch call reports a finished prefix with a Retry or
+// Reject, its savepoint is rolled back and the handler is called again on
+// the prefix alone, in the same transaction; the writes that commit are
+// always those of a call whose messages are all acknowledged.
+//
+// A Retry caused by shutdown (the handler's context cancelled by Stop) does
+// not count as an attempt. A crash or an expired lease does: the next
+// owner sees Attempts increased by one.
+//
+// # Wake-ups
+//
+// Workers poll (Config.PollInterval, 200ms by default) as a safety net. For
+// low latency, enqueue through InTx, which commits and then wakes the
+// sequencer and processors in this process, or call Notify after your own
+// Commit. A partition whose lease expired is taken over within the lease
+// plus one poll interval.
+//
+// # Lifecycle
+//
+// Start launches the sequencer, MaxConcurrency processor goroutines (each
+// works one partition at a time, so at most that many handler calls run at
+// once) and the vacuum, which deletes delivered rows in bounded batches
+// every VacuumInterval. Stop stops claiming, lets in-flight handlers finish
+// until its context ends (then cancels theirs), writes their
+// acknowledgements, releases the leases it holds, and returns once every
+// goroutine has exited. A restarted process resumes at the stored cursor.
+//
+// # Logging
+//
+// The outbox logs through Config.Logger (a *slog.Logger) and is silent by
+// default. It never writes to stdout.
+package outbox
