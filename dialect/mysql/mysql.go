@@ -594,7 +594,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 		return nil, err
 	}
 	defer rows.Close()
-	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, max(p.Limit, 0))}
+	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, min(max(p.Limit, 0), 1024))}
 	for rows.Next() {
 		var m dialect.Message
 		var h sql.NullString
@@ -735,16 +735,16 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		if len(ids) == 0 {
 			continue
 		}
-		args := make([]any, 0, len(ids)+2)
+		args := make([]any, 0, len(ids))
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		// The seq condition is redundant (the rows were picked by it and
-		// processed_seq only grows) and costs nothing on a primary-key
-		// lookup.
-		args = append(args, c.id, c.processed)
+		// Primary key only: with a partition_id/seq condition added, the
+		// optimizer may pick the (partition_id, seq) index, and a locking
+		// range scan on it locks the entry after the range, which can be
+		// an uncommitted producer's row of the next partition.
 		res, err := q.ExecContext(ctx, `DELETE FROM `+d.prefix+`messages
-			WHERE id IN (`+placeholders(len(ids))+`) AND partition_id = ? AND seq <= ?`, args...)
+			WHERE id IN (`+placeholders(len(ids))+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
