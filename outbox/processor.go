@@ -57,9 +57,13 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 	o := p.o
 	token := newToken()
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := o.d.ClaimLease(ctx, o.db, &dialect.ClaimLeaseParams{
+	// Not cancelled by a stop mid-statement: a claim that committed on the
+	// server but looked failed here would strand its lease until expiry.
+	bk, cancel := o.bookkeeping(ctx)
+	res, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
 		Queues: p.decoupled, Limit: 1, Token: token, Lease: o.cfg.LeaseDuration,
 	})
+	cancel()
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
