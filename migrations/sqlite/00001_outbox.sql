@@ -1,64 +1,61 @@
 -- +goose Up
--- Queues and their fixed partition counts.
+-- Times are INTEGER microseconds since the Unix epoch, from SQLite's clock
+-- (the database's clock decides leases and backoff, as on the servers).
 CREATE TABLE outbox_queues (
     name        TEXT PRIMARY KEY,
     partitions  INTEGER NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
-    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
 
--- One row per partition; last_seq is the sequencer's counter, written only
--- under this row's lock.
 CREATE TABLE outbox_partitions (
-    id             BIGSERIAL PRIMARY KEY,
+    id             INTEGER PRIMARY KEY,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
-    last_seq       BIGINT NOT NULL DEFAULT 0,
+    last_seq       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (queue, partition_num)
-) WITH (fillfactor = 70);
+);
 
--- Messages: seq is NULL until the sequencer assigns it after commit. No
--- foreign key: an FK would take KEY SHARE locks on the partition row from
--- every producer.
+-- id is the rowid: a new row's id is above every existing row's, which is
+-- all the sequencer's id order needs.
 CREATE TABLE outbox_messages (
-    id            BIGSERIAL PRIMARY KEY,
-    partition_id  BIGINT NOT NULL,
-    seq           BIGINT,
-    payload       BYTEA NOT NULL,
+    id            INTEGER PRIMARY KEY,
+    partition_id  INTEGER NOT NULL,
+    seq           INTEGER,
+    payload       BLOB NOT NULL,
     payload_type  TEXT NOT NULL,
     headers       TEXT,
-    created_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at    INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
 CREATE INDEX outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
 CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq);
 
--- Delivery state per partition: cursor, failures, backoff and lease.
 CREATE TABLE outbox_processors (
-    partition_id     BIGINT PRIMARY KEY,
+    partition_id     INTEGER PRIMARY KEY,
     queue            TEXT NOT NULL,
-    processed_seq    BIGINT NOT NULL DEFAULT 0,
+    processed_seq    INTEGER NOT NULL DEFAULT 0,
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT,
     lease_token      TEXT,
-    lease_until      TIMESTAMPTZ,
-    next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-    version          BIGINT NOT NULL DEFAULT 0
-) WITH (fillfactor = 50);
+    lease_until      INTEGER,
+    next_attempt_at  INTEGER NOT NULL DEFAULT 0,
+    version          INTEGER NOT NULL DEFAULT 0
+);
 
 CREATE TABLE outbox_dead_letters (
-    id             BIGSERIAL PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
-    seq            BIGINT NOT NULL,
-    payload        BYTEA NOT NULL,
+    seq            INTEGER NOT NULL,
+    payload        BLOB NOT NULL,
     payload_type   TEXT NOT NULL,
     headers        TEXT,
-    created_at     TIMESTAMPTZ NOT NULL,
-    failed_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    created_at     INTEGER NOT NULL,
+    failed_at      INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER)),
     attempts       INTEGER NOT NULL,
     last_error     TEXT,
     status         TEXT NOT NULL DEFAULT 'pending',
-    deadline       TIMESTAMPTZ,
-    completed_at   TIMESTAMPTZ
+    deadline       INTEGER,
+    completed_at   INTEGER
 );
 CREATE INDEX outbox_dead_letters_status_failed ON outbox_dead_letters (status, failed_at);
 CREATE INDEX outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);

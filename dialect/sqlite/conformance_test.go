@@ -1,0 +1,18 @@
+package sqlite_test
+
+import (
+	"testing"
+
+	"github.com/modkit-go/db/conformance"
+	"github.com/modkit-go/db/dialect/sqlite"
+	"github.com/modkit-go/db/internal/testdb"
+)
+
+func TestConformance(t *testing.T) {
+	conformance.Run(t, conformance.Backend{
+		Name:         "sqlite",
+		Dialect:      sqlite.New(),
+		NewDatabase:  testdb.SQLite,
+		SingleWriter: true,
+	})
+}
