@@ -20,6 +20,18 @@ type DBTX interface {
 // declared.
 var ErrQueueNotFound = errors.New("dialect: queue not found")
 
+// ErrWrongDatabase is returned by Checker.CheckDatabase when the database
+// is not one the dialect speaks to.
+var ErrWrongDatabase = errors.New("dialect: wrong database for this dialect")
+
+// Checker is optionally implemented by a Dialect to verify that a database
+// is of its kind. The core calls it before the first schema access.
+type Checker interface {
+	// CheckDatabase returns an error wrapping ErrWrongDatabase when q is
+	// not a database this dialect supports.
+	CheckDatabase(ctx context.Context, q DBTX) error
+}
+
 // Dialect is what a database backend implements. See the package
 // documentation for the invariants each method must keep.
 type Dialect interface {

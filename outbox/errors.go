@@ -33,6 +33,10 @@ var (
 	// ErrInvalidHeaders: a header key is empty or longer than 256 bytes, or
 	// a key or value is not valid UTF-8.
 	ErrInvalidHeaders = errors.New("outbox: invalid headers")
+	// ErrWrongDialect: the database is not of the dialect's kind (a
+	// PostgreSQL dialect over a MySQL pool, say); checked before the first
+	// schema access by DeclareQueue, Start and Enqueue.
+	ErrWrongDialect = errors.New("outbox: wrong dialect for this database")
 	// ErrNilTx: Enqueue was given a nil *sql.Tx.
 	ErrNilTx = errors.New("outbox: nil transaction")
 	// ErrTxDone: the transaction was already committed or rolled back. It

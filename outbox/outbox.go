@@ -22,6 +22,7 @@ type Outbox struct {
 
 	queuesMu sync.RWMutex
 	queues   map[string][]int64 // partition row ids by index
+	checked  bool               // the dialect's CheckDatabase passed
 
 	seqWake  *signal // producers committed
 	procWake *signal // the sequencer assigned seqs
@@ -73,6 +74,9 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 	if partitions < 1 || partitions > MaxPartitions {
 		return invalid(-1, "Partitions", ErrInvalidPartitionCount, "%d is not in 1..%d", partitions, MaxPartitions)
 	}
+	if err := o.checkDatabase(ctx, o.db); err != nil {
+		return err
+	}
 	var ids []int64
 	err := o.withTx(ctx, func(tx *sql.Tx) error {
 		res, err := o.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
@@ -107,6 +111,9 @@ func (o *Outbox) partitionIDs(ctx context.Context, q dialect.DBTX, queue string)
 	if ok {
 		return ids, nil
 	}
+	if err := o.checkDatabase(ctx, q); err != nil {
+		return nil, err
+	}
 	res, err := o.d.LookupQueue(ctx, q, &dialect.LookupQueueParams{Queue: queue})
 	if err != nil {
 		return nil, err
@@ -116,6 +123,33 @@ func (o *Outbox) partitionIDs(ctx context.Context, q dialect.DBTX, queue string)
 	o.queues[queue] = res.PartitionIDs
 	o.queuesMu.Unlock()
 	return res.PartitionIDs, nil
+}
+
+// checkDatabase runs the dialect's CheckDatabase once successfully.
+func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
+	c, ok := o.d.(dialect.Checker)
+	if !ok {
+		return nil
+	}
+	o.queuesMu.RLock()
+	done := o.checked
+	o.queuesMu.RUnlock()
+	if done {
+		return nil
+	}
+	if err := c.CheckDatabase(ctx, q); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return ErrTxDone
+		}
+		if errors.Is(err, dialect.ErrWrongDatabase) {
+			return fmt.Errorf("%w (dialect %s): %w", ErrWrongDialect, o.d.Name(), err)
+		}
+		return fmt.Errorf("outbox: check database: %w", err)
+	}
+	o.queuesMu.Lock()
+	o.checked = true
+	o.queuesMu.Unlock()
+	return nil
 }
 
 // Enqueue adds msg to the outbox inside tx: it exists if and only if tx
@@ -196,6 +230,8 @@ func (o *Outbox) enqueueErr(i int, queue string, err error) error {
 		return invalid(i, "Queue", ErrUnknownQueue, "%q was never declared", truncate(queue))
 	case errors.Is(err, sql.ErrTxDone):
 		return ErrTxDone
+	case errors.Is(err, ErrWrongDialect):
+		return err
 	}
 	return fmt.Errorf("outbox: enqueue: look up queue %q: %w", queue, err)
 }

@@ -900,3 +900,20 @@ func nullBytes(b []byte) any {
 	}
 	return string(b)
 }
+
+var _ dialect.Checker = (*Dialect)(nil)
+
+// CheckDatabase implements dialect.Checker: q must be MySQL or MariaDB.
+func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
+	var v string
+	if err := q.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return err
+		}
+		return fmt.Errorf("%w: SELECT VERSION(): %v", dialect.ErrWrongDatabase, err)
+	}
+	if !(!strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")) {
+		return fmt.Errorf("%w: %s is not MySQL or MariaDB", dialect.ErrWrongDatabase, v)
+	}
+	return nil
+}

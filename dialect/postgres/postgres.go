@@ -456,3 +456,20 @@ func nullBytes(b []byte) any {
 	}
 	return string(b)
 }
+
+var _ dialect.Checker = (*Dialect)(nil)
+
+// CheckDatabase implements dialect.Checker: q must be PostgreSQL.
+func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
+	var v string
+	if err := q.QueryRowContext(ctx, "SELECT version()").Scan(&v); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return err
+		}
+		return fmt.Errorf("%w: SELECT version(): %v", dialect.ErrWrongDatabase, err)
+	}
+	if !(strings.Contains(v, "PostgreSQL")) {
+		return fmt.Errorf("%w: %s is not PostgreSQL", dialect.ErrWrongDatabase, v)
+	}
+	return nil
+}

@@ -499,3 +499,20 @@ func nullBytes(b []byte) any {
 	}
 	return string(b)
 }
+
+var _ dialect.Checker = (*Dialect)(nil)
+
+// CheckDatabase implements dialect.Checker: q must be SQLite.
+func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
+	var v string
+	if err := q.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&v); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return err
+		}
+		return fmt.Errorf("%w: SELECT sqlite_version(): %v", dialect.ErrWrongDatabase, err)
+	}
+	if !(v != "") {
+		return fmt.Errorf("%w: %s is not SQLite", dialect.ErrWrongDatabase, v)
+	}
+	return nil
+}
