@@ -316,3 +316,37 @@ func (r *recorder) checkExactlyOnce(t *testing.T) {
 		}
 	}
 }
+
+// pollUntil polls cond until it holds. It is for background effects that
+// have no signal (a cursor moving in the database), bounded by timeout; it
+// gives up early once the test failed (a handler reported an error).
+func (e *env) pollUntil(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if e.t.Failed() {
+			e.t.FailNow()
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		select {
+		case <-e.ctx.Done():
+			e.t.Fatalf("waiting for %s: %v", what, e.ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// awaitProcessed waits until the partition's cursor reaches seq.
+func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq int64) outbox.PartitionState {
+	e.t.Helper()
+	var st outbox.PartitionState
+	e.pollUntil(fmt.Sprintf("%s/%d processed through seq %d", queue, partition, seq), func() bool {
+		st = e.state(ob, queue, partition)
+		return st.ProcessedSeq >= seq
+	})
+	return st
+}
