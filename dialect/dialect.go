@@ -70,8 +70,9 @@ type Dialect interface {
 	// ClaimLease claims up to Limit claimable partitions of Queues with a
 	// lease (decoupled mode), committing before it returns.
 	ClaimLease(ctx context.Context, db *sql.DB, p *ClaimLeaseParams) (*ClaimResult, error)
-	// LockPartition locks up to Limit claimable partitions of Queues inside
-	// tx without a lease (transactional mode).
+	// LockPartition locks, inside tx, the processor row of a partition whose
+	// lease Token holds (transactional mode), skipping a row another
+	// transaction holds. It returns that partition, or none.
 	LockPartition(ctx context.Context, tx *sql.Tx, p *LockPartitionParams) (*ClaimResult, error)
 	// ReadMessages reads sequenced messages with seq > AfterSeq in seq order.
 	ReadMessages(ctx context.Context, q DBTX, p *ReadMessagesParams) (*ReadMessagesResult, error)
@@ -173,8 +174,8 @@ type ClaimLeaseParams struct {
 
 // LockPartitionParams are the arguments of LockPartition.
 type LockPartitionParams struct {
-	Queues []string
-	Limit  int
+	PartitionID int64
+	Token       string // the lease ClaimLease stamped
 }
 
 // ClaimedPartition is a partition handed to a processor.

@@ -25,8 +25,10 @@
 //     live lease, next_attempt_at <= now) to at most one caller, stamping the
 //     caller's fresh token and a lease that ends at database time now()+Lease.
 //     Taking over a lease that was never released counts as a failed attempt.
-//   - LockPartition locks a claimable partition's processor row for the rest
-//     of the caller's transaction, skipping rows other transactions hold.
+//   - LockPartition locks the processor row of a partition the caller leased
+//     for the rest of the caller's transaction, skipping a row another
+//     transaction holds. Claims skip rows so locked, so a transactional
+//     handler keeps its partition for as long as its transaction lives.
 //   - UpdateProcessor with a non-empty token changes the row only if that
 //     token still holds an unexpired lease; it reports whether it did.
 //   - Database time (now() in SQL) decides leases, backoff and timestamps.

@@ -45,8 +45,13 @@
 // locks the partition's row and acknowledges the batch. Their writes commit
 // if and only if the messages they belong to are acknowledged: effects are
 // exactly-once. TxPerMessage wraps each message in a savepoint; TxBatch
-// wraps the call in one. There is no time-based lease; the row lock is the
-// ownership, and a crash rolls everything back.
+// wraps the call in one. The partition is claimed with a lease as in
+// decoupled mode, then its row is locked by the handler's transaction;
+// claimers skip a locked row, so the handler keeps the partition however
+// long it runs, and its context is cancelled only by Stop. A crash rolls
+// the transaction back and leaves the lease, whose expiry hands the
+// partition over and counts the crash as an attempt (so MaxAttempts also
+// stops a message that kills its process).
 //
 // # Handler results
 //

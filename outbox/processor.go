@@ -143,36 +143,62 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 	}
 }
 
-// txPass locks one partition in a transaction, runs the transactional
-// handler inside it, and commits the handler's writes with the ack.
+// txPass runs a transactional handler on one partition. It first claims
+// the partition with a lease, committed on its own: the lease is what
+// counts a crash as an attempt (a crash rolls back everything else). Then,
+// in the handler's transaction, it locks the partition's row, which keeps
+// claimers away for as long as the transaction lives, runs the handler, and
+// commits the handler's writes with the ack, which also drops the lease.
 func (p *processor) txPass(ctx context.Context) (bool, error) {
 	o := p.o
-	// The transaction outlives a soft stop: it ends by commit or rollback,
-	// never by the stop cancelling its context mid-ack.
-	tx, err := o.db.BeginTx(context.WithoutCancel(ctx), o.d.TxOptions())
-	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	res, err := o.d.LockPartition(ctx, tx, &dialect.LockPartitionParams{Queues: p.transactional, Limit: 1})
+	token := newToken()
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
+	claim, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
+		Queues: p.transactional, Limit: 1, Token: token, Lease: o.cfg.LeaseDuration,
+	})
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
 		}
-		return false, fmt.Errorf("lock partition: %w", err)
+		return false, fmt.Errorf("claim: %w", err)
 	}
-	if len(res.Partitions) == 0 {
+	if len(claim.Partitions) == 0 {
 		return false, nil
+	}
+	release := func() {
+		rctx, cancel := o.bookkeeping(ctx)
+		defer cancel()
+		_, _ = o.d.ReleaseLeases(rctx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.Partitions[0].PartitionID}, Token: token})
+	}
+	// The transaction outlives a soft stop: it ends by commit or rollback,
+	// never by the stop cancelling its context mid-ack.
+	tx, err := o.db.BeginTx(context.WithoutCancel(ctx), o.d.TxOptions())
+	if err != nil {
+		release()
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := o.d.LockPartition(bk, tx, &dialect.LockPartitionParams{PartitionID: claim.Partitions[0].PartitionID, Token: token})
+	if err != nil || len(res.Partitions) == 0 {
+		_ = tx.Rollback()
+		release()
+		if err != nil {
+			return false, fmt.Errorf("lock partition: %w", err)
+		}
+		return true, nil
 	}
 	c := res.Partitions[0]
-	rm, err := o.d.ReadMessages(ctx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
-	if err != nil {
-		return false, fmt.Errorf("read: %w", err)
+	rm, err := o.d.ReadMessages(bk, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
+	if err != nil || len(rm.Messages) == 0 {
+		_ = tx.Rollback()
+		release()
+		if err != nil {
+			return false, fmt.Errorf("read: %w", err)
+		}
+		return true, nil
 	}
 	msgs := rm.Messages
-	if len(msgs) == 0 {
-		return false, nil
-	}
 	var out outcome
 	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
 		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
@@ -180,15 +206,21 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		ds := deliveries(c, msgs, c.Attempts)
 		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds)
 		if err != nil {
+			_ = tx.Rollback()
+			release()
 			return false, err
 		}
 	}
 	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
+	// Not fenced by token: the row lock, taken while the token held the
+	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateProcessorParams{
 		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
 		LastError: pl.lastError, RetryAfter: pl.retryAfter,
 	}
 	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
+		_ = tx.Rollback()
+		release()
 		return false, err
 	}
 	return true, nil

@@ -452,9 +452,8 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 	// Step 2: lock only processors rows (MariaDB has no FOR UPDATE OF), by
 	// primary key, skipping rows other claimers hold, in batches of as many
 	// candidates as are still wanted, so that no row beyond the wanted
-	// number stays locked: LockPartition keeps its locks for the whole
-	// handler, and an ORDER BY … LIMIT here would sort after locking every
-	// matching row. A locking read sees the latest committed version, so
+	// number stays locked until the claim commits (an ORDER BY … LIMIT
+	// here would sort after locking every matching row). A locking read sees the latest committed version, so
 	// the conditions are re-checked on current values; at READ COMMITTED a
 	// row that no longer matches is unlocked at once. last_seq only grows,
 	// so step 1's value is a lower bound of the current one: a row whose
@@ -569,22 +568,26 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 }
 
 // LockPartition implements dialect.Dialect. tx is the core's READ COMMITTED
-// transaction; the processors rows stay locked until it ends. No lease is
-// written: the row lock is the ownership.
+// transaction; the processors row stays locked until it ends, and claimers
+// skip it meanwhile. Only the processors row is locked: the partitions row
+// is read without a lock (last_seq only grows), so the sequencer is never
+// held up by a running handler.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	locked, cands, err := d.lockClaimable(ctx, tx, p.Queues, p.Limit)
+	var c dialect.ClaimedPartition
+	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.prefix+`processors
+		WHERE partition_id = ? AND lease_token = ? FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
+		Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &dialect.ClaimResult{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	res := &dialect.ClaimResult{}
-	for _, l := range locked {
-		c := cands[l.id]
-		res.Partitions = append(res.Partitions, dialect.ClaimedPartition{
-			PartitionID: l.id, Queue: c.queue, Partition: c.partition,
-			ProcessedSeq: l.processedSeq, LastSeq: c.lastSeq, Attempts: l.attempts,
-		})
+	if err := tx.QueryRowContext(ctx, `SELECT partition_num, last_seq FROM `+d.prefix+`partitions WHERE id = ?`,
+		p.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
+		return nil, err
 	}
-	return res, nil
+	return &dialect.ClaimResult{Partitions: []dialect.ClaimedPartition{c}}, nil
 }
 
 // ReadMessages implements dialect.Dialect.

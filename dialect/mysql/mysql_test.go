@@ -294,13 +294,19 @@ func testLifecycle(t *testing.T, parseTime bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lp, err := d.LockPartition(ctx, tx, &dialect.LockPartitionParams{Queues: []string{"orders.v1"}, Limit: 1})
+	if cl, err := d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"orders.v1"}, Limit: 1, Token: "tok-6", Lease: time.Minute}); err != nil || len(cl.Partitions) != 1 {
+		t.Fatalf("claim before lock: %+v %v", cl, err)
+	}
+	if lp, err := d.LockPartition(ctx, tx, &dialect.LockPartitionParams{PartitionID: pid, Token: "tok-5"}); err != nil || len(lp.Partitions) != 0 {
+		t.Fatalf("lock with a stale token: %+v %v", lp, err)
+	}
+	lp, err := d.LockPartition(ctx, tx, &dialect.LockPartitionParams{PartitionID: pid, Token: "tok-6"})
 	if err != nil || len(lp.Partitions) != 1 || lp.Partitions[0].PartitionID != pid || lp.Partitions[0].Attempts != 2 || lp.Partitions[0].LastSeq != 2500 {
 		t.Fatalf("lock: %+v %v", lp, err)
 	}
 	// Held: neither a claimer nor another locker gets it, and the sequencer
 	// still locks the partition row.
-	if cl, err := d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"orders.v1"}, Limit: 10, Token: "tok-6", Lease: time.Minute}); err != nil || len(cl.Partitions) != 0 {
+	if cl, err := d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"orders.v1"}, Limit: 10, Token: "tok-7", Lease: time.Minute}); err != nil || len(cl.Partitions) != 0 {
 		t.Fatalf("claim of a locked partition: %+v %v", cl, err)
 	}
 	if sr := sequence(t, db, d, pid); !sr.Locked {

@@ -131,12 +131,11 @@ func buildQueries(p string) queries {
 			FROM c, {p}partitions p
 			WHERE pr.partition_id = c.partition_id AND p.id = pr.partition_id
 			RETURNING pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts`),
+		// The row lock, held until the handler's transaction ends, makes
+		// claimers skip the partition however long the handler runs.
 		lockClaim: r.Replace(`SELECT pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts
 			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-			WHERE pr.queue = ANY($1) AND p.last_seq > pr.processed_seq
-			  AND (pr.lease_until IS NULL OR pr.lease_until < now())
-			  AND pr.next_attempt_at <= now()
-			ORDER BY pr.next_attempt_at LIMIT $2
+			WHERE pr.partition_id = $1 AND pr.lease_token = $2
 			FOR UPDATE OF pr SKIP LOCKED`),
 		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`),
@@ -271,7 +270,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return scanClaims(tx.QueryContext(ctx, d.q.lockClaim, pq.Array(p.Queues), p.Limit))
+	return scanClaims(tx.QueryContext(ctx, d.q.lockClaim, p.PartitionID, p.Token))
 }
 
 func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {

@@ -118,10 +118,11 @@ func buildQueries(p string) queries {
 				attempts = attempts + (lease_token IS NOT NULL), version = version + 1
 			WHERE partition_id IN (` + claimable + `)
 			RETURNING partition_id, queue, processed_seq, attempts`),
-		// Transactional mode: a write takes the lock that stands for the
-		// partition's row lock until the handler's transaction ends.
+		// Transactional mode: a write takes SQLite's write lock, which
+		// stands for the partition's row lock until the handler's
+		// transaction ends.
 		lockClaim: r.Replace(`UPDATE {p}processors SET version = version + 1
-			WHERE partition_id IN (` + claimable + `)
+			WHERE partition_id = ?1 AND lease_token = ?2
 			RETURNING partition_id, queue, processed_seq, attempts`),
 		claimInfo: r.Replace(`SELECT partition_num, last_seq FROM {p}partitions WHERE id = ?1`),
 		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
@@ -285,8 +286,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	args := append(queueArgs(p.Queues), p.Limit)
-	return d.claim(ctx, tx, fmt.Sprintf(d.q.lockClaim, placeholders(len(p.Queues))), args)
+	return d.claim(ctx, tx, d.q.lockClaim, []any{p.PartitionID, p.Token})
 }
 
 func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []any) (*dialect.ClaimResult, error) {
