@@ -45,6 +45,9 @@ type Backend struct {
 	// SingleWriter says only one process may write (SQLite): tests that
 	// simulate several processes run several outboxes on one pool instead.
 	SingleWriter bool
+	// WithPrefix, when set, builds the dialect with another table prefix,
+	// so the suite can check that nothing hard-codes "outbox_".
+	WithPrefix func(prefix string) dialect.Dialect
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"testing"
 
 	"github.com/modkit-go/db/migrations"
@@ -10,6 +11,45 @@ import (
 var migrationTests = []test{
 	{"Migrations/UpTwiceIsNoop", testMigrationsUpTwice},
 	{"Migrations/DocumentedColumns", testMigrationsColumns},
+	{"Migrations/TablePrefix", testTablePrefix},
+}
+
+// testTablePrefix: a dialect built with another prefix migrates, enqueues,
+// sequences and delivers using only its own tables, beside a default one.
+func testTablePrefix(t *testing.T, b *Backend) {
+	if b.WithPrefix == nil {
+		t.Skip("Backend.WithPrefix not set")
+	}
+	e := newEnv(t, b) // default prefix, in the same database
+	pd := b.WithPrefix("app_ob_")
+	if err := migrations.Up(e.ctx, e.db, pd); err != nil {
+		t.Fatalf("Up with prefix: %v", err)
+	}
+	ob, err := outbox.New(e.db, pd, fast(outbox.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+	if err := ob.DeclareQueue(e.ctx, "q", 2); err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue(ob, msg("q", 0, "a"), msg("q", 1, "b"))
+	rec := newRecorder(2)
+	if err := ob.Handle("q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
+		rec.add(ds...)
+		return outbox.Success()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	e.start(ob)
+	await(t, rec.done, "deliveries through prefixed tables")
+	rec.checkExactlyOnce(t)
+	if n := e.count("SELECT COUNT(*) FROM app_ob_partitions"); n != 2 {
+		t.Fatalf("app_ob_partitions has %d rows, want 2", n)
+	}
+	if n := e.count("SELECT COUNT(*) FROM " + e.table("partitions")); n != 0 {
+		t.Fatalf("the default-prefix tables were written: %d partitions", n)
+	}
 }
 
 // testMigrationsUpTwice: a second Up changes nothing, keeps data, and

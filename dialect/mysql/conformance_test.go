@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/modkit-go/db/conformance"
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/mysql"
 	"github.com/modkit-go/db/internal/testdb"
 )
@@ -13,6 +14,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Backend{
 		Name:        "mysql",
 		Dialect:     mysql.New(),
+		WithPrefix:  func(p string) dialect.Dialect { return mysql.New(mysql.WithPrefix(p)) },
 		NewDatabase: testdb.MySQL,
 	})
 }

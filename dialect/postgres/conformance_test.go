@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/modkit-go/db/conformance"
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/postgres"
 	"github.com/modkit-go/db/internal/testdb"
 )
@@ -13,6 +14,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Backend{
 		Name:        "postgres",
 		Dialect:     postgres.New(),
+		WithPrefix:  func(p string) dialect.Dialect { return postgres.New(postgres.WithPrefix(p)) },
 		NewDatabase: testdb.Postgres,
 	})
 }

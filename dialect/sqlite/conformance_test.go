@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/modkit-go/db/conformance"
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/sqlite"
 	"github.com/modkit-go/db/internal/testdb"
 )
@@ -12,6 +13,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Backend{
 		Name:         "sqlite",
 		Dialect:      sqlite.New(),
+		WithPrefix:   func(p string) dialect.Dialect { return sqlite.New(sqlite.WithPrefix(p)) },
 		NewDatabase:  testdb.SQLite,
 		SingleWriter: true,
 	})
