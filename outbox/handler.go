@@ -69,6 +69,7 @@ func (r Result) String() string {
 // TxBatch or TxPerMessage.
 type Handler interface {
 	transactional() bool
+	isNil() bool
 }
 
 // BatchFunc handles a batch of one partition's messages, in seq order,
@@ -94,6 +95,11 @@ func (batchHandler) transactional() bool     { return false }
 func (messageHandler) transactional() bool   { return false }
 func (txBatchHandler) transactional() bool   { return true }
 func (txMessageHandler) transactional() bool { return true }
+
+func (h batchHandler) isNil() bool     { return h.fn == nil }
+func (h messageHandler) isNil() bool   { return h.fn == nil }
+func (h txBatchHandler) isNil() bool   { return h.fn == nil }
+func (h txMessageHandler) isNil() bool { return h.fn == nil }
 
 // Batch is a decoupled batch handler: at-least-once, under a lease.
 func Batch(fn BatchFunc) Handler { return batchHandler{fn} }

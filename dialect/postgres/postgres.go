@@ -93,9 +93,17 @@ func buildQueries(p string) queries {
 			SELECT id, queue FROM {p}partitions WHERE queue = $1 ON CONFLICT (partition_id) DO NOTHING`),
 		lookup: r.Replace(`SELECT p.id FROM {p}queues q JOIN {p}partitions p ON p.queue = q.name
 			WHERE q.name = $1 ORDER BY p.partition_num`),
-		// The partial index on (partition_id, id) WHERE seq IS NULL keeps this
-		// proportional to the unsequenced backlog.
-		pending: r.Replace(`SELECT DISTINCT partition_id FROM {p}messages WHERE seq IS NULL LIMIT $1`),
+		// A loose index scan over the partial index (partition_id, id) WHERE
+		// seq IS NULL: one probe per partition with a backlog, where
+		// SELECT DISTINCT would read the whole backlog.
+		pending: r.Replace(`WITH RECURSIVE t AS (
+				(SELECT partition_id FROM {p}messages WHERE seq IS NULL ORDER BY partition_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT m.partition_id FROM {p}messages m
+					WHERE m.seq IS NULL AND m.partition_id > t.partition_id ORDER BY m.partition_id LIMIT 1)
+				FROM t WHERE t.partition_id IS NOT NULL
+			)
+			SELECT partition_id FROM t WHERE partition_id IS NOT NULL LIMIT $1`),
 		// NO KEY UPDATE: excludes other sequencers of this partition without
 		// conflicting with anything producers do. SKIP LOCKED: a busy
 		// partition is someone else's job right now.
@@ -104,10 +112,16 @@ func buildQueries(p string) queries {
 		// previous holder sequenced. Rows of uncommitted producers are
 		// invisible to the snapshot and are never waited on; they get the
 		// next seqs once they commit.
+		//
+		// "partition_id BETWEEN $1 AND $1" rather than "=": with an equality
+		// the planner walks the primary key in id order and filters, which
+		// slows down as sequenced rows pile up in front; a range cannot use
+		// the primary key's order, so it takes the partial index
+		// (partition_id, id) WHERE seq IS NULL, index-only.
 		sequence: r.Replace(`WITH todo AS (
-				SELECT id, row_number() OVER (ORDER BY id) AS rn
-				FROM {p}messages WHERE partition_id = $1 AND seq IS NULL
-				ORDER BY id LIMIT $3
+				SELECT id, row_number() OVER (ORDER BY partition_id, id) AS rn
+				FROM {p}messages WHERE partition_id BETWEEN $1 AND $1 AND seq IS NULL
+				ORDER BY partition_id, id LIMIT $3
 			), upd AS (
 				UPDATE {p}messages m SET seq = $2 + todo.rn FROM todo WHERE m.id = todo.id RETURNING 1
 			)

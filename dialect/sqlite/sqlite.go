@@ -105,7 +105,16 @@ func buildQueries(p string) queries {
 		insertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
 			SELECT id, queue FROM {p}partitions WHERE queue = ?1 ON CONFLICT (partition_id) DO NOTHING`),
 		lookup:  r.Replace(`SELECT id FROM {p}partitions WHERE queue = ?1 ORDER BY partition_num`),
-		pending: r.Replace(`SELECT DISTINCT partition_id FROM {p}messages WHERE seq IS NULL LIMIT ?1`),
+		// A loose index scan over the partial index (partition_id, id) WHERE
+		// seq IS NULL: one probe per partition with a backlog.
+		pending: r.Replace(`WITH RECURSIVE t(pid) AS (
+				SELECT (SELECT partition_id FROM {p}messages WHERE seq IS NULL ORDER BY partition_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT m.partition_id FROM {p}messages m
+					WHERE m.seq IS NULL AND m.partition_id > t.pid ORDER BY m.partition_id LIMIT 1)
+				FROM t WHERE t.pid IS NOT NULL
+			)
+			SELECT pid FROM t WHERE pid IS NOT NULL LIMIT ?1`),
 		// A write first: the transaction holds SQLite's write lock before
 		// it reads last_seq and the unsequenced rows, so no other sequencer
 		// can interleave.

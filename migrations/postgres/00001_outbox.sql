@@ -29,7 +29,10 @@ CREATE TABLE outbox_messages (
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
-CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq);
+-- Partial: unsequenced rows stay out of it, which saves every enqueue an
+-- index write; every query on seq (seq > cursor, seq <= cursor) implies
+-- seq IS NOT NULL, so it serves them all.
+CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
 
 -- Delivery state per partition: cursor, failures, backoff and lease.
 CREATE TABLE outbox_processors (

@@ -27,7 +27,10 @@ CREATE TABLE outbox_messages (
     created_at    INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
 CREATE INDEX outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
-CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq);
+-- Partial: unsequenced rows stay out of it, which saves every enqueue an
+-- index write; every query on seq (seq > cursor, seq <= cursor) implies
+-- seq IS NOT NULL, so it serves them all.
+CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
 
 CREATE TABLE outbox_processors (
     partition_id     INTEGER PRIMARY KEY,
