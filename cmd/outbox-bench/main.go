@@ -1,0 +1,194 @@
+// Command outbox-bench measures the outbox on PostgreSQL, MariaDB/MySQL or
+// SQLite against the raw database: enqueue versus INSERT+COMMIT, draining a
+// backlog versus a SKIP LOCKED delete-drain, end-to-end latency at a fixed
+// rate, and (opt-in) a soak. Every run creates its own schema, database or
+// file and drops it at the end. It verifies the order and completeness of
+// what was delivered and exits 1 if that fails (2 on a setup or database
+// error; 3 with --strict when a target is missed).
+//
+//	go run ./cmd/outbox-bench --dialect postgres
+//	go run ./cmd/outbox-bench --dialect mysql --messages 100000 --json
+//	go run ./cmd/outbox-bench --dialect sqlite --scenarios drain
+//	go run ./cmd/outbox-bench --dialect postgres --soak-duration 5m
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/modkit-go/db/internal/bench"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("outbox-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.Options
+	fs.StringVar(&o.Dialect, "dialect", "", "postgres, mysql or sqlite (required)")
+	fs.StringVar(&o.DSN, "dsn", "", "server DSN (default: the local server), or for sqlite the directory of the temporary file")
+	fs.IntVar(&o.Messages, "messages", 50000, "messages per enqueue mode, and the drain backlog")
+	fs.IntVar(&o.Partitions, "partitions", 16, "partitions of the benchmark queue")
+	fs.IntVar(&o.Producers, "producers", 4, "concurrent producers (outbox and baseline)")
+	fs.IntVar(&o.Consumers, "consumers", 4, "outbox MaxConcurrency and baseline drain workers")
+	fs.IntVar(&o.Sequencers, "sequencers", 0, "outbox Config.Sequencers (0: the library default)")
+	fs.IntVar(&o.Batch, "batch", 100, "messages per transaction in the batch enqueue mode")
+	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")
+	fs.IntVar(&o.Rate, "rate", 500, "e2e and soak producer rate, msg/s")
+	fs.DurationVar(&o.E2EDuration, "e2e-duration", 10*time.Second, "e2e run length per mode")
+	soakDur := fs.Duration("soak-duration", 0, "run the soak scenario for this long (opt-in)")
+	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "bound on each wait for deliveries")
+	scen := fs.String("scenarios", strings.Join(bench.DefaultScenarios, ","), "comma-separated: "+strings.Join(bench.ScenarioNames(), ", "))
+	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
+	strict := fs.Bool("strict", false, "exit 3 when a target is missed")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "outbox-bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	switch o.Dialect {
+	case "postgres", "mysql", "sqlite":
+	default:
+		fmt.Fprintf(stderr, "outbox-bench: --dialect must be postgres, mysql or sqlite (got %q)\n", o.Dialect)
+		return 2
+	}
+	if o.Messages < 1 || o.Partitions < 1 || o.Partitions > 1024 || o.Producers < 1 || o.Consumers < 1 ||
+		o.Batch < 1 || o.Rate < 1 || o.Sequencers < 0 || o.PayloadBytes < 16 || o.PayloadBytes > 1<<20 {
+		fmt.Fprintln(stderr, "outbox-bench: --messages, --producers, --consumers, --batch and --rate must be >= 1, "+
+			"--partitions in 1..1024, --payload-bytes in 16..1048576")
+		return 2
+	}
+	var scenarios []string
+	for _, s := range strings.Split(*scen, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			scenarios = append(scenarios, s)
+		}
+	}
+	if *soakDur > 0 {
+		o.SoakDuration = *soakDur
+		if !contains(scenarios, bench.ScenarioSoak) {
+			scenarios = append(scenarios, bench.ScenarioSoak)
+		}
+	}
+	if !*quiet {
+		o.Logf = func(format string, a ...any) {
+			fmt.Fprintf(stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+		}
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	rep, err := bench.Run(ctx, o, scenarios)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		out := struct {
+			bench.Report
+			Error              string   `json:"error,omitempty"`
+			VerificationFailed []string `json:"verification_failed,omitempty"`
+			UnmetTargets       []string `json:"unmet_targets,omitempty"`
+		}{Report: rep, VerificationFailed: rep.VerificationErrors(), UnmetTargets: rep.UnmetTargets()}
+		if err != nil {
+			out.Error = err.Error()
+		}
+		if e := enc.Encode(out); e != nil {
+			fmt.Fprintf(stderr, "outbox-bench: %v\n", e)
+			return 2
+		}
+	} else {
+		printTable(stdout, rep)
+	}
+	if bad := rep.VerificationErrors(); len(bad) > 0 {
+		fmt.Fprintln(stderr, "outbox-bench: VERIFICATION FAILED (order or completeness of deliveries):")
+		for _, b := range bad {
+			fmt.Fprintln(stderr, "  "+b)
+		}
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "outbox-bench: %v\n", err)
+		return 2
+	}
+	if unmet := rep.UnmetTargets(); len(unmet) > 0 {
+		fmt.Fprintf(stderr, "outbox-bench: targets missed: %s\n", strings.Join(unmet, "; "))
+		if *strict {
+			return 3
+		}
+	}
+	return 0
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func printTable(w io.Writer, rep bench.Report) {
+	o := rep.Options
+	fmt.Fprintf(w, "outbox-bench  dialect=%s  messages=%d  partitions=%d  producers=%d  consumers=%d  batch=%d  payload=%dB  rate=%d/s\n\n",
+		rep.Dialect, o.Messages, o.Partitions, o.Producers, o.Consumers, o.Batch, o.PayloadBytes, o.Rate)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tmode\tmsgs\tseconds\tmsg/s\tbaseline msg/s\tratio\tlatency p50/p95/p99/max ms\ttarget\tmet?\tverified\t")
+	for _, r := range rep.Results {
+		base, rat, lat := "-", "-", "-"
+		if r.BaselineRate > 0 {
+			base = fmt.Sprintf("%.0f", r.BaselineRate)
+			rat = fmt.Sprintf("%.2fx", r.Ratio)
+		}
+		if r.Latency != nil {
+			lat = fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max)
+		}
+		met := "-"
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
+		}
+		ver := "ok"
+		if !r.Verified {
+			ver = "FAILED"
+		}
+		target := r.Target
+		if target == "" {
+			target = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.Scenario, r.Mode, r.Messages, r.Seconds, r.Rate, base, rat, lat, target, met, ver)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rep.Results {
+		if r.Baseline != "" {
+			fmt.Fprintf(w, "  %s/%s baseline: %s (%.2fs)\n", r.Scenario, r.Mode, r.Baseline, r.BaselineSeconds)
+		}
+		if d := r.Details; d != nil {
+			if v, ok := d["delivered_seconds"]; ok {
+				fmt.Fprintf(w, "  %s/%s: all delivered at %.2fs, vacuumed by %.2fs\n", r.Scenario, r.Mode, v, r.Seconds)
+			}
+			if v, ok := d["rows_max"]; ok {
+				fmt.Fprintf(w, "  %s/%s: message rows max %v end %v; table bytes max %v end %v; heap warm %v end %v (limit %v)\n",
+					r.Scenario, r.Mode, v, d["rows_end"], d["table_bytes_max"], d["table_bytes_end"],
+					d["heap_warm_bytes"], d["heap_end_bytes"], d["heap_limit_bytes"])
+			}
+		}
+		if r.Latency != nil && r.Latency.Negative > 0 {
+			fmt.Fprintf(w, "  %s/%s: %d handler starts preceded the return of InTx (counted as 0 ms)\n", r.Scenario, r.Mode, r.Latency.Negative)
+		}
+		if !r.Verified {
+			fmt.Fprintf(w, "  %s/%s: VERIFICATION FAILED: %s\n", r.Scenario, r.Mode, r.VerifyError)
+		}
+	}
+}

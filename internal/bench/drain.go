@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modkit-go/db/outbox"
+)
+
+// fillChunk is the transaction size used to build backlogs (not measured).
+const fillChunk = 500
+
+// Drain measures consuming a backlog enqueued while no outbox ran, with a
+// no-op batch handler in decoupled then transactional mode, until every
+// message is delivered, acknowledged and vacuumed. The baseline drains the
+// same backlog from a one-table queue with as many workers.
+func Drain(ctx context.Context, o Options) ([]Result, error) {
+	o = o.withDefaults()
+	var out []Result
+	var base time.Duration
+	for i, tx := range []bool{false, true} {
+		r, b, err := drainMode(ctx, o, tx, i == 0)
+		if i == 0 {
+			base = b
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	for i := range out {
+		out[i].Baseline = "SELECT … LIMIT 100 FOR UPDATE SKIP LOCKED + DELETE"
+		if o.Dialect == "sqlite" {
+			out[i].Baseline = "SELECT … LIMIT 100 + DELETE under BEGIN IMMEDIATE"
+		}
+		out[i].BaselineSeconds, out[i].BaselineRate = base.Seconds(), rate(o.Messages, base)
+		out[i].Ratio = ratio(out[i].Rate, out[i].BaselineRate)
+		if i == 0 {
+			out[i].Target = ">= 0.50x baseline"
+			out[i].Met = ptr(out[i].Ratio >= 0.5)
+		}
+	}
+	return out, nil
+}
+
+func drainMode(ctx context.Context, o Options, transactional, withBaseline bool) (Result, time.Duration, error) {
+	mode := "decoupled Batch"
+	if transactional {
+		mode = "transactional TxBatch"
+	}
+	res := Result{Scenario: ScenarioDrain, Mode: mode, Messages: o.Messages}
+	env, err := Open(ctx, o.Dialect, o.DSN, o.poolSize())
+	if err != nil {
+		return res, 0, err
+	}
+	defer env.Close()
+	ob, err := outbox.New(env.DB, env.D, o.config())
+	if err != nil {
+		return res, 0, err
+	}
+	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
+		return res, 0, err
+	}
+	// The backlog: in id order from one producer, so that each message's
+	// index in its partition must come back as its seq.
+	o.Logf("%s drain %s: enqueueing a backlog of %d messages over %d partitions", o.Dialect, mode, o.Messages, o.Partitions)
+	for s := 0; s < o.Messages; s += fillChunk {
+		if err := outboxInsert(ctx, ob, o, s, min(s+fillChunk, o.Messages)); err != nil {
+			return res, 0, fmt.Errorf("backlog: %w", err)
+		}
+	}
+	if err := env.analyze(ctx); err != nil {
+		return res, 0, err
+	}
+
+	rec := newRecorder(o.Messages, o.Partitions, o.PayloadBytes, true, false)
+	recordAll := func(ms []outbox.Delivery) {
+		for _, m := range ms {
+			rec.record(m.Partition, m.Seq, m.Payload, 0)
+		}
+	}
+	var h outbox.Handler = outbox.Batch(func(_ context.Context, ms []outbox.Delivery) outbox.Result {
+		recordAll(ms)
+		return outbox.Success()
+	})
+	if transactional {
+		h = outbox.TxBatch(func(_ context.Context, _ *sql.Tx, ms []outbox.Delivery) outbox.Result {
+			recordAll(ms)
+			return outbox.Success()
+		})
+	}
+	if err := ob.Handle(Queue, h); err != nil {
+		return res, 0, err
+	}
+
+	o.Logf("%s drain %s: outbox", o.Dialect, mode)
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t0 := time.Now()
+	if err := ob.Start(ctx); err != nil {
+		return res, 0, err
+	}
+	var waitErr error
+	select {
+	case <-rec.done:
+	case <-wctx.Done():
+		waitErr = fmt.Errorf("timed out after %v with %d of %d messages delivered", o.Timeout, rec.total.Load(), o.Messages)
+	}
+	delivered := time.Since(t0)
+	// Delivered rows are deleted by the background vacuum every
+	// VacuumInterval; rather than wait for its next tick, finish its work
+	// here, so the figure includes vacuuming without idle time.
+	for waitErr == nil {
+		if _, err := ob.VacuumAll(wctx); err != nil && !env.D.IsRetryable(err) {
+			waitErr = err
+			break
+		}
+		st, err := ob.Stats(wctx)
+		if err != nil {
+			waitErr = err
+			break
+		}
+		if st.Messages == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	total := time.Since(t0)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	stopErr := ob.Stop(sctx)
+	scancel()
+
+	res.Seconds, res.Rate = total.Seconds(), rate(o.Messages, total)
+	res.Details = map[string]any{"delivered_seconds": delivered.Seconds(), "vacuum_tail_seconds": (total - delivered).Seconds()}
+	verr := rec.verify(perPartition(o.Messages, o.Partitions))
+	verdict(&res, errors.Join(waitErr, verr, stopErr, checkDrained(ctx, ob, o)))
+	if !withBaseline {
+		return res, 0, nil
+	}
+	base, err := rawDrain(ctx, env, o)
+	if err != nil {
+		return res, 0, fmt.Errorf("baseline: %w", err)
+	}
+	return res, base, nil
+}
+
+// checkDrained reads the outbox's own view: every partition's cursor at
+// its last seq, nothing unsequenced, no dead letters.
+func checkDrained(ctx context.Context, ob *outbox.Outbox, o Options) error {
+	var problems []string
+	st, err := ob.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Messages != 0 || st.DeadLetters != 0 {
+		problems = append(problems, fmt.Sprintf("%d messages left, %d dead letters", st.Messages, st.DeadLetters))
+	}
+	want := perPartition(o.Messages, o.Partitions)
+	for p := range o.Partitions {
+		ps, err := ob.PartitionState(ctx, Queue, p)
+		if err != nil {
+			return err
+		}
+		if ps.LastSeq != want[p] || ps.ProcessedSeq != want[p] {
+			problems = append(problems, fmt.Sprintf("partition %d: last seq %d, processed %d, want %d", p, ps.LastSeq, ps.ProcessedSeq, want[p]))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// rawDrain fills bench_raw with the same backlog and drains it with
+// Consumers workers, each looping over: begin, claim up to 100 rows
+// (SKIP LOCKED), decode them, delete them, commit.
+func rawDrain(ctx context.Context, env *Env, o Options) (time.Duration, error) {
+	o.Logf("%s drain: baseline, %d rows, %d workers", o.Dialect, o.Messages, o.Consumers)
+	if _, err := env.DB.ExecContext(ctx, "DELETE FROM bench_raw"); err != nil {
+		return 0, err
+	}
+	for s := 0; s < o.Messages; s += fillChunk {
+		if err := rawInsert(ctx, env, o, s, min(s+fillChunk, o.Messages)); err != nil {
+			return 0, err
+		}
+	}
+	if err := env.analyze(ctx); err != nil {
+		return 0, err
+	}
+	claim := env.claimRawSQL(100)
+	var deleted, bad atomic.Int64
+	seen := make([]atomic.Uint32, o.Messages)
+	worker := func(ctx context.Context) error {
+		ids := make([]any, 0, 100)
+		mids := make([]uint64, 0, 100)
+		for ctx.Err() == nil {
+			tx, err := env.DB.BeginTx(ctx, env.D.TxOptions())
+			if err != nil {
+				return err
+			}
+			ids, mids = ids[:0], mids[:0]
+			rows, err := tx.QueryContext(ctx, claim)
+			if err != nil {
+				_ = tx.Rollback()
+				if env.D.IsRetryable(err) {
+					continue
+				}
+				return err
+			}
+			for rows.Next() {
+				var id int64
+				var part int
+				var p []byte
+				if err := rows.Scan(&id, &part, &p); err != nil {
+					rows.Close()
+					_ = tx.Rollback()
+					return err
+				}
+				// The no-op handler's equivalent: decode and account.
+				if mid, mp, _, ok := decodePayload(p); !ok || int(mp) != part || mid >= uint64(len(seen)) {
+					bad.Add(1)
+				} else {
+					mids = append(mids, mid)
+				}
+				ids = append(ids, id)
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			if len(ids) == 0 {
+				_ = tx.Rollback()
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, env.deleteRawSQL(len(ids)), ids...); err != nil {
+				_ = tx.Rollback()
+				if env.D.IsRetryable(err) {
+					continue
+				}
+				return err
+			}
+			if err := tx.Commit(); err != nil {
+				if env.D.IsRetryable(err) {
+					continue
+				}
+				return err
+			}
+			deleted.Add(int64(len(ids)))
+			for _, mid := range mids {
+				seen[mid].Add(1)
+			}
+		}
+		return ctx.Err()
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, o.Consumers)
+	t0 := time.Now()
+	for i := range o.Consumers {
+		wg.Go(func() { errs[i] = worker(wctx) })
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	if err := errors.Join(errs...); err != nil {
+		return el, err
+	}
+	var left int64
+	if err := env.DB.QueryRowContext(ctx, "SELECT count(*) FROM bench_raw").Scan(&left); err != nil {
+		return el, err
+	}
+	missing := 0
+	for i := range seen {
+		if seen[i].Load() != 1 {
+			missing++
+		}
+	}
+	if left != 0 || deleted.Load() != int64(o.Messages) || bad.Load() != 0 || missing != 0 {
+		return el, fmt.Errorf("baseline drain incomplete: %d rows left, %d deleted of %d, %d bad payloads, %d ids not seen exactly once",
+			left, deleted.Load(), o.Messages, bad.Load(), missing)
+	}
+	return el, nil
+}
