@@ -481,7 +481,7 @@ func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 		}
 		return fmt.Errorf("%w: SELECT version(): %v", dialect.ErrWrongDatabase, err)
 	}
-	if !(strings.Contains(v, "PostgreSQL")) {
+	if !strings.Contains(v, "PostgreSQL") {
 		return fmt.Errorf("%w: %s is not PostgreSQL", dialect.ErrWrongDatabase, v)
 	}
 	return nil

@@ -104,7 +104,7 @@ func buildQueries(p string) queries {
 			ON CONFLICT (queue, partition_num) DO NOTHING`),
 		insertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
 			SELECT id, queue FROM {p}partitions WHERE queue = ?1 ON CONFLICT (partition_id) DO NOTHING`),
-		lookup:  r.Replace(`SELECT id FROM {p}partitions WHERE queue = ?1 ORDER BY partition_num`),
+		lookup: r.Replace(`SELECT id FROM {p}partitions WHERE queue = ?1 ORDER BY partition_num`),
 		// A loose index scan over the partial index (partition_id, id) WHERE
 		// seq IS NULL: one probe per partition with a backlog.
 		pending: r.Replace(`WITH RECURSIVE t(pid) AS (
@@ -151,8 +151,12 @@ func buildQueries(p string) queries {
 			WHERE m.partition_id = ? AND m.seq IN (%s) ORDER BY m.seq`),
 		release: r.Replace(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL, version = version + 1
 			WHERE lease_token = ? AND partition_id IN (%s)`),
+		// CROSS JOIN fixes the join order (SQLite never reorders it):
+		// processors outside, then a range probe of (partition_id, seq) per
+		// partition. The planner otherwise scans every sequenced message,
+		// the undelivered backlog included, on each call.
 		vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
-				SELECT m.id FROM {p}processors pr JOIN {p}messages m
+				SELECT m.id FROM {p}processors pr CROSS JOIN {p}messages m
 				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
 				LIMIT ?1)`),
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
@@ -520,7 +524,7 @@ func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 		}
 		return fmt.Errorf("%w: SELECT sqlite_version(): %v", dialect.ErrWrongDatabase, err)
 	}
-	if !(v != "") {
+	if v == "" {
 		return fmt.Errorf("%w: %s is not SQLite", dialect.ErrWrongDatabase, v)
 	}
 	return nil
