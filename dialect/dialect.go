@@ -231,6 +231,11 @@ type UpdateProcessorParams struct {
 	RetryAfter time.Duration
 	// Renew > 0 keeps the lease until now() + Renew; 0 releases it.
 	Renew time.Duration
+	// DeleteThrough > 0 invites the dialect to delete the partition's
+	// messages with seq <= DeleteThrough in the same statement, and only if
+	// the update happened. A dialect may ignore it: Vacuum deletes them
+	// later either way.
+	DeleteThrough int64
 }
 
 // UpdateProcessorResult reports whether the fenced update happened.

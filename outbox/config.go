@@ -25,7 +25,8 @@ type Config struct {
 	// MaxConcurrency bounds concurrent handler calls (one partition each).
 	// Default 4.
 	MaxConcurrency int
-	// Sequencers is the number of sequencer goroutines. Default 1.
+	// Sequencers is the number of sequencer goroutines; they split the
+	// pending partitions between them. Default 2.
 	Sequencers int
 	// SequencerBatch is the most rows sequenced per transaction. Default 1000.
 	SequencerBatch int
@@ -87,7 +88,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.LeaseDuration, 30*time.Second)
 	defInt(&c.BatchSize, 100)
 	defInt(&c.MaxConcurrency, 4)
-	defInt(&c.Sequencers, 1)
+	defInt(&c.Sequencers, 2)
 	defInt(&c.SequencerBatch, 1000)
 	def(&c.RetryBase, time.Second)
 	def(&c.RetryMax, 60*time.Second)

@@ -88,25 +88,26 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 	o := p.o
 	h := o.handlers[c.Queue]
 	cursor, attempts := c.ProcessedSeq, c.Attempts
-	for {
+	release := func() error {
 		bk, cancel := o.bookkeeping(ctx)
+		defer cancel()
+		_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+		return err
+	}
+	for {
 		if ctx.Err() != nil {
-			// Stopping: hand the partition back.
-			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
-			cancel()
-			return err
+			return release() // stopping: hand the partition back
 		}
+		bk, cancel := o.bookkeeping(ctx)
 		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
 		cancel()
 		if err != nil {
+			_ = release()
 			return fmt.Errorf("read: %w", err)
 		}
 		msgs := rm.Messages
 		if len(msgs) == 0 {
-			bk, cancel := o.bookkeeping(ctx)
-			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
-			cancel()
-			return err
+			return release()
 		}
 		var out outcome
 		if o.cfg.MaxAttempts > 0 && attempts >= o.cfg.MaxAttempts {
@@ -303,14 +304,26 @@ func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Deliver
 	return outcome{}, fmt.Errorf("%w: not a transactional handler", ErrInvalidHandler)
 }
 
-// write records a batch's result: the fenced processor update first (so a
-// processor that lost its lease writes nothing at all), then dead letters,
-// in one transaction. tx is the transactional handler's transaction, or nil.
+// write records a batch's result: dead letters and the fenced processor
+// update in one transaction, so a processor that lost its lease writes
+// nothing at all. tx is the transactional handler's transaction, or nil.
 func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateProcessorParams, dead []deadGroup) error {
 	o := p.o
 	bk, cancel := o.bookkeeping(ctx)
 	defer cancel()
+	// Delivered rows may go with the ack; the vacuum takes what stays.
+	up.DeleteThrough = up.ProcessedSeq
 	apply := func(q dialect.DBTX) error {
+		// Dead letters first: they copy rows the ack may delete. If the
+		// fenced ack then fails, the transaction, dead letters included,
+		// is rolled back.
+		for _, g := range dead {
+			if _, err := o.d.InsertDeadLetters(bk, q, &dialect.InsertDeadLettersParams{
+				PartitionID: c.PartitionID, Seqs: g.seqs, Reason: g.reason, Attempts: g.attempts,
+			}); err != nil {
+				return fmt.Errorf("dead letter: %w", err)
+			}
+		}
 		res, err := o.d.UpdateProcessor(bk, q, up)
 		if err != nil {
 			return fmt.Errorf("ack: %w", err)
@@ -319,11 +332,6 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 			return errLostLease
 		}
 		for _, g := range dead {
-			if _, err := o.d.InsertDeadLetters(bk, q, &dialect.InsertDeadLettersParams{
-				PartitionID: c.PartitionID, Seqs: g.seqs, Reason: g.reason, Attempts: g.attempts,
-			}); err != nil {
-				return fmt.Errorf("dead letter: %w", err)
-			}
 			o.log.Warn("outbox: dead-lettered", "queue", c.Queue, "partition", c.Partition, "seqs", g.seqs, "reason", g.reason)
 		}
 		return nil

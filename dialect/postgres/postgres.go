@@ -155,12 +155,22 @@ func buildQueries(p string) queries {
 			WHERE partition_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`),
 		// Fenced: with a token, the row changes only while that token holds
 		// an unexpired lease, by the database's clock.
-		update: r.Replace(`UPDATE {p}processors SET processed_seq = $3, attempts = $4, last_error = $5,
-				next_attempt_at = now() + $6::bigint * interval '1 microsecond',
-				lease_token = CASE WHEN $7::bigint > 0 THEN lease_token ELSE NULL END,
-				lease_until = CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 microsecond' ELSE NULL END,
-				version = version + 1
-			WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))`),
+		//
+		// The delivered rows go in the same statement, only if the update
+		// happened: no separate vacuum pass over them, and no delete by a
+		// processor that lost its lease.
+		update: r.Replace(`WITH upd AS (
+				UPDATE {p}processors SET processed_seq = $3, attempts = $4, last_error = $5,
+					next_attempt_at = now() + $6::bigint * interval '1 microsecond',
+					lease_token = CASE WHEN $7::bigint > 0 THEN lease_token ELSE NULL END,
+					lease_until = CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 microsecond' ELSE NULL END,
+					version = version + 1
+				WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))
+				RETURNING partition_id
+			), del AS (
+				DELETE FROM {p}messages WHERE partition_id = $1 AND seq <= $8 AND EXISTS (SELECT 1 FROM upd)
+			)
+			SELECT count(*) FROM upd`),
 		deadLetters: r.Replace(`INSERT INTO {p}dead_letters
 				(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
 			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, $3, $4
@@ -327,12 +337,9 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
-	res, err := q.ExecContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		nullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
-	if err != nil {
-		return nil, err
-	}
-	n, err := res.RowsAffected()
+	var n int
+	err := q.QueryRowContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+		nullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
 	if err != nil {
 		return nil, err
 	}

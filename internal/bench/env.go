@@ -29,7 +29,7 @@ import (
 // Default DSNs: the local servers (and, for SQLite, the directory that
 // receives the temporary database file).
 const (
-	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&binary_parameters=yes"
 	DefaultMySQLDSN    = "root@tcp(127.0.0.1:3306)/test?parseTime=true&interpolateParams=true"
 )
 
