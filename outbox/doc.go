@@ -100,7 +100,7 @@
 // Start launches the sequencer, MaxConcurrency processor goroutines (each
 // works one partition at a time, so at most that many handler calls run at
 // once) and the vacuum, which deletes delivered rows in bounded batches
-// every VacuumInterval. Stop stops claiming, lets in-flight handlers finish
+// every VacuumInterval (on PostgreSQL each ack also deletes its own batch). Stop stops claiming, lets in-flight handlers finish
 // until its context ends (then cancels theirs), writes their
 // acknowledgements, releases the leases it holds, and returns once every
 // goroutine has exited. A restarted process resumes at the stored cursor.

@@ -65,6 +65,7 @@ type ValidationError struct {
 	Detail string
 }
 
+// Error describes the rejected input.
 func (e *ValidationError) Error() string {
 	where := ""
 	if e.Index >= 0 {
@@ -84,6 +85,7 @@ type PartitionCountMismatchError struct {
 	Requested int
 }
 
+// Error names the queue and both counts.
 func (e *PartitionCountMismatchError) Error() string {
 	return fmt.Sprintf("outbox: queue %q has %d partitions, declared with %d", e.Queue, e.Stored, e.Requested)
 }

@@ -43,7 +43,7 @@ func (r Result) WithProcessed(n int) Result {
 	return r
 }
 
-// IsSuccess, IsRetry and IsReject tell the kind of a Result.
+// IsSuccess reports whether r is a Success.
 func (r Result) IsSuccess() bool { return r.kind == kindSuccess }
 
 // IsRetry reports whether r is a Retry.
@@ -55,6 +55,7 @@ func (r Result) IsReject() bool { return r.kind == kindReject }
 // Reason is the reason given to Retry or Reject.
 func (r Result) Reason() string { return r.reason }
 
+// String renders r as "success", "retry: reason" or "reject: reason".
 func (r Result) String() string {
 	switch r.kind {
 	case kindRetry:
