@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -162,4 +163,17 @@ func SQLite(t testing.TB) func() *sql.DB {
 		db.SetMaxOpenConns(1)
 		return db, nil
 	})
+}
+
+// MainSkipUnless is for a package whose tests all need the server named by
+// env. When env is unset (and CI is not), it prints why and which variable
+// enables the backend, and runs no test, so even a plain `go test ./...`
+// marks the package "[no tests to run]" instead of a silent "ok".
+func MainSkipUnless(m *testing.M, env, backend string) {
+	flag.Parse()
+	if os.Getenv(env) == "" && os.Getenv("CI") == "" {
+		fmt.Printf("%s backend skipped: set %s to run it (see README.md)\n", backend, env)
+		_ = flag.Set("test.run", "^$")
+	}
+	os.Exit(m.Run())
 }

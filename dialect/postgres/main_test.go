@@ -1,0 +1,9 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/modkit-go/db/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.MainSkipUnless(m, testdb.PostgresEnv, "PostgreSQL") }
