@@ -32,6 +32,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/stmt"
 	"github.com/modkit-go/db/migrations"
 )
 
@@ -223,7 +224,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	ids, err := queryInt64s(ctx, tx, d.q.lookup, p.Queue)
+	ids, err := stmt.Int64s(ctx, tx, d.q.lookup, p.Queue)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +249,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
 		}
-		if ids, err = queryInt64s(ctx, tx, d.q.lookup, p.Queue); err != nil {
+		if ids, err = stmt.Int64s(ctx, tx, d.q.lookup, p.Queue); err != nil {
 			return nil, err
 		}
 	}
@@ -260,14 +261,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.lookup, p.Queue)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, dialect.ErrQueueNotFound
-	}
-	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
+	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
 }
 
 // Chunking of multi-row INSERTs: at most maxInsertRows rows (4 placeholders
@@ -311,7 +305,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			if payload == nil {
 				payload = []byte{} // NOT NULL column; nil would bind NULL
 			}
-			args = append(args, r.PartitionID, payload, r.PayloadType, nullBytes(r.Headers))
+			args = append(args, r.PartitionID, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
@@ -323,7 +317,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +336,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	if err != nil {
 		return nil, err
 	}
-	ids, err := queryInt64s(ctx, tx, d.q.unsequenced, p.PartitionID, p.Limit)
+	ids, err := stmt.Int64s(ctx, tx, d.q.unsequenced, p.PartitionID, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -620,7 +614,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	renew := p.Renew.Microseconds()
-	res, err := q.ExecContext(ctx, d.q.update, p.ProcessedSeq, p.Attempts, nullString(p.LastError),
+	res, err := q.ExecContext(ctx, d.q.update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
 		p.RetryAfter.Microseconds(), renew, renew, renew,
 		p.PartitionID, p.Token, p.Token)
 	if err != nil {
@@ -642,7 +636,7 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 		return &dialect.InsertDeadLettersResult{}, nil
 	}
 	args := make([]any, 0, 3+len(p.Seqs))
-	args = append(args, p.Attempts, nullString(p.Reason), p.PartitionID)
+	args = append(args, p.Attempts, stmt.NullString(p.Reason), p.PartitionID)
 	for _, s := range p.Seqs {
 		args = append(args, s)
 	}
@@ -681,19 +675,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 
 // Savepoint implements dialect.Dialect.
 func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	_, err := tx.ExecContext(ctx, savepointSQL(p))
-	return err
-}
-
-func savepointSQL(p *dialect.SavepointParams) string {
-	switch p.Op {
-	case dialect.SavepointRollback:
-		return "ROLLBACK TO SAVEPOINT " + p.Name
-	case dialect.SavepointRelease:
-		return "RELEASE SAVEPOINT " + p.Name
-	default:
-		return "SAVEPOINT " + p.Name
-	}
+	return stmt.Savepoint(ctx, tx, p)
 }
 
 // Vacuum implements dialect.Dialect. MySQL rejects a DELETE that reads its
@@ -731,7 +713,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		if left <= 0 {
 			break
 		}
-		ids, err := queryInt64s(ctx, q, d.q.vacuumPick, c.id, c.processed, left)
+		ids, err := stmt.Int64s(ctx, q, d.q.vacuumPick, c.id, c.processed, left)
 		if err != nil {
 			return nil, err
 		}
@@ -871,37 +853,6 @@ func (t *dbTime) parse(s string) error {
 	}
 	t.Time = v
 	return nil
-}
-
-func queryInt64s(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullBytes(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return string(b)
 }
 
 var _ dialect.Checker = (*Dialect)(nil)

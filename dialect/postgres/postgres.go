@@ -15,6 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/stmt"
 	"github.com/modkit-go/db/migrations"
 )
 
@@ -221,14 +222,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.lookup, p.Queue)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, dialect.ErrQueueNotFound
-	}
-	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
+	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
 }
 
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
@@ -251,7 +245,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 				b.WriteString(", ")
 			}
 			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, nullBytes(r.Headers))
+			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
@@ -263,7 +257,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +333,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	var n int
 	err := q.QueryRowContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		nullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
+		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +342,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 
 // InsertDeadLetters implements dialect.Dialect.
 func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	res, err := q.ExecContext(ctx, d.q.deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, nullString(p.Reason))
+	res, err := q.ExecContext(ctx, d.q.deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
 	if err != nil {
 		return nil, err
 	}
@@ -368,19 +362,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 
 // Savepoint implements dialect.Dialect.
 func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	_, err := tx.ExecContext(ctx, savepointSQL(p))
-	return err
-}
-
-func savepointSQL(p *dialect.SavepointParams) string {
-	switch p.Op {
-	case dialect.SavepointRollback:
-		return "ROLLBACK TO SAVEPOINT " + p.Name
-	case dialect.SavepointRelease:
-		return "RELEASE SAVEPOINT " + p.Name
-	default:
-		return "SAVEPOINT " + p.Name
-	}
+	return stmt.Savepoint(ctx, tx, p)
 }
 
 // Vacuum implements dialect.Dialect.
@@ -444,37 +426,6 @@ func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsPar
 		return nil, err
 	}
 	return &s, nil
-}
-
-func queryInt64s(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullBytes(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return string(b)
 }
 
 var _ dialect.Checker = (*Dialect)(nil)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/stmt"
 	"github.com/modkit-go/db/migrations"
 )
 
@@ -204,14 +205,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.lookup, p.Queue)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, dialect.ErrQueueNotFound
-	}
-	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
+	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
 }
 
 // maxInsertRows keeps a multi-row INSERT well under SQLite's bound
@@ -234,7 +228,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 				b.WriteString(", ")
 			}
 			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, nullBytes(r.Headers))
+			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
@@ -246,7 +240,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := queryInt64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +352,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	res, err := q.ExecContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		nullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
+		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +365,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 
 // InsertDeadLetters implements dialect.Dialect.
 func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	args := []any{p.Attempts, nullString(p.Reason), p.PartitionID}
+	args := []any{p.Attempts, stmt.NullString(p.Reason), p.PartitionID}
 	for _, s := range p.Seqs {
 		args = append(args, s)
 	}
@@ -402,17 +396,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 
 // Savepoint implements dialect.Dialect.
 func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	var q string
-	switch p.Op {
-	case dialect.SavepointRollback:
-		q = "ROLLBACK TO SAVEPOINT " + p.Name
-	case dialect.SavepointRelease:
-		q = "RELEASE SAVEPOINT " + p.Name
-	default:
-		q = "SAVEPOINT " + p.Name
-	}
-	_, err := tx.ExecContext(ctx, q)
-	return err
+	return stmt.Savepoint(ctx, tx, p)
 }
 
 // Vacuum implements dialect.Dialect.
@@ -481,37 +465,6 @@ func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsPar
 }
 
 func micros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-func queryInt64s(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullBytes(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return string(b)
-}
 
 var _ dialect.Checker = (*Dialect)(nil)
 
