@@ -336,8 +336,7 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 		}
 		return nil
 	}
-	switch {
-	case tx != nil:
+	if tx != nil {
 		if err := apply(tx); err != nil {
 			return err
 		}
@@ -345,10 +344,19 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 			return fmt.Errorf("commit: %w", err)
 		}
 		return nil
-	case len(dead) == 0:
-		return apply(o.db)
-	default:
-		return o.withTx(bk, func(tx *sql.Tx) error { return apply(tx) })
+	}
+	// Our own statement or transaction: a transient conflict (deadlock,
+	// busy) is worth another try rather than an abandoned lease.
+	for try := 1; ; try++ {
+		var err error
+		if len(dead) == 0 {
+			err = apply(o.db)
+		} else {
+			err = o.withTx(bk, func(tx *sql.Tx) error { return apply(tx) })
+		}
+		if err == nil || try == 3 || !o.d.IsRetryable(err) {
+			return err
+		}
 	}
 }
 

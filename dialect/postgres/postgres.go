@@ -181,10 +181,13 @@ func buildQueries(p string) queries {
 			WHERE partition_id = ANY($1) AND lease_token = $2`),
 		// Bounded: at most $1 rows per call, each already behind its
 		// partition's cursor.
+		//
+		// SKIP LOCKED: rows an ack is deleting right now are its business;
+		// the vacuum never waits on them, so the two cannot deadlock.
 		vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
 				SELECT m.id FROM {p}processors pr JOIN {p}messages m
 				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
-				LIMIT $1)`),
+				LIMIT $1 FOR UPDATE OF m SKIP LOCKED)`),
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
 				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, now()
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
