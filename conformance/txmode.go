@@ -29,6 +29,9 @@ var txTests = []test{
 	{"Tx/PanicRollsBack", testTxPanicRollsBack},
 	{"Tx/MaxAttempts", testTxMaxAttempts},
 	{"Tx/MixedModes", testTxMixedModes},
+	{"Tx/SlowHandlerOutlivesShutdownTimeout", testTxSlowHandler},
+	{"Tx/BrokenDeliveryCountsAttempts", testTxBrokenDelivery},
+	{"Tx/PartialBatchDisagreeingResults", testTxPartialDisagree},
 }
 
 // createEffects creates the application table transactional handlers write
@@ -668,5 +671,121 @@ func testTxMixedModes(t *testing.T, b *Backend) {
 	}
 	e.stop(ob)
 	rec.checkExactlyOnce(t)
+	e.checkEffects(keys...)
+}
+
+// testTxSlowHandler: the bookkeeping bound (ShutdownTimeout) limits each
+// library statement, not a batch of handler calls: per-message handlers
+// that together run longer than it still get their acks.
+func testTxSlowHandler(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.createEffects()
+	ob := e.outbox(nil, fast(outbox.Config{ShutdownTimeout: 100 * time.Millisecond}))
+	e.declare(ob, "q", 1)
+	msgs, keys := payloads("q", 0, "s", 4)
+	e.enqueue(ob, msgs...)
+	e.sequenceAll(ob) // one batch holds all four
+	var calls atomic.Int32
+	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
+		calls.Add(1)
+		// The handler's own work: slower than ShutdownTimeout in total.
+		select {
+		case <-time.After(40 * time.Millisecond):
+		case <-ctx.Done():
+			return outbox.Retry("stopped")
+		}
+		if err := e.writeEffect(ctx, tx, d); err != nil {
+			return outbox.Retry(err.Error())
+		}
+		return outbox.Success()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	e.start(ob)
+	st := e.awaitProcessed(ob, "q", 0, 4)
+	e.stop(ob)
+	if st.Attempts != 0 || calls.Load() != 4 {
+		t.Fatalf("attempts %d, %d handler calls; want 0 and 4 (one successful pass)", st.Attempts, calls.Load())
+	}
+	e.checkEffects(keys...)
+}
+
+// testTxBrokenDelivery: a delivery whose transaction breaks down (here the
+// handler releases the library's savepoint, so the library's own statement
+// fails) is rolled back and counted as a failed attempt with backoff, so
+// MaxAttempts dead-letters it instead of retrying forever.
+func testTxBrokenDelivery(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.createEffects()
+	ob := e.outbox(nil, fast(outbox.Config{MaxAttempts: 2}))
+	e.declare(ob, "q", 1)
+	msgs, keys := payloads("q", 0, "b", 3)
+	e.enqueue(ob, msgs...)
+	var mu sync.Mutex
+	calls := map[int64]int{}
+	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
+		mu.Lock()
+		calls[d.Seq]++
+		mu.Unlock()
+		if err := e.writeEffect(ctx, tx, d); err != nil {
+			return outbox.Retry(err.Error())
+		}
+		if d.Seq == 1 {
+			_, _ = tx.ExecContext(ctx, "RELEASE SAVEPOINT outbox_msg")
+		}
+		return outbox.Success()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	e.start(ob)
+	e.awaitProcessed(ob, "q", 0, 3)
+	e.stop(ob)
+	mu.Lock()
+	defer mu.Unlock()
+	if calls[1] != 2 {
+		t.Fatalf("seq 1 handled %d times, want 2 (MaxAttempts)", calls[1])
+	}
+	dead, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
+	if err != nil || len(dead) != 1 || dead[0].Seq != 1 {
+		t.Fatalf("dead letters %+v, %v; want seq 1 alone", dead, err)
+	}
+	e.checkEffects(keys[1:]...)
+}
+
+// testTxPartialDisagree: a TxBatch call says Retry after 2, the re-run on
+// that prefix says Reject after 1: seq 1 is acked, and nothing the handler
+// asked to retry is dead-lettered.
+func testTxPartialDisagree(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.createEffects()
+	ob := e.outbox(nil, fast(outbox.Config{}))
+	e.declare(ob, "q", 1)
+	msgs, keys := payloads("q", 0, "d", 4)
+	e.enqueue(ob, msgs...)
+	e.sequenceAll(ob)
+	var calls atomic.Int32
+	if err := ob.Handle("q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+		n := calls.Add(1)
+		for _, d := range ds {
+			if err := e.writeEffect(ctx, tx, d); err != nil {
+				return outbox.Retry(err.Error())
+			}
+		}
+		switch n {
+		case 1:
+			return outbox.Retry("later").WithProcessed(2)
+		case 2:
+			return outbox.Reject("bad").WithProcessed(1)
+		}
+		return outbox.Success()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	e.start(ob)
+	e.awaitProcessed(ob, "q", 0, 4)
+	e.stop(ob)
+	if dead, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"}); err != nil || len(dead) != 0 {
+		t.Fatalf("dead letters %+v, %v; want none (the disagreeing calls mean retry)", dead, err)
+	}
 	e.checkEffects(keys...)
 }

@@ -81,7 +81,10 @@
 // back). When a TxBatch call reports a finished prefix with a Retry or
 // Reject, its savepoint is rolled back and the handler is called again on
 // the prefix alone, in the same transaction; the writes that commit are
-// always those of a call whose messages are all acknowledged.
+// always those of a call whose messages are all acknowledged. If those
+// calls disagree about the rest (Retry, then Reject), the rest is retried.
+// A delivery whose transaction breaks down (a failed savepoint or commit)
+// is rolled back and counted as a failed attempt, with backoff.
 //
 // A Retry caused by shutdown (the handler's context cancelled by Stop) does
 // not count as an attempt. A crash or an expired lease does: the next

@@ -135,6 +135,9 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		}
 		ackStart := time.Now()
 		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
+			if !errors.Is(err, errLostLease) {
+				_ = release()
+			}
 			return err
 		}
 		if !more {
@@ -200,6 +203,21 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	msgs := rm.Messages
+	// fail rolls back a delivery that broke down (a savepoint or the
+	// commit failed) and records it as a failed attempt with backoff, so
+	// MaxAttempts applies to it like to a Retry. Fenced by the token: the
+	// row lock went with the rollback.
+	fail := func(cause error) error {
+		_ = tx.Rollback()
+		next := c.Attempts + 1
+		fctx, cancel := o.bookkeeping(ctx)
+		defer cancel()
+		_, _ = o.d.UpdateProcessor(fctx, o.db, &dialect.UpdateProcessorParams{
+			PartitionID: c.PartitionID, Token: token, ProcessedSeq: c.ProcessedSeq, Attempts: next,
+			LastError: cause.Error(), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
+		})
+		return cause
+	}
 	var out outcome
 	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
 		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
@@ -207,9 +225,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		ds := deliveries(c, msgs, c.Attempts)
 		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds)
 		if err != nil {
-			_ = tx.Rollback()
-			release()
-			return false, err
+			return false, fail(err)
 		}
 	}
 	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
@@ -220,9 +236,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		LastError: pl.lastError, RetryAfter: pl.retryAfter,
 	}
 	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
-		_ = tx.Rollback()
-		release()
-		return false, err
+		return false, fail(err)
 	}
 	return true, nil
 }
@@ -236,9 +250,11 @@ const (
 // writes of acknowledged messages survive.
 func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery) (outcome, error) {
 	ctx := p.o.hardCtx
-	bk, cancel := p.o.bookkeeping(ctx)
-	defer cancel()
 	sp := func(name string, op dialect.SavepointOp) error {
+		// Bounded per statement, not per batch: handlers may take as long
+		// as they need between savepoints.
+		bk, cancel := p.o.bookkeeping(ctx)
+		defer cancel()
 		if err := d.Savepoint(bk, tx, &dialect.SavepointParams{Name: name, Op: op}); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
@@ -295,6 +311,11 @@ func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Deliver
 			}
 			if err := undo(spBatch); err != nil {
 				return final, err
+			}
+			if n < len(ds) && out.kind != final.kind {
+				// The calls disagree about the rest (say Retry, then Reject
+				// of part of the prefix): retry it all, which is always safe.
+				out.kind = kindRetry
 			}
 			final = out
 			n = out.done
