@@ -99,6 +99,19 @@ func (e *env) checkEffects(want ...string) {
 
 // payloads names n messages "<prefix>1".."<prefix>n" and builds them for one
 // partition.
+// firstK maps each key to 1 for the first k keys and 0 for the rest: the
+// effects expected when exactly the first k messages were acknowledged.
+func firstK(keys []string, k int) map[string]int {
+	want := make(map[string]int, len(keys))
+	for i, key := range keys {
+		want[key] = 0
+		if i < k {
+			want[key] = 1
+		}
+	}
+	return want
+}
+
 func payloads(queue string, partition int, prefix string, n int) ([]outbox.Message, []string) {
 	msgs := make([]outbox.Message, n)
 	keys := make([]string, n)
@@ -368,13 +381,7 @@ func testTxPartialBatch(t *testing.T, b *Backend) {
 	if r.attempts != 1 {
 		t.Errorf("redelivery has Attempts %d, want 1", r.attempts)
 	}
-	want := map[string]int{}
-	for i, key := range keys {
-		want[key] = 0
-		if i < k {
-			want[key] = 1
-		}
-	}
+	want := firstK(keys, k)
 	if !maps.Equal(r.effects, want) {
 		t.Errorf("effects after the partial failure: %v, want %v (exactly the first %d)", r.effects, want, k)
 	}
@@ -433,13 +440,7 @@ func testTxPartialPerMessage(t *testing.T, b *Backend) {
 	if r.attempts != 1 {
 		t.Errorf("redelivery has Attempts %d, want 1", r.attempts)
 	}
-	want := map[string]int{}
-	for i, key := range keys {
-		want[key] = 0
-		if i < k {
-			want[key] = 1
-		}
-	}
+	want := firstK(keys, k)
 	if !maps.Equal(r.effects, want) {
 		t.Errorf("effects after the failed attempt: %v, want %v (exactly the first %d)", r.effects, want, k)
 	}
