@@ -53,12 +53,22 @@ func ForDialect(dir, prefix string) fs.FS {
 // Up applies every pending migration of d to db. It records applied
 // versions in the table <prefix>schema_version, never touches goose's global
 // state and never closes db. Running it again is a no-op.
+//
+// When d implements dialect.Checker and db is not a database of d's kind,
+// Up returns an error wrapping dialect.ErrWrongDatabase and changes nothing.
 func Up(ctx context.Context, db *sql.DB, d dialect.Dialect) error {
 	if db == nil {
 		return fmt.Errorf("migrations: nil *sql.DB: %w", ErrInvalidDialect)
 	}
 	if d == nil || d.Migrations() == nil {
 		return ErrInvalidDialect
+	}
+	// Before goose's first statement: otherwise a mismatch surfaces as
+	// whatever goose's catalog query trips over (a missing pg_tables).
+	if c, ok := d.(dialect.Checker); ok {
+		if err := c.CheckDatabase(ctx, db); err != nil {
+			return fmt.Errorf("migrations: %w", err)
+		}
 	}
 	p, err := goose.NewProvider(goose.Dialect(d.GooseDialect()), db, d.Migrations(),
 		goose.WithTableName(d.Prefix()+"schema_version"),
