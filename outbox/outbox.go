@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +20,8 @@ type Outbox struct {
 	log *slog.Logger
 
 	queuesMu sync.RWMutex
-	queues   map[string][]int64 // partition row ids by index
-	checked  bool               // the dialect's CheckDatabase passed
+	queues   map[string]int // partition counts, for validation only
+	checked  bool           // the dialect's CheckDatabase passed
 
 	seqWake  *signal // producers committed
 	procWake *signal // the sequencer assigned seqs
@@ -56,7 +55,7 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		d:        d,
 		cfg:      cfg,
 		log:      cfg.Logger,
-		queues:   make(map[string][]int64),
+		queues:   make(map[string]int),
 		seqWake:  newSignal(),
 		procWake: newSignal(),
 		handlers: make(map[string]Handler),
@@ -77,7 +76,7 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 	if err := o.checkDatabase(ctx, o.db); err != nil {
 		return err
 	}
-	var ids []int64
+	var n int
 	err := o.withTx(ctx, func(tx *sql.Tx) error {
 		res, err := o.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
 		if err != nil {
@@ -86,7 +85,7 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 		if res.Partitions != partitions {
 			return &PartitionCountMismatchError{Queue: queue, Stored: res.Partitions, Requested: partitions}
 		}
-		ids = res.PartitionIDs
+		n = len(res.PartitionIDs)
 		return nil
 	})
 	if err != nil {
@@ -97,32 +96,34 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 		return fmt.Errorf("outbox: declare queue %q: %w", queue, err)
 	}
 	o.queuesMu.Lock()
-	o.queues[queue] = ids
+	o.queues[queue] = n
 	o.queuesMu.Unlock()
 	return nil
 }
 
-// partitionIDs returns a queue's partition row ids, from the cache or the
-// database (through q, so a done transaction reports ErrTxDone).
-func (o *Outbox) partitionIDs(ctx context.Context, q dialect.DBTX, queue string) ([]int64, error) {
+// partitionCount returns a queue's partition count, from the cache or the
+// database (through q, so a done transaction reports ErrTxDone). It only
+// validates partition numbers: inserts find their partition row by name in
+// the transaction's own database.
+func (o *Outbox) partitionCount(ctx context.Context, q dialect.DBTX, queue string) (int, error) {
 	o.queuesMu.RLock()
-	ids, ok := o.queues[queue]
+	n, ok := o.queues[queue]
 	o.queuesMu.RUnlock()
 	if ok {
-		return ids, nil
+		return n, nil
 	}
 	if err := o.checkDatabase(ctx, q); err != nil {
-		return nil, err
+		return 0, err
 	}
 	res, err := o.d.LookupQueue(ctx, q, &dialect.LookupQueueParams{Queue: queue})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	// A queue's partitions never change once declared: safe to cache.
+	// A queue's partition count never changes once declared: safe to cache.
 	o.queuesMu.Lock()
-	o.queues[queue] = res.PartitionIDs
+	o.queues[queue] = len(res.PartitionIDs)
 	o.queuesMu.Unlock()
-	return res.PartitionIDs, nil
+	return len(res.PartitionIDs), nil
 }
 
 // checkDatabase runs the dialect's CheckDatabase once successfully.
@@ -193,35 +194,85 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 	rows := make([]dialect.InsertRow, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		if err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes); err != nil {
+		h, err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes)
+		if err != nil {
 			return err
 		}
-		ids, err := o.partitionIDs(ctx, tx, m.Queue)
+		n, err := o.partitionCount(ctx, tx, m.Queue)
 		if err != nil {
 			return o.enqueueErr(idx(i), m.Queue, err)
 		}
-		if m.Partition >= len(ids) {
-			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, len(ids))
+		if m.Partition >= n {
+			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, n)
 		}
-		rows[i] = dialect.InsertRow{PartitionID: ids[m.Partition], Payload: m.Payload, PayloadType: m.PayloadType}
+		rows[i] = dialect.InsertRow{Queue: m.Queue, Partition: m.Partition, Payload: m.Payload, PayloadType: m.PayloadType, Headers: h}
 		if m.Payload == nil {
 			rows[i].Payload = []byte{}
 		}
-		if len(m.Headers) > 0 {
-			h, err := json.Marshal(m.Headers)
-			if err != nil {
-				return invalid(idx(i), "Headers", ErrInvalidHeaders, "%v", err)
-			}
-			rows[i].Headers = h
+	}
+	return o.insert(ctx, tx, rows, base)
+}
+
+// enqueueSavepoint guards a multi-row enqueue inside the caller's
+// transaction.
+const enqueueSavepoint = "outbox_enqueue"
+
+// insert writes rows in tx, all or nothing. One row is one statement,
+// atomic by itself. Several rows may take several statements (the dialect
+// chunks them), so they run under a savepoint that is rolled back when a
+// statement fails or a row's partition does not exist in tx's database:
+// a caller that commits after an error commits none of the batch. When
+// even the rollback to the savepoint fails, tx itself is rolled back.
+func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRow, base int) error {
+	sp := func(op dialect.SavepointOp) error {
+		return o.d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: op})
+	}
+	multi := len(rows) > 1
+	if multi {
+		if err := sp(dialect.SavepointCreate); err != nil {
+			return insertErr(err)
 		}
 	}
-	if _, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return ErrTxDone
-		}
-		return fmt.Errorf("outbox: enqueue: %w", err)
+	res, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows})
+	if err == nil && res.Inserted != len(rows) {
+		err = invalid(base, "Queue", ErrUnknownQueue, "%d of %d messages name a partition that does not exist in the transaction's database",
+			len(rows)-res.Inserted, len(rows))
 	}
-	return nil
+	if err == nil {
+		if multi {
+			err = sp(dialect.SavepointRelease)
+		}
+		return insertErr(err)
+	}
+	if multi {
+		// The undo must run even when ctx has ended (that may be why the
+		// insert failed), or the rows written so far would stay in tx.
+		undo := context.WithoutCancel(ctx)
+		rerr := o.d.Savepoint(undo, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: dialect.SavepointRollback})
+		if rerr == nil {
+			rerr = o.d.Savepoint(undo, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: dialect.SavepointRelease})
+		}
+		if rerr != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("%w (the transaction was rolled back: undoing the batch failed: %v)", err, rerr)
+		}
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return err
+	}
+	return insertErr(err)
+}
+
+// insertErr wraps an insert failure; nil stays nil.
+func insertErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrTxDone):
+		return ErrTxDone
+	}
+	return fmt.Errorf("outbox: enqueue: %w", err)
 }
 
 func (o *Outbox) enqueueErr(i int, queue string, err error) error {

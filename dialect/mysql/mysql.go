@@ -264,7 +264,7 @@ func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.Lo
 	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
 }
 
-// Chunking of multi-row INSERTs: at most maxInsertRows rows (4 placeholders
+// Chunking of multi-row INSERTs: at most maxInsertRows rows (5 placeholders
 // each, far below the 65535 of a prepared statement) and about
 // maxInsertBytes of payload and headers, so that a statement stays well
 // under the default max_allowed_packet (16 MiB on MariaDB, 64 MiB on MySQL
@@ -274,12 +274,24 @@ const (
 	maxInsertBytes = 4 << 20
 )
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs. For a
-// simple INSERT … VALUES InnoDB hands out auto-increment ids in VALUES
-// order, in every innodb_autoinc_lock_mode; later chunks of the same call
-// get larger ids.
+// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
+// statements. The partition row is found by (queue, partition_num) in the
+// statement itself, in q's own database; a row without one is not
+// inserted. The rows come from a derived table of UNION ALL branches
+// (MySQL and MariaDB spell VALUES constructors differently), inserted in
+// ORDER BY ord order, and InnoDB hands out auto-increment ids in insertion
+// order; later chunks of the same call get larger ids.
+//
+// Locks: the application's transaction is often REPEATABLE READ, where the
+// SELECT part of an INSERT … SELECT is a locking read (shared locks). FORCE
+// INDEX keeps that read on the covering UNIQUE (queue, partition_num)
+// index, an eq_ref lookup: it locks only that secondary-index record,
+// never the clustered partitions row whose last_seq the sequencer updates
+// under its own lock (FOR UPDATE SKIP LOCKED by primary key), so producers
+// still neither wait for nor hold up the sequencer.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
 	rows := p.Rows
+	inserted := 0
 	for len(rows) > 0 {
 		n, size := 0, 0
 		for n < len(rows) && n < maxInsertRows {
@@ -291,28 +303,38 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			n++
 		}
 		var b strings.Builder
-		b.Grow(80 + 16*n)
+		b.Grow(300 + 40*n)
 		b.WriteString("INSERT INTO ")
 		b.WriteString(d.prefix)
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (")
+		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteString(", ")
+			if i == 0 {
+				b.WriteString("SELECT 0 AS ord, ? AS queue, ? AS partition_num, ? AS payload, ? AS payload_type, ? AS headers")
+			} else {
+				fmt.Fprintf(&b, " UNION ALL SELECT %d, ?, ?, ?, ?, ?", i)
 			}
-			b.WriteString("(?, ?, ?, ?)")
 			payload := r.Payload
 			if payload == nil {
 				payload = []byte{} // NOT NULL column; nil would bind NULL
 			}
-			args = append(args, r.PartitionID, payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		b.WriteString(") v JOIN ")
+		b.WriteString(d.prefix)
+		b.WriteString("partitions p FORCE INDEX (")
+		b.WriteString(d.prefix)
+		b.WriteString("partitions_queue_num) ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
+		res, err := q.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		if inserted, err = stmt.AddRows(inserted, res); err != nil {
 			return nil, err
 		}
 		rows = rows[n:]
 	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
 }
 
 // PendingPartitions implements dialect.Dialect.

@@ -229,33 +229,45 @@ func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.Lo
 }
 
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
-// parameters (4 per row).
+// parameters (5 per row).
 const maxInsertRows = 1000
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs; VALUES
-// rows take ids from the sequence in order.
+// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
+// statements. The partition row is found by (queue, partition_num) in the
+// statement itself, in q's own database, through the UNIQUE (queue,
+// partition_num) index; a row without one is not inserted. ORDER BY ord
+// hands out ids from the sequence in slice order.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
 	rows := p.Rows
+	inserted := 0
 	for len(rows) > 0 {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
 		b.WriteString("INSERT INTO ")
 		b.WriteString(d.prefix)
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (VALUES ")
+		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			k := 5 * i
+			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text)", i, k+1, k+2, k+3, k+4, k+5)
+			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		b.WriteString(") AS v (ord, queue, partition_num, payload, payload_type, headers) JOIN ")
+		b.WriteString(d.prefix)
+		b.WriteString("partitions p ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
+		res, err := q.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		if inserted, err = stmt.AddRows(inserted, res); err != nil {
 			return nil, err
 		}
 		rows = rows[n:]
 	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
 }
 
 // PendingPartitions implements dialect.Dialect.

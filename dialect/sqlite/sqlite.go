@@ -209,33 +209,48 @@ func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.Lo
 }
 
 // maxInsertRows keeps a multi-row INSERT well under SQLite's bound
-// parameter limit (32766; older builds 999 = 249 rows of 4).
-const maxInsertRows = 240
+// parameter limit (32766; older builds 999 = 199 rows of 5).
+const maxInsertRows = 190
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs; rowids
-// are assigned in VALUES order.
+// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
+// statements. The partition row is found by (queue, partition_num) in the
+// statement itself, in q's own database; a row without one is not
+// inserted. Rows are inserted in ORDER BY ord order, so rowids follow the
+// slice.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
 	rows := p.Rows
+	inserted := 0
 	for len(rows) > 0 {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
-		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
+		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			fmt.Fprintf(&b, "(%d, ?, ?, ?, ?, ?)", i)
+			payload := r.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		b.WriteString(") INSERT INTO ")
+		b.WriteString(d.prefix)
+		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM v JOIN ")
+		b.WriteString(d.prefix)
+		b.WriteString("partitions p ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
+		res, err := q.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		if inserted, err = stmt.AddRows(inserted, res); err != nil {
 			return nil, err
 		}
 		rows = rows[n:]
 	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
 }
 
 // PendingPartitions implements dialect.Dialect.

@@ -56,6 +56,12 @@ func Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) erro
 	return err
 }
 
+// AddRows adds res's affected-row count to n.
+func AddRows(n int, res sql.Result) (int, error) {
+	k, err := res.RowsAffected()
+	return n + int(k), err
+}
+
 // NullString is s as an argument, NULL when empty.
 func NullString(s string) any {
 	if s == "" {
