@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/modkit-go/db/dialect"
@@ -45,6 +47,11 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 	}
 	if d == nil {
 		return nil, fmt.Errorf("%w: nil dialect", ErrInvalidConfig)
+	}
+	if v := reflect.ValueOf(d); v.Kind() == reflect.Pointer && v.IsNil() {
+		// A typed nil such as (*postgres.Dialect)(nil): its methods would
+		// panic on first use.
+		return nil, fmt.Errorf("%w: nil dialect (%T)", ErrInvalidConfig, d)
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -126,7 +133,14 @@ func (o *Outbox) partitionCount(ctx context.Context, q dialect.DBTX, queue strin
 	return len(res.PartitionIDs), nil
 }
 
-// checkDatabase runs the dialect's CheckDatabase once successfully.
+// errDBClosedText is the text of database/sql's unexported error for a
+// closed *sql.DB.
+const errDBClosedText = "sql: database is closed"
+
+// checkDatabase runs the dialect's CheckDatabase once successfully. Only a
+// real mismatch (dialect.ErrWrongDatabase) becomes ErrWrongDialect; any
+// other failure wraps its cause (context.Canceled, a driver error, …), and
+// a closed *sql.DB also matches sql.ErrConnDone.
 func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
 	c, ok := o.d.(dialect.Checker)
 	if !ok {
@@ -144,6 +158,11 @@ func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
 		}
 		if errors.Is(err, dialect.ErrWrongDatabase) {
 			return fmt.Errorf("%w (dialect %s): %w", ErrWrongDialect, o.d.Name(), err)
+		}
+		if strings.Contains(err.Error(), errDBClosedText) {
+			// database/sql's error for a closed pool is unexported; make
+			// it errors.Is-able as "no connection".
+			return fmt.Errorf("outbox: check database: %w: %w", sql.ErrConnDone, err)
 		}
 		return fmt.Errorf("outbox: check database: %w", err)
 	}

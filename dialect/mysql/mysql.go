@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -37,9 +38,12 @@ import (
 )
 
 // Dialect is the MySQL/MariaDB dialect. Build it with New.
+//
+// The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix string // set by options before init; read through Prefix
+	once   sync.Once
+	q      queries // built once, by init
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -61,21 +65,41 @@ func New(opts ...Option) *Dialect {
 	if !migrations.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("mysql: invalid table prefix %q", d.prefix))
 	}
-	d.q = buildQueries(d.prefix)
+	d.init()
 	return d
+}
+
+// init applies the default prefix to a zero Dialect and builds the
+// queries, once.
+func (d *Dialect) init() {
+	d.once.Do(func() {
+		if d.prefix == "" {
+			d.prefix = migrations.DefaultPrefix
+		}
+		d.q = buildQueries(d.prefix)
+	})
+}
+
+// qs returns the queries, building them on first use.
+func (d *Dialect) qs() *queries {
+	d.init()
+	return &d.q
 }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "mysql" }
 
 // Prefix implements dialect.Dialect.
-func (d *Dialect) Prefix() string { return d.prefix }
+func (d *Dialect) Prefix() string {
+	d.init()
+	return d.prefix
+}
 
 // GooseDialect implements dialect.Dialect.
 func (d *Dialect) GooseDialect() string { return "mysql" }
 
 // Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("mysql", d.prefix) }
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("mysql", d.Prefix()) }
 
 // TxOptions implements dialect.Dialect: READ COMMITTED. InnoDB's default,
 // REPEATABLE READ, takes gap locks on locking reads (which would block
@@ -214,17 +238,17 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 	// of one queue run one after the other and the reads below (fresh
 	// snapshots at READ COMMITTED, or a snapshot begun after the lock at
 	// REPEATABLE READ) see what the previous one committed.
-	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	ids, err := stmt.Int64s(ctx, tx, d.q.lookup, p.Queue)
+	ids, err := stmt.Int64s(ctx, tx, d.qs().lookup, p.Queue)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +260,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 		// only skips duplicates here: every value is valid.
 		var b strings.Builder
 		b.WriteString("INSERT IGNORE INTO ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("partitions (queue, partition_num) VALUES ")
 		args := make([]any, 0, 2*n)
 		for i := range n {
@@ -249,11 +273,11 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
 		}
-		if ids, err = stmt.Int64s(ctx, tx, d.q.lookup, p.Queue); err != nil {
+		if ids, err = stmt.Int64s(ctx, tx, d.qs().lookup, p.Queue); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
 		return nil, err
 	}
 	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: ids}, nil
@@ -261,7 +285,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
+	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
 }
 
 // Chunking of multi-row INSERTs: at most maxInsertRows rows (5 placeholders
@@ -305,7 +329,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		var b strings.Builder
 		b.Grow(300 + 40*n)
 		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (")
 		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
@@ -321,9 +345,9 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
 		b.WriteString(") v JOIN ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("partitions p FORCE INDEX (")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("partitions_queue_num) ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
 		res, err := q.ExecContext(ctx, b.String(), args...)
 		if err != nil {
@@ -339,7 +363,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +374,7 @@ func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dial
 // (TxOptions): the pick below needs a snapshot taken after the lock.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, d.q.lockPartition, p.PartitionID).Scan(&last)
+	err := tx.QueryRowContext(ctx, d.qs().lockPartition, p.PartitionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Locked by another sequencer (or no such partition).
 		return &dialect.SequencePartitionResult{}, nil
@@ -358,7 +382,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	if err != nil {
 		return nil, err
 	}
-	ids, err := stmt.Int64s(ctx, tx, d.q.unsequenced, p.PartitionID, p.Limit)
+	ids, err := stmt.Int64s(ctx, tx, d.qs().unsequenced, p.PartitionID, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +398,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	var b strings.Builder
 	b.Grow(64 + 24*len(ids))
 	b.WriteString("UPDATE ")
-	b.WriteString(d.prefix)
+	b.WriteString(d.Prefix())
 	b.WriteString("messages SET seq = CASE id")
 	args := make([]any, 0, 3*len(ids))
 	for i, id := range ids {
@@ -399,7 +423,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, fmt.Errorf("mysql: sequencer updated %d of %d rows of partition %d", n, len(ids), p.PartitionID)
 	}
 	after := last + int64(len(ids))
-	if _, err := tx.ExecContext(ctx, d.q.bumpLastSeq, after, p.PartitionID); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().bumpLastSeq, after, p.PartitionID); err != nil {
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: after}, nil
@@ -441,7 +465,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 	}
 	args = append(args, limit*candidateFactor)
 	rows, err := tx.QueryContext(ctx, `SELECT pr.partition_id, pr.queue, p.partition_num, p.last_seq
-		FROM `+d.prefix+`processors pr JOIN `+d.prefix+`partitions p ON p.id = pr.partition_id
+		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
 		WHERE pr.queue IN (`+placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
 		  AND pr.next_attempt_at <= NOW(6)
@@ -482,7 +506,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 		var b strings.Builder
 		args := make([]any, 0, 3*len(batch))
 		b.WriteString(`SELECT partition_id, processed_seq, attempts, lease_token IS NOT NULL
-			FROM ` + d.prefix + `processors
+			FROM ` + d.Prefix() + `processors
 			WHERE partition_id IN (` + placeholders(len(batch)) + `)
 			  AND (lease_until IS NULL OR lease_until < NOW(6))
 			  AND next_attempt_at <= NOW(6)
@@ -557,7 +581,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 		// new values: it must read the old token. A lease that was never
 		// released (its owner crashed or overran) counts as a failed
 		// attempt.
-		if _, err := tx.ExecContext(ctx, `UPDATE `+d.prefix+`processors
+		if _, err := tx.ExecContext(ctx, `UPDATE `+d.Prefix()+`processors
 			SET attempts = attempts + (lease_token IS NOT NULL),
 				lease_token = ?,
 				lease_until = NOW(6) + INTERVAL ? MICROSECOND,
@@ -590,7 +614,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 // held up by a running handler.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
 	var c dialect.ClaimedPartition
-	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.prefix+`processors
+	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.Prefix()+`processors
 		WHERE partition_id = ? AND lease_token = ? FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
 		Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -599,7 +623,7 @@ func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.Lock
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT partition_num, last_seq FROM `+d.prefix+`partitions WHERE id = ?`,
+	if err := tx.QueryRowContext(ctx, `SELECT partition_num, last_seq FROM `+d.Prefix()+`partitions WHERE id = ?`,
 		p.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
 		return nil, err
 	}
@@ -608,7 +632,7 @@ func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.Lock
 
 // ReadMessages implements dialect.Dialect.
 func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -636,7 +660,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	renew := p.Renew.Microseconds()
-	res, err := q.ExecContext(ctx, d.q.update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
+	res, err := q.ExecContext(ctx, d.qs().update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
 		p.RetryAfter.Microseconds(), renew, renew, renew,
 		p.PartitionID, p.Token, p.Token)
 	if err != nil {
@@ -662,10 +686,10 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 	for _, s := range p.Seqs {
 		args = append(args, s)
 	}
-	res, err := q.ExecContext(ctx, `INSERT INTO `+d.prefix+`dead_letters
+	res, err := q.ExecContext(ctx, `INSERT INTO `+d.Prefix()+`dead_letters
 			(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
 		SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, ?, ?
-		FROM `+d.prefix+`messages m JOIN `+d.prefix+`partitions p ON p.id = m.partition_id
+		FROM `+d.Prefix()+`messages m JOIN `+d.Prefix()+`partitions p ON p.id = m.partition_id
 		WHERE m.partition_id = ? AND m.seq IN (`+placeholders(len(p.Seqs))+`) ORDER BY m.seq`, args...)
 	if err != nil {
 		return nil, err
@@ -685,7 +709,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 	}
 	args = append(args, p.Token)
 	// WHERE sees the old lease_token; version makes every match count.
-	res, err := q.ExecContext(ctx, `UPDATE `+d.prefix+`processors
+	res, err := q.ExecContext(ctx, `UPDATE `+d.Prefix()+`processors
 		SET lease_token = NULL, lease_until = NULL, version = version + 1
 		WHERE partition_id IN (`+placeholders(len(p.PartitionIDs))+`) AND lease_token = ?`, args...)
 	if err != nil {
@@ -712,7 +736,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		return &dialect.VacuumResult{}, nil
 	}
 	type cursor struct{ id, processed int64 }
-	rows, err := q.QueryContext(ctx, d.q.vacuumCandidates, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().vacuumCandidates, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -735,7 +759,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		if left <= 0 {
 			break
 		}
-		ids, err := stmt.Int64s(ctx, q, d.q.vacuumPick, c.id, c.processed, left)
+		ids, err := stmt.Int64s(ctx, q, d.qs().vacuumPick, c.id, c.processed, left)
 		if err != nil {
 			return nil, err
 		}
@@ -750,7 +774,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		// optimizer may pick the (partition_id, seq) index, and a locking
 		// range scan on it locks the entry after the range, which can be
 		// an uncommitted producer's row of the next partition.
-		res, err := q.ExecContext(ctx, `DELETE FROM `+d.prefix+`messages
+		res, err := q.ExecContext(ctx, `DELETE FROM `+d.Prefix()+`messages
 			WHERE id IN (`+placeholders(len(ids))+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -768,7 +792,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var next, until, now dbTime
-	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -794,7 +818,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 	}
 	query := `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
 			failed_at, attempts, COALESCE(last_error, ''), status
-		FROM ` + d.prefix + `dead_letters`
+		FROM ` + d.Prefix() + `dead_letters`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -829,7 +853,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 // Stats implements dialect.Dialect.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
 	if err != nil {
 		return nil, err
 	}
@@ -881,15 +905,7 @@ var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be MySQL or MariaDB.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	var v string
-	if err := q.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return err
-		}
-		return fmt.Errorf("%w: SELECT VERSION(): %v", dialect.ErrWrongDatabase, err)
-	}
-	if !(!strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")) {
-		return fmt.Errorf("%w: %s is not MySQL or MariaDB", dialect.ErrWrongDatabase, v)
-	}
-	return nil
+	return stmt.CheckDatabase(ctx, q, "SELECT VERSION()", func(v string) bool {
+		return !strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")
+	})
 }

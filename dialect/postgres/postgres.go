@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/lib/pq"
 
@@ -20,9 +21,12 @@ import (
 )
 
 // Dialect is the PostgreSQL dialect. Build it with New.
+//
+// The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix string // set by options before init; read through Prefix
+	once   sync.Once
+	q      queries // built once, by init
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -44,21 +48,41 @@ func New(opts ...Option) *Dialect {
 	if !migrations.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("postgres: invalid table prefix %q", d.prefix))
 	}
-	d.q = buildQueries(d.prefix)
+	d.init()
 	return d
+}
+
+// init applies the default prefix to a zero Dialect and builds the
+// queries, once.
+func (d *Dialect) init() {
+	d.once.Do(func() {
+		if d.prefix == "" {
+			d.prefix = migrations.DefaultPrefix
+		}
+		d.q = buildQueries(d.prefix)
+	})
+}
+
+// qs returns the queries, building them on first use.
+func (d *Dialect) qs() *queries {
+	d.init()
+	return &d.q
 }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "postgres" }
 
 // Prefix implements dialect.Dialect.
-func (d *Dialect) Prefix() string { return d.prefix }
+func (d *Dialect) Prefix() string {
+	d.init()
+	return d.prefix
+}
 
 // GooseDialect implements dialect.Dialect.
 func (d *Dialect) GooseDialect() string { return "postgres" }
 
 // Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("postgres", d.prefix) }
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("postgres", d.Prefix()) }
 
 // TxOptions implements dialect.Dialect: READ COMMITTED, PostgreSQL's default.
 func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
@@ -200,20 +224,20 @@ func buildQueries(p string) queries {
 
 // DeclareQueue implements dialect.Dialect.
 func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.DeclareQueueParams) (*dialect.DeclareQueueResult, error) {
-	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertPartitions, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertPartitions, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
 		return nil, err
 	}
 	lr, err := d.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})
@@ -225,7 +249,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
+	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
 }
 
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
@@ -244,7 +268,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
 		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (VALUES ")
 		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
@@ -256,7 +280,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
 		b.WriteString(") AS v (ord, queue, partition_num, payload, payload_type, headers) JOIN ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("partitions p ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
 		res, err := q.ExecContext(ctx, b.String(), args...)
 		if err != nil {
@@ -272,7 +296,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +306,7 @@ func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dial
 // SequencePartition implements dialect.Dialect.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, d.q.lockPartition, p.PartitionID).Scan(&last)
+	err := tx.QueryRowContext(ctx, d.qs().lockPartition, p.PartitionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &dialect.SequencePartitionResult{}, nil
 	}
@@ -290,7 +314,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, err
 	}
 	var after int64
-	if err := tx.QueryRowContext(ctx, d.q.sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
@@ -298,12 +322,12 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	return scanClaims(db.QueryContext(ctx, d.q.claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return scanClaims(tx.QueryContext(ctx, d.q.lockClaim, p.PartitionID, p.Token))
+	return scanClaims(tx.QueryContext(ctx, d.qs().lockClaim, p.PartitionID, p.Token))
 }
 
 func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
@@ -324,7 +348,7 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 
 // ReadMessages implements dialect.Dialect.
 func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +371,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	var n int
-	err := q.QueryRowContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
 	if err != nil {
 		return nil, err
@@ -357,7 +381,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 
 // InsertDeadLetters implements dialect.Dialect.
 func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	res, err := q.ExecContext(ctx, d.q.deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
+	res, err := q.ExecContext(ctx, d.qs().deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +391,7 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 
 // ReleaseLeases implements dialect.Dialect.
 func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.ReleaseLeasesParams) (*dialect.ReleaseLeasesResult, error) {
-	res, err := q.ExecContext(ctx, d.q.release, pq.Array(p.PartitionIDs), p.Token)
+	res, err := q.ExecContext(ctx, d.qs().release, pq.Array(p.PartitionIDs), p.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +406,7 @@ func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.Savepoin
 
 // Vacuum implements dialect.Dialect.
 func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	res, err := q.ExecContext(ctx, d.q.vacuum, p.Limit)
+	res, err := q.ExecContext(ctx, d.qs().vacuum, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +418,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var until sql.NullTime
-	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &r.Now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -410,7 +434,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
 			failed_at, attempts, coalesce(last_error, ''), status
-		FROM `+d.prefix+`dead_letters
+		FROM `+d.Prefix()+`dead_letters
 		WHERE ($1::text = '' OR queue = $1) AND ($2::text = '' OR status = $2)
 		ORDER BY failed_at DESC, id DESC LIMIT $3`, p.Queue, p.Status, p.Limit)
 	if err != nil {
@@ -436,7 +460,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 // Stats implements dialect.Dialect.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
 	if err != nil {
 		return nil, err
 	}
@@ -447,15 +471,5 @@ var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be PostgreSQL.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	var v string
-	if err := q.QueryRowContext(ctx, "SELECT version()").Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return err
-		}
-		return fmt.Errorf("%w: SELECT version(): %v", dialect.ErrWrongDatabase, err)
-	}
-	if !strings.Contains(v, "PostgreSQL") {
-		return fmt.Errorf("%w: %s is not PostgreSQL", dialect.ErrWrongDatabase, v)
-	}
-	return nil
+	return stmt.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
 }

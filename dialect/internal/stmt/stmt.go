@@ -6,6 +6,9 @@ package stmt
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/modkit-go/db/dialect"
 )
@@ -61,6 +64,59 @@ func AddRows(n int, res sql.Result) (int, error) {
 	k, err := res.RowsAffected()
 	return n + int(k), err
 }
+
+// CheckDatabase runs probe, a one-value query that only the dialect's own
+// kind of database answers as accept wants (a version string, say). It
+// reports dialect.ErrWrongDatabase only on evidence: the answer is another
+// product's, or the probe failed the way only a database of another kind
+// fails it (see Foreign). Every other failure (a cancelled context, a
+// closed pool, a server still starting up) is returned wrapped, so callers
+// see its cause.
+func CheckDatabase(ctx context.Context, q dialect.DBTX, probe string, accept func(answer string) bool) error {
+	var v string
+	err := q.QueryRowContext(ctx, probe).Scan(&v)
+	switch {
+	case err == nil && !accept(v):
+		return fmt.Errorf("%w: %s answered %q", dialect.ErrWrongDatabase, probe, v)
+	case err == nil:
+		return nil
+	case Foreign(err):
+		return fmt.Errorf("%w: %s: %w", dialect.ErrWrongDatabase, probe, err)
+	}
+	return fmt.Errorf("%s: %w", probe, err)
+}
+
+// Foreign reports whether err is how a database of another kind rejects a
+// probe naming a function it lacks: a syntax error or undefined function
+// (SQLSTATE class 42 on PostgreSQL and through drivers that expose it;
+// MySQL/MariaDB errors 1064 and 1305) or SQLite's "no such function". It
+// reads errors through interfaces and messages, so no driver is imported.
+func Foreign(err error) bool {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return strings.HasPrefix(st.SQLState(), "42")
+	}
+	var num interface{ Number() uint16 }
+	if errors.As(err, &num) {
+		return num.Number() == erParse || num.Number() == erNoSuchFunction
+	}
+	msg := err.Error()
+	// go-sql-driver/mysql's *MySQLError has neither method; its message is
+	// "Error <number> (<sqlstate>): …".
+	for _, n := range []string{"Error 1064 (", "Error 1305 ("} {
+		if strings.HasPrefix(msg, n) {
+			return true
+		}
+	}
+	// SQLite: "SQL logic error: no such function: version (1)".
+	return strings.Contains(msg, "no such function: ")
+}
+
+// MySQL/MariaDB error numbers of a probe another database's SQL fails.
+const (
+	erParse          = 1064 // ER_PARSE_ERROR
+	erNoSuchFunction = 1305 // ER_SP_DOES_NOT_EXIST: FUNCTION x does not exist
+)
 
 // NullString is s as an argument, NULL when empty.
 func NullString(s string) any {
