@@ -7,13 +7,13 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite"
 
 	"github.com/modkit-go/db/dialect/sqlite"
 	"github.com/modkit-go/db/migrations"
 	"github.com/modkit-go/db/outbox"
-	"time"
 )
 
 // openSQLite opens a fresh SQLite file with the recommended settings.
