@@ -76,7 +76,9 @@ func PartitionFor(key string, partitions int) int {
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(partitions))
+	// uint64: a count of 2^32 or more must not truncate to 0 (a division
+	// by zero); below that the result is the same as with uint32.
+	return int(uint64(h.Sum32()) % uint64(partitions))
 }
 
 // ValidQueueName reports whether name is a valid queue name:
