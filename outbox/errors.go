@@ -11,8 +11,7 @@ import (
 // *ValidationError or *PartitionCountMismatchError.
 var (
 	// ErrInvalidConfig: a Config field is out of range (the message names
-	// it), New got a nil *sql.DB or a nil dialect (typed nil included), or
-	// an inspection call got a limit out of range.
+	// it), or New got a nil *sql.DB or a nil dialect (typed nil included).
 	ErrInvalidConfig = errors.New("outbox: invalid config")
 	// ErrInvalidQueueName: a queue name is not [A-Za-z0-9._-]{1,1024} with an
 	// alphanumeric first and last character.

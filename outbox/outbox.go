@@ -190,7 +190,9 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 
 // EnqueueBatch adds msgs inside tx in order, with multi-row inserts. One
 // invalid message fails the whole call before anything is written; its
-// *ValidationError carries its index.
+// *ValidationError carries its index. A failure in the database part way
+// through (or a partition that tx's database lacks: ErrUnknownQueue) is
+// undone through a savepoint, so tx holds all of msgs or none of them.
 func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
 	if len(msgs) == 0 {
 		return ErrEmptyBatch
