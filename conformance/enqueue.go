@@ -272,8 +272,8 @@ func testLargestMessage(t *testing.T, b *Backend) {
 	}
 }
 
-// failingExec wraps a transaction so that the statement numbered failAt
-// (0-based) fails without running: a later chunk of a multi-statement
+// failingExec wraps a transaction so that the INSERT statement numbered
+// failAt (0-based) fails without running: a later chunk of a multi-statement
 // insert failing in the database, after earlier chunks were written.
 type failingExec struct {
 	dialect.DBTX
@@ -281,6 +281,9 @@ type failingExec struct {
 }
 
 func (f *failingExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if !strings.Contains(query, "INSERT INTO") {
+		return f.DBTX.ExecContext(ctx, query, args...) // savepoints and the like
+	}
 	f.n++
 	if f.n-1 == f.failAt {
 		return nil, errors.New("conformance: injected failure of a later insert chunk")

@@ -62,9 +62,10 @@ type Dialect interface {
 	// increase in that order), chunking as the database requires. Each row's
 	// partition is resolved inside the statement, by queue name and
 	// partition number, in q's own database: a row whose partition does not
-	// exist there is not inserted (and never lands in another partition).
-	// Inserted counts the rows written; the core treats a short count as
-	// ErrQueueNotFound and undoes the rest.
+	// exist there is never written to another partition. All or nothing:
+	// when a row's partition is missing it returns ErrQueueNotFound, and on
+	// any error no row of the call remains in q (a call that needs several
+	// statements runs them under a savepoint and rolls back to it).
 	InsertMessages(ctx context.Context, q DBTX, p *InsertMessagesParams) (*InsertMessagesResult, error)
 	// PendingPartitions lists partitions that have committed unsequenced
 	// messages.

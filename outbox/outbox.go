@@ -192,7 +192,8 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 // invalid message fails the whole call before anything is written; its
 // *ValidationError carries its index. A failure in the database part way
 // through (or a partition that tx's database lacks: ErrUnknownQueue) is
-// undone through a savepoint, so tx holds all of msgs or none of them.
+// undone (the dialect uses a savepoint when it needs several statements),
+// so tx holds all of msgs or none of them.
 func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
 	if len(msgs) == 0 {
 		return ErrEmptyBatch
@@ -234,53 +235,16 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 	return o.insert(ctx, tx, rows, base)
 }
 
-// enqueueSavepoint guards a multi-row enqueue inside the caller's
-// transaction.
-const enqueueSavepoint = "outbox_enqueue"
-
-// insert writes rows in tx, all or nothing. One row is one statement,
-// atomic by itself. Several rows may take several statements (the dialect
-// chunks them), so they run under a savepoint that is rolled back when a
-// statement fails or a row's partition does not exist in tx's database:
-// a caller that commits after an error commits none of the batch. When
-// even the rollback to the savepoint fails, tx itself is rolled back.
+// insert writes rows in tx. The dialect writes all of them or none (see
+// dialect.Dialect.InsertMessages), so a caller that commits after an error
+// commits none of the batch.
 func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRow, base int) error {
-	sp := func(op dialect.SavepointOp) error {
-		return o.d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: op})
-	}
-	multi := len(rows) > 1
-	if multi {
-		if err := sp(dialect.SavepointCreate); err != nil {
-			return insertErr(err)
-		}
-	}
 	res, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows})
 	if err == nil && res.Inserted != len(rows) {
-		err = invalid(base, "Queue", ErrUnknownQueue, "%d of %d messages name a partition that does not exist in the transaction's database",
-			len(rows)-res.Inserted, len(rows))
+		err = fmt.Errorf("%w: %d of %d rows inserted", dialect.ErrQueueNotFound, res.Inserted, len(rows))
 	}
-	if err == nil {
-		if multi {
-			err = sp(dialect.SavepointRelease)
-		}
-		return insertErr(err)
-	}
-	if multi {
-		// The undo must run even when ctx has ended (that may be why the
-		// insert failed), or the rows written so far would stay in tx.
-		undo := context.WithoutCancel(ctx)
-		rerr := o.d.Savepoint(undo, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: dialect.SavepointRollback})
-		if rerr == nil {
-			rerr = o.d.Savepoint(undo, tx, &dialect.SavepointParams{Name: enqueueSavepoint, Op: dialect.SavepointRelease})
-		}
-		if rerr != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("%w (the transaction was rolled back: undoing the batch failed: %v)", err, rerr)
-		}
-	}
-	var ve *ValidationError
-	if errors.As(err, &ve) {
-		return err
+	if errors.Is(err, dialect.ErrQueueNotFound) {
+		return invalid(base, "Queue", ErrUnknownQueue, "a message names a partition that does not exist in the transaction's database (%v)", err)
 	}
 	return insertErr(err)
 }

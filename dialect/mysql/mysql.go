@@ -144,7 +144,7 @@ type queries struct {
 	insertQueue, selectQueue, insertProcessors, lookup string
 	pending, lockPartition, unsequenced, bumpLastSeq   string
 	read, update, vacuumCandidates, vacuumPick, state  string
-	stats                                              string
+	stats, insertOne                                   string
 }
 
 func buildQueries(p string) queries {
@@ -217,6 +217,10 @@ func buildQueries(p string) queries {
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
 				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, NOW(6)
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
+			WHERE p.queue = ? AND p.partition_num = ?`),
+		// See InsertMessages for why FORCE INDEX.
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
+			SELECT p.id, ?, ?, ? FROM {p}partitions p FORCE INDEX ({p}partitions_queue_num)
 			WHERE p.queue = ? AND p.partition_num = ?`),
 		stats: r.Replace(`SELECT (SELECT COUNT(*) FROM {p}queues), (SELECT COUNT(*) FROM {p}partitions),
 				(SELECT COUNT(*) FROM {p}messages), (SELECT COUNT(*) FROM {p}messages WHERE seq IS NULL),
@@ -298,25 +302,37 @@ const (
 	maxInsertBytes = 4 << 20
 )
 
-// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
-// statements. The partition row is found by (queue, partition_num) in the
-// statement itself, in q's own database; a row without one is not
-// inserted. The rows come from a derived table of UNION ALL branches
-// (MySQL and MariaDB spell VALUES constructors differently), inserted in
-// ORDER BY ord order, and InnoDB hands out auto-increment ids in insertion
-// order; later chunks of the same call get larger ids.
+// InsertMessages implements dialect.Dialect. Partition rows are found by
+// (queue, partition_num) in q's own database.
 //
-// Locks: the application's transaction is often REPEATABLE READ, where the
-// SELECT part of an INSERT … SELECT is a locking read (shared locks). FORCE
-// INDEX keeps that read on the covering UNIQUE (queue, partition_num)
-// index, an eq_ref lookup: it locks only that secondary-index record,
-// never the clustered partitions row whose last_seq the sequencer updates
-// under its own lock (FOR UPDATE SKIP LOCKED by primary key), so producers
-// still neither wait for nor hold up the sequencer.
+// One row (the common Enqueue) takes one INSERT … SELECT. The application's
+// transaction is often REPEATABLE READ, where the SELECT part is a locking
+// read (shared locks); FORCE INDEX keeps it an eq_ref lookup on the
+// covering UNIQUE (queue, partition_num) index, which locks only that
+// secondary-index record, never the clustered partitions row whose
+// last_seq the sequencer updates under its own lock: producers neither
+// wait for nor hold up the sequencer.
+//
+// Several rows first read their partition ids with a plain SELECT (a
+// consistent read: no locks), fail with ErrQueueNotFound before writing
+// when one is missing, then run simple multi-row INSERT … VALUES (an
+// INSERT … SELECT of many rows would hold InnoDB's table-level AUTO-INC
+// lock for the whole statement under innodb_autoinc_lock_mode=1, MariaDB's
+// default, serializing concurrent producers). For a simple INSERT InnoDB
+// hands out auto-increment ids in VALUES order, in every
+// innodb_autoinc_lock_mode; later chunks of the same call get larger ids.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	inserted := 0
-	for len(rows) > 0 {
+	if len(p.Rows) == 1 {
+		r := p.Rows[0]
+		return stmt.InsertAll(ctx, q, p.Rows, func([]dialect.InsertRow) stmt.Chunk {
+			return stmt.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{nonNil(r.Payload), r.PayloadType, stmt.NullBytes(r.Headers), r.Queue, r.Partition}}
+		})
+	}
+	ids, err := d.partitionIDs(ctx, q, p.Rows)
+	if err != nil {
+		return nil, err
+	}
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n, size := 0, 0
 		for n < len(rows) && n < maxInsertRows {
 			sz := len(rows[n].Payload) + len(rows[n].Headers) + len(rows[n].PayloadType)
@@ -327,38 +343,77 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			n++
 		}
 		var b strings.Builder
-		b.Grow(300 + 40*n)
+		b.Grow(80 + 16*n)
 		b.WriteString("INSERT INTO ")
 		b.WriteString(d.Prefix())
-		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (")
-		args := make([]any, 0, 5*n)
+		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
+		args := make([]any, 0, 4*n)
 		for i, r := range rows[:n] {
-			if i == 0 {
-				b.WriteString("SELECT 0 AS ord, ? AS queue, ? AS partition_num, ? AS payload, ? AS payload_type, ? AS headers")
-			} else {
-				fmt.Fprintf(&b, " UNION ALL SELECT %d, ?, ?, ?, ?, ?", i)
+			if i > 0 {
+				b.WriteString(", ")
 			}
-			payload := r.Payload
-			if payload == nil {
-				payload = []byte{} // NOT NULL column; nil would bind NULL
-			}
-			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			b.WriteString("(?, ?, ?, ?)")
+			args = append(args, ids[partitionKey{r.Queue, r.Partition}], nonNil(r.Payload), r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		b.WriteString(") v JOIN ")
-		b.WriteString(d.Prefix())
-		b.WriteString("partitions p FORCE INDEX (")
-		b.WriteString(d.Prefix())
-		b.WriteString("partitions_queue_num) ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
-		res, err := q.ExecContext(ctx, b.String(), args...)
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
+}
+
+// nonNil binds an empty payload for nil: the column is NOT NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+type partitionKey struct {
+	queue string
+	num   int
+}
+
+// partitionIDs reads the partition ids rows name, one consistent read per
+// queue, or returns ErrQueueNotFound when one does not exist in q.
+func (d *Dialect) partitionIDs(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow) (map[partitionKey]int64, error) {
+	nums := map[string]map[int]bool{}
+	for _, r := range rows {
+		if nums[r.Queue] == nil {
+			nums[r.Queue] = map[int]bool{}
+		}
+		nums[r.Queue][r.Partition] = true
+	}
+	ids := make(map[partitionKey]int64)
+	for queue, set := range nums {
+		args := make([]any, 0, 1+len(set))
+		args = append(args, queue)
+		for n := range set {
+			args = append(args, n)
+		}
+		rs, err := q.QueryContext(ctx, `SELECT partition_num, id FROM `+d.Prefix()+`partitions
+			WHERE queue = ? AND partition_num IN (`+placeholders(len(set))+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
-		if inserted, err = stmt.AddRows(inserted, res); err != nil {
+		for rs.Next() {
+			var n int
+			var id int64
+			if err := rs.Scan(&n, &id); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			ids[partitionKey{queue, n}] = id
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
 			return nil, err
 		}
-		rows = rows[n:]
 	}
-	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
+	for _, r := range rows {
+		if _, ok := ids[partitionKey{r.Queue, r.Partition}]; !ok {
+			return nil, fmt.Errorf("%w: %s partition %d", dialect.ErrQueueNotFound, r.Queue, r.Partition)
+		}
+	}
+	return ids, nil
 }
 
 // PendingPartitions implements dialect.Dialect.

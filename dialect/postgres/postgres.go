@@ -256,20 +256,16 @@ func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.Lo
 // parameters (5 per row).
 const maxInsertRows = 1000
 
-// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
-// statements. The partition row is found by (queue, partition_num) in the
-// statement itself, in q's own database, through the UNIQUE (queue,
-// partition_num) index; a row without one is not inserted. ORDER BY ord
-// hands out ids from the sequence in slice order.
+// InsertMessages implements dialect.Dialect. The partition row is found by
+// (queue, partition_num) in the statement itself, in q's own database,
+// through the UNIQUE (queue, partition_num) index. The count guard makes
+// each statement all or nothing: when a row has no partition, none is
+// inserted. ORDER BY ord hands out ids from the sequence in slice order.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	inserted := 0
-	for len(rows) > 0 {
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
-		b.WriteString("INSERT INTO ")
-		b.WriteString(d.Prefix())
-		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM (VALUES ")
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
 		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
@@ -279,19 +275,12 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text)", i, k+1, k+2, k+3, k+4, k+5)
 			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		b.WriteString(") AS v (ord, queue, partition_num, payload, payload_type, headers) JOIN ")
-		b.WriteString(d.Prefix())
-		b.WriteString("partitions p ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
-		res, err := q.ExecContext(ctx, b.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		if inserted, err = stmt.AddRows(inserted, res); err != nil {
-			return nil, err
-		}
-		rows = rows[n:]
-	}
-	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
+			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
 }
 
 // PendingPartitions implements dialect.Dialect.

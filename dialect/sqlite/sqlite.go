@@ -236,15 +236,13 @@ func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.Lo
 // parameter limit (32766; older builds 999 = 199 rows of 5).
 const maxInsertRows = 190
 
-// InsertMessages implements dialect.Dialect with multi-row INSERT … SELECT
-// statements. The partition row is found by (queue, partition_num) in the
-// statement itself, in q's own database; a row without one is not
-// inserted. Rows are inserted in ORDER BY ord order, so rowids follow the
-// slice.
+// InsertMessages implements dialect.Dialect. The partition row is found by
+// (queue, partition_num) in the statement itself, in q's own database. The
+// count guard makes each statement all or nothing: when a row has no
+// partition, none is inserted. Rows are inserted in ORDER BY ord order, so
+// rowids follow the slice.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	inserted := 0
-	for len(rows) > 0 {
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
 		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
@@ -260,21 +258,12 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			}
 			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		b.WriteString(") INSERT INTO ")
-		b.WriteString(d.Prefix())
-		b.WriteString("messages (partition_id, payload, payload_type, headers) SELECT p.id, v.payload, v.payload_type, v.headers FROM v JOIN ")
-		b.WriteString(d.Prefix())
-		b.WriteString("partitions p ON p.queue = v.queue AND p.partition_num = v.partition_num ORDER BY v.ord")
-		res, err := q.ExecContext(ctx, b.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		if inserted, err = stmt.AddRows(inserted, res); err != nil {
-			return nil, err
-		}
-		rows = rows[n:]
-	}
-	return &dialect.InsertMessagesResult{Inserted: inserted}, nil
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
+			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
 }
 
 // PendingPartitions implements dialect.Dialect.

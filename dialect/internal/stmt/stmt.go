@@ -59,10 +59,71 @@ func Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) erro
 	return err
 }
 
-// AddRows adds res's affected-row count to n.
-func AddRows(n int, res sql.Result) (int, error) {
-	k, err := res.RowsAffected()
-	return n + int(k), err
+// Chunk is one statement of an insert: it covers the first N rows given
+// and inserts all of them or none (a row whose partition is missing makes
+// it insert nothing).
+type Chunk struct {
+	N     int
+	Query string
+	Args  []any
+}
+
+// insertSavepoint guards an insert that takes several statements.
+const insertSavepoint = "outbox_insert"
+
+// InsertAll inserts rows with the statements next builds, all or nothing
+// in q: one statement when next covers every row at once (atomic by
+// itself, the common case), otherwise under a savepoint that is rolled
+// back when a statement fails or inserts fewer rows than it covers. A short
+// statement is reported as dialect.ErrQueueNotFound.
+func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, next func([]dialect.InsertRow) Chunk) (*dialect.InsertMessagesResult, error) {
+	c := next(rows)
+	if c.N == len(rows) {
+		if err := execChunk(ctx, q, c); err != nil {
+			return nil, err
+		}
+		return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
+	}
+	if _, err := q.ExecContext(ctx, "SAVEPOINT "+insertSavepoint); err != nil {
+		return nil, err
+	}
+	for done := 0; ; c = next(rows[done:]) {
+		if err := execChunk(ctx, q, c); err != nil {
+			// The undo must run even when ctx has ended (that may be why
+			// the chunk failed), or earlier chunks would stay in q.
+			undo := context.WithoutCancel(ctx)
+			_, rerr := q.ExecContext(undo, "ROLLBACK TO SAVEPOINT "+insertSavepoint)
+			if rerr == nil {
+				_, rerr = q.ExecContext(undo, "RELEASE SAVEPOINT "+insertSavepoint)
+			}
+			if rerr != nil {
+				return nil, fmt.Errorf("%w (undoing the earlier chunks failed too: %v)", err, rerr)
+			}
+			return nil, err
+		}
+		if done += c.N; done == len(rows) {
+			break
+		}
+	}
+	if _, err := q.ExecContext(ctx, "RELEASE SAVEPOINT "+insertSavepoint); err != nil {
+		return nil, err
+	}
+	return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
+}
+
+func execChunk(ctx context.Context, q dialect.DBTX, c Chunk) error {
+	res, err := q.ExecContext(ctx, c.Query, c.Args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if int(n) != c.N {
+		return fmt.Errorf("%w: %d of %d rows name a partition that does not exist", dialect.ErrQueueNotFound, int(c.N)-int(n), c.N)
+	}
+	return nil
 }
 
 // CheckDatabase runs probe, a one-value query that only the dialect's own
