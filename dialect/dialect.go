@@ -59,7 +59,13 @@ type Dialect interface {
 	// LookupQueue returns a declared queue's partitions, or ErrQueueNotFound.
 	LookupQueue(ctx context.Context, q DBTX, p *LookupQueueParams) (*LookupQueueResult, error)
 	// InsertMessages inserts unsequenced messages in slice order (ids
-	// increase in that order), chunking as the database requires.
+	// increase in that order), chunking as the database requires. Each row's
+	// partition is resolved inside the statement, by queue name and
+	// partition number, in q's own database: a row whose partition does not
+	// exist there is never written to another partition. All or nothing:
+	// when a row's partition is missing it returns ErrQueueNotFound, and on
+	// any error no row of the call remains in q (a call that needs several
+	// statements runs them under a savepoint and rolls back to it).
 	InsertMessages(ctx context.Context, q DBTX, p *InsertMessagesParams) (*InsertMessagesResult, error)
 	// PendingPartitions lists partitions that have committed unsequenced
 	// messages.
@@ -123,9 +129,13 @@ type LookupQueueResult struct {
 	PartitionIDs []int64 // by partition index
 }
 
-// InsertRow is one message to insert.
+// InsertRow is one message to insert. Queue and Partition name its
+// partition; the dialect looks the partition row up in the statement itself
+// (never from a cache), so a transaction of another database writes into
+// that database's own partition or not at all.
 type InsertRow struct {
-	PartitionID int64
+	Queue       string
+	Partition   int
 	Payload     []byte
 	PayloadType string
 	Headers     []byte // JSON object, nil for none

@@ -7,69 +7,99 @@ import (
 )
 
 // Config tunes an Outbox. The zero value is valid: every zero field takes
-// the default named in its comment. Negative values are an error wrapping
-// ErrInvalidConfig.
+// the default named in its comment. A non-zero value outside the field's
+// range (stated in its comment) makes New return an error wrapping
+// ErrInvalidConfig that names the field. The ranges keep the outbox from
+// stopping itself (a lease shorter than a round trip), flooding the
+// database (polling every nanosecond, a goroutine per unit of a huge
+// count) or exceeding a database limit (MariaDB's 65535 placeholders, its
+// 16 MiB max_allowed_packet).
 type Config struct {
 	// Logger receives the outbox's logs. Default: discard.
 	Logger *slog.Logger
-	// MaxPayloadBytes limits a message's payload. Default 64 KiB.
+	// MaxPayloadBytes limits a message's payload. Default 64 KiB; at most
+	// 4 MiB (MaxPayloadLimit), so that a message, escaped by the MySQL
+	// driver's interpolateParams (up to twice its size), still fits
+	// MariaDB's default 16 MiB max_allowed_packet.
 	MaxPayloadBytes int
 	// PollInterval is how often idle workers look for work when no wake-up
-	// came (the safety net behind InTx/Notify). Default 200ms.
+	// came (the safety net behind InTx/Notify). Default 200ms; 10ms–1h.
 	PollInterval time.Duration
 	// LeaseDuration is how long a decoupled processor owns a partition per
-	// batch. A handler's context is cancelled at 80% of it. Default 30s.
+	// batch. A handler's context is cancelled at 80% of it. Default 30s;
+	// 1s–24h (below a second, claim, read and ack round trips can outlast
+	// the lease and no batch ever completes).
 	LeaseDuration time.Duration
-	// BatchSize is the most messages handed to one handler call. Default 100.
+	// BatchSize is the most messages handed to one handler call. Default
+	// 100; 1–10000.
 	BatchSize int
-	// MaxConcurrency bounds concurrent handler calls (one partition each).
-	// Default 4.
+	// MaxConcurrency bounds concurrent handler calls (one partition each),
+	// one goroutine each. Default 4; 1–1024.
 	MaxConcurrency int
 	// Sequencers is the number of sequencer goroutines; they split the
-	// pending partitions between them. Default 2.
+	// pending partitions between them. Default 2; 1–64.
 	Sequencers int
-	// SequencerBatch is the most rows sequenced per transaction. Default 1000.
+	// SequencerBatch is the most rows sequenced per transaction. Default
+	// 1000; 1–10000 (a MySQL pass binds three placeholders per row).
 	SequencerBatch int
 	// RetryBase and RetryMax shape the exponential backoff after a Retry:
 	// base·2^(attempts-1), capped at RetryMax, with equal jitter (the delay
-	// is drawn from [d/2, d]). Defaults 1s and 60s.
+	// is drawn from [d/2, d]). Defaults 1s and 60s; RetryBase 1ms–1h,
+	// RetryMax 10ms–24h and not below RetryBase.
 	RetryBase time.Duration
 	RetryMax  time.Duration
 	// MaxAttempts, when > 0, dead-letters a partition's head message once
 	// it has failed that many times. 0 leaves giving up to the handler.
+	// 0–1000000.
 	MaxAttempts int
-	// VacuumInterval is how often delivered rows are deleted. Default 1s.
+	// VacuumInterval is how often delivered rows are deleted. Default 1s;
+	// 10ms–1h.
 	VacuumInterval time.Duration
-	// VacuumBatch is the most rows one vacuum statement deletes. Default 1000.
+	// VacuumBatch is the most rows one vacuum statement deletes. Default
+	// 1000; 1–10000 (a MySQL delete binds one placeholder per row).
 	VacuumBatch int
 	// ShutdownTimeout bounds the bookkeeping writes (acks, lease releases)
-	// made after Stop's context has ended. Default 5s.
+	// made after Stop's context has ended. Default 5s; 10ms–10m.
 	ShutdownTimeout time.Duration
 }
 
-func (c Config) withDefaults() (Config, error) {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"MaxPayloadBytes", int64(c.MaxPayloadBytes)},
-		{"PollInterval", int64(c.PollInterval)},
-		{"LeaseDuration", int64(c.LeaseDuration)},
-		{"BatchSize", int64(c.BatchSize)},
-		{"MaxConcurrency", int64(c.MaxConcurrency)},
-		{"Sequencers", int64(c.Sequencers)},
-		{"SequencerBatch", int64(c.SequencerBatch)},
-		{"RetryBase", int64(c.RetryBase)},
-		{"RetryMax", int64(c.RetryMax)},
-		{"MaxAttempts", int64(c.MaxAttempts)},
-		{"VacuumInterval", int64(c.VacuumInterval)},
-		{"VacuumBatch", int64(c.VacuumBatch)},
-		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
-	} {
-		if f.v < 0 {
-			return c, fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, f.name, f.v)
-		}
+// MaxPayloadLimit is the largest Config.MaxPayloadBytes (4 MiB).
+const MaxPayloadLimit = 4 << 20
+
+// limit is a Config field's range; zero (the default) is checked after
+// defaults are applied.
+type limit struct {
+	name     string
+	v        int64
+	min, max int64
+	duration bool
+}
+
+func (c *Config) limits() []limit {
+	d := func(name string, v, lo, hi time.Duration) limit {
+		return limit{name: name, v: int64(v), min: int64(lo), max: int64(hi), duration: true}
 	}
+	n := func(name string, v, lo, hi int) limit {
+		return limit{name: name, v: int64(v), min: int64(lo), max: int64(hi)}
+	}
+	return []limit{
+		n("MaxPayloadBytes", c.MaxPayloadBytes, 1, MaxPayloadLimit),
+		d("PollInterval", c.PollInterval, 10*time.Millisecond, time.Hour),
+		d("LeaseDuration", c.LeaseDuration, time.Second, 24*time.Hour),
+		n("BatchSize", c.BatchSize, 1, 10000),
+		n("MaxConcurrency", c.MaxConcurrency, 1, 1024),
+		n("Sequencers", c.Sequencers, 1, 64),
+		n("SequencerBatch", c.SequencerBatch, 1, 10000),
+		d("RetryBase", c.RetryBase, time.Millisecond, time.Hour),
+		d("RetryMax", c.RetryMax, 10*time.Millisecond, 24*time.Hour),
+		n("MaxAttempts", c.MaxAttempts, 0, 1_000_000),
+		d("VacuumInterval", c.VacuumInterval, 10*time.Millisecond, time.Hour),
+		n("VacuumBatch", c.VacuumBatch, 1, 10000),
+		d("ShutdownTimeout", c.ShutdownTimeout, 10*time.Millisecond, 10*time.Minute),
+	}
+}
+
+func (c Config) withDefaults() (Config, error) {
 	def := func(p *time.Duration, d time.Duration) {
 		if *p == 0 {
 			*p = d
@@ -95,11 +125,18 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.VacuumInterval, time.Second)
 	defInt(&c.VacuumBatch, 1000)
 	def(&c.ShutdownTimeout, 5*time.Second)
+	for _, l := range c.limits() {
+		if l.v >= l.min && l.v <= l.max {
+			continue
+		}
+		if l.duration {
+			return c, fmt.Errorf("%w: %s is %v, want %v to %v", ErrInvalidConfig, l.name,
+				time.Duration(l.v), time.Duration(l.min), time.Duration(l.max))
+		}
+		return c, fmt.Errorf("%w: %s is %d, want %d to %d", ErrInvalidConfig, l.name, l.v, l.min, l.max)
+	}
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("%w: RetryMax (%v) is below RetryBase (%v)", ErrInvalidConfig, c.RetryMax, c.RetryBase)
-	}
-	if c.BatchSize > 10000 {
-		return c, fmt.Errorf("%w: BatchSize %d is above 10000", ErrInvalidConfig, c.BatchSize)
 	}
 	return c, nil
 }

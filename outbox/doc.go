@@ -30,6 +30,14 @@
 //   - Bad input changes nothing: invalid input returns a typed error
 //     (errors.Is with the Err… sentinels, errors.As with *ValidationError)
 //     before any row is written; one bad message fails a whole batch.
+//     Limits: payload Config.MaxPayloadBytes (at most MaxPayloadLimit),
+//     headers MaxHeaders entries and MaxHeaderBytes encoded. A batch that
+//     fails in the database (or names a partition the transaction's own
+//     database lacks) leaves none of its rows in the transaction.
+//   - Right database: a message goes to the named partition of the
+//     database the given *sql.Tx belongs to, found by queue name and
+//     partition number in the insert itself, or fails with
+//     ErrUnknownQueue; never to a row of another database's numbering.
 //
 // # Delivery modes
 //

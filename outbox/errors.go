@@ -10,7 +10,8 @@ import (
 // these, so callers can test with errors.Is; details are in the wrapping
 // *ValidationError or *PartitionCountMismatchError.
 var (
-	// ErrInvalidConfig: a Config field is out of range; the message names it.
+	// ErrInvalidConfig: a Config field is out of range (the message names
+	// it), or New got a nil *sql.DB or a nil dialect (typed nil included).
 	ErrInvalidConfig = errors.New("outbox: invalid config")
 	// ErrInvalidQueueName: a queue name is not [A-Za-z0-9._-]{1,1024} with an
 	// alphanumeric first and last character.
@@ -30,13 +31,20 @@ var (
 	// ErrInvalidPayloadType: the payload type is not 1–1024 bytes of
 	// printable ASCII.
 	ErrInvalidPayloadType = errors.New("outbox: invalid payload type")
-	// ErrInvalidHeaders: a header key is empty or longer than 256 bytes, or
-	// a key or value is not valid UTF-8.
+	// ErrInvalidHeaders: a header key is empty or longer than
+	// MaxHeaderKeyLen bytes, a key or value is not valid UTF-8, or the
+	// headers exceed MaxHeaders entries or MaxHeaderBytes encoded.
 	ErrInvalidHeaders = errors.New("outbox: invalid headers")
 	// ErrWrongDialect: the database is not of the dialect's kind (a
 	// PostgreSQL dialect over a MySQL pool, say); checked before the first
-	// schema access by DeclareQueue, Start and Enqueue.
+	// schema access by DeclareQueue, Start and Enqueue. Only a real mismatch
+	// matches it: when the check cannot ask (a cancelled context, a closed
+	// *sql.DB, a server still starting up) the error wraps that cause
+	// instead (context.Canceled, sql.ErrConnDone, the driver's error).
 	ErrWrongDialect = errors.New("outbox: wrong dialect for this database")
+	// ErrInvalidFilter: a DeadLetterFilter's Status or Limit is out of
+	// range.
+	ErrInvalidFilter = errors.New("outbox: invalid filter")
 	// ErrNilTx: Enqueue was given a nil *sql.Tx.
 	ErrNilTx = errors.New("outbox: nil transaction")
 	// ErrTxDone: the transaction was already committed or rolled back. It

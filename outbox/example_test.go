@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -99,7 +100,7 @@ func Example_transactional() {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE balances (account TEXT PRIMARY KEY, cents INTEGER NOT NULL)`); err != nil {
 		log.Fatal(err)
 	}
-	ob, err := outbox.New(db, d, outbox.Config{RetryBase: 1}) // retry at once, for the example
+	ob, err := outbox.New(db, d, outbox.Config{RetryBase: time.Millisecond}) // retry almost at once, for the example
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/modkit-go/db/dialect"
@@ -33,8 +34,16 @@ type PartitionState struct {
 }
 
 // PartitionState reads one partition's state. It returns an error wrapping
-// ErrUnknownQueue when the queue or partition does not exist.
+// ErrUnknownQueue when the queue or partition does not exist, and, before
+// asking the database, ErrInvalidQueueName for an invalid name and
+// ErrPartitionOutOfRange for a partition outside 0..MaxPartitions-1.
 func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int) (PartitionState, error) {
+	if !ValidQueueName(queue) {
+		return PartitionState{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
+	}
+	if partition < 0 || partition >= MaxPartitions {
+		return PartitionState{}, invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
+	}
 	r, err := o.d.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
 	if errors.Is(err, dialect.ErrQueueNotFound) {
 		return PartitionState{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
@@ -68,18 +77,37 @@ type DeadLetter struct {
 	Status string
 }
 
-// DeadLetterFilter selects dead letters. Zero fields match everything;
-// Limit defaults to 100.
+// DeadLetterFilter selects dead letters. Zero fields match everything.
 type DeadLetterFilter struct {
-	Queue  string
+	// Queue, when set, is a valid queue name.
+	Queue string
+	// Status, when set, is one of DeadLetterStatuses.
 	Status string
-	Limit  int
+	// Limit is 1..MaxDeadLetterLimit; 0 means 100.
+	Limit int
 }
 
-// DeadLetters lists dead letters, newest first.
+// DeadLetterStatuses are the statuses a dead letter can have.
+var DeadLetterStatuses = []string{"pending", "reprocessing", "resolved", "discarded"}
+
+// MaxDeadLetterLimit is the largest DeadLetterFilter.Limit.
+const MaxDeadLetterLimit = 10000
+
+// DeadLetters lists dead letters, newest first. An invalid filter is
+// rejected before the database is asked: a bad Queue wraps
+// ErrInvalidQueueName, a bad Status or Limit ErrInvalidFilter.
 func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
-	if f.Limit <= 0 {
+	if f.Queue != "" && !ValidQueueName(f.Queue) {
+		return nil, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(f.Queue))
+	}
+	if f.Status != "" && !slices.Contains(DeadLetterStatuses, f.Status) {
+		return nil, invalid(-1, "Status", ErrInvalidFilter, "%q is not one of %v", truncate(f.Status), DeadLetterStatuses)
+	}
+	if f.Limit == 0 {
 		f.Limit = 100
+	}
+	if f.Limit < 1 || f.Limit > MaxDeadLetterLimit {
+		return nil, invalid(-1, "Limit", ErrInvalidFilter, "%d is not in 1..%d", f.Limit, MaxDeadLetterLimit)
 	}
 	r, err := o.d.ListDeadLetters(ctx, o.db, &dialect.ListDeadLettersParams{Queue: f.Queue, Status: f.Status, Limit: f.Limit})
 	if err != nil {

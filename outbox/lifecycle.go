@@ -27,7 +27,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 	}
 	var decoupled, transactional []string
 	for q, h := range o.handlers {
-		if _, err := o.partitionIDs(ctx, o.db, q); err != nil {
+		if _, err := o.partitionCount(ctx, o.db, q); err != nil {
 			return o.enqueueErr(-1, q, err)
 		}
 		if h.transactional() {

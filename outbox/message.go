@@ -1,6 +1,8 @@
 package outbox
 
 import (
+	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"time"
 	"unicode/utf8"
@@ -16,7 +18,14 @@ const (
 	MaxPayloadTypeLen = 1024
 	// DefaultMaxPayloadBytes is the default payload limit (64 KiB).
 	DefaultMaxPayloadBytes = 64 << 10
-	maxHeaderKeyLen        = 256
+	// MaxHeaders is the most headers one message may carry.
+	MaxHeaders = 256
+	// MaxHeaderBytes limits a message's headers as stored: their JSON
+	// encoding (an object of string values) takes at most 64 KiB. Headers
+	// are metadata; bulk data belongs in the payload.
+	MaxHeaderBytes = 64 << 10
+	// MaxHeaderKeyLen is the longest header key, in bytes.
+	MaxHeaderKeyLen = 256
 )
 
 // Message is what a producer enqueues.
@@ -33,7 +42,9 @@ type Message struct {
 	// "application/json" or "orders.OrderPlaced.v1"): 1–1024 printable
 	// ASCII bytes.
 	PayloadType string
-	// Headers are optional string metadata delivered with the message.
+	// Headers are optional string metadata delivered with the message: at
+	// most MaxHeaders entries, keys of 1–MaxHeaderKeyLen bytes, keys and
+	// values valid UTF-8, MaxHeaderBytes in all once JSON-encoded.
 	Headers map[string]string
 }
 
@@ -65,7 +76,9 @@ func PartitionFor(key string, partitions int) int {
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(partitions))
+	// uint64: a count of 2^32 or more must not truncate to 0 (a division
+	// by zero); below that the result is the same as with uint32.
+	return int(uint64(h.Sum32()) % uint64(partitions))
 }
 
 // ValidQueueName reports whether name is a valid queue name:
@@ -102,26 +115,59 @@ func ValidPayloadType(t string) bool {
 	return true
 }
 
-// validateMessage checks everything that does not need the database.
-func validateMessage(i int, m *Message, maxPayload int) error {
+// validateMessage checks everything that does not need the database and
+// returns the encoded headers (nil when there are none).
+func validateMessage(i int, m *Message, maxPayload int) ([]byte, error) {
 	if !ValidQueueName(m.Queue) {
-		return invalid(i, "Queue", ErrInvalidQueueName, "%q", truncate(m.Queue))
+		return nil, invalid(i, "Queue", ErrInvalidQueueName, "%q", truncate(m.Queue))
 	}
-	if m.Partition < 0 {
-		return invalid(i, "Partition", ErrPartitionOutOfRange, "%d is negative", m.Partition)
+	if m.Partition < 0 || m.Partition >= MaxPartitions {
+		return nil, invalid(i, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", m.Partition, MaxPartitions-1)
 	}
 	if len(m.Payload) > maxPayload {
-		return invalid(i, "Payload", ErrPayloadTooLarge, "%d bytes, limit %d", len(m.Payload), maxPayload)
+		return nil, invalid(i, "Payload", ErrPayloadTooLarge, "%d bytes, limit %d", len(m.Payload), maxPayload)
 	}
 	if !ValidPayloadType(m.PayloadType) {
-		return invalid(i, "PayloadType", ErrInvalidPayloadType, "%q", truncate(m.PayloadType))
+		return nil, invalid(i, "PayloadType", ErrInvalidPayloadType, "%q", truncate(m.PayloadType))
 	}
-	for k, v := range m.Headers {
-		if k == "" || len(k) > maxHeaderKeyLen || !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return invalid(i, "Headers", ErrInvalidHeaders, "key %q", truncate(k))
+	h, err := encodeHeaders(m.Headers)
+	if err != nil {
+		return nil, invalid(i, "Headers", ErrInvalidHeaders, "%v", err)
+	}
+	return h, nil
+}
+
+// encodeHeaders checks h against the header limits and encodes it as a
+// JSON object; nil when h is empty. The count and the raw size are checked
+// before encoding, so an oversized map costs no encoding work.
+func encodeHeaders(h map[string]string) ([]byte, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	if len(h) > MaxHeaders {
+		return nil, fmt.Errorf("%d headers, limit %d", len(h), MaxHeaders)
+	}
+	size := 0
+	for k, v := range h {
+		if k == "" || len(k) > MaxHeaderKeyLen {
+			return nil, fmt.Errorf("key %q is not 1-%d bytes", truncate(k), MaxHeaderKeyLen)
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("key %q: key or value is not valid UTF-8", truncate(k))
+		}
+		// Each entry encodes to at least "k":"v", plus a comma.
+		if size += len(k) + len(v) + 6; size > MaxHeaderBytes {
+			return nil, fmt.Errorf("more than %d bytes encoded", MaxHeaderBytes)
 		}
 	}
-	return nil
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxHeaderBytes {
+		return nil, fmt.Errorf("%d bytes encoded, limit %d", len(b), MaxHeaderBytes)
+	}
+	return b, nil
 }
 
 func truncate(s string) string {

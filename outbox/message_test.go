@@ -39,18 +39,3 @@ func TestPartitionForIsStableAndInRange(t *testing.T) {
 		t.Error("PartitionFor with fewer than 2 partitions must be 0")
 	}
 }
-
-func FuzzValidation(f *testing.F) {
-	f.Add("orders", "application/json", 3)
-	f.Add("", "\n", -1)
-	f.Fuzz(func(t *testing.T, queue, typ string, n int) {
-		m := Message{Queue: queue, PayloadType: typ, Partition: n}
-		err := validateMessage(0, &m, 10)
-		if err == nil && (!ValidQueueName(queue) || !ValidPayloadType(typ) || n < 0) {
-			t.Fatalf("accepted %+v", m)
-		}
-		if p := PartitionFor(queue, n); n >= 1 && (p < 0 || p >= n) {
-			t.Fatalf("PartitionFor out of range: %d of %d", p, n)
-		}
-	})
-}

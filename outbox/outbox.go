@@ -3,10 +3,11 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/modkit-go/db/dialect"
@@ -21,8 +22,8 @@ type Outbox struct {
 	log *slog.Logger
 
 	queuesMu sync.RWMutex
-	queues   map[string][]int64 // partition row ids by index
-	checked  bool               // the dialect's CheckDatabase passed
+	queues   map[string]int // partition counts, for validation only
+	checked  bool           // the dialect's CheckDatabase passed
 
 	seqWake  *signal // producers committed
 	procWake *signal // the sequencer assigned seqs
@@ -47,6 +48,11 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 	if d == nil {
 		return nil, fmt.Errorf("%w: nil dialect", ErrInvalidConfig)
 	}
+	if v := reflect.ValueOf(d); v.Kind() == reflect.Pointer && v.IsNil() {
+		// A typed nil such as (*postgres.Dialect)(nil): its methods would
+		// panic on first use.
+		return nil, fmt.Errorf("%w: nil dialect (%T)", ErrInvalidConfig, d)
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -56,7 +62,7 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		d:        d,
 		cfg:      cfg,
 		log:      cfg.Logger,
-		queues:   make(map[string][]int64),
+		queues:   make(map[string]int),
 		seqWake:  newSignal(),
 		procWake: newSignal(),
 		handlers: make(map[string]Handler),
@@ -77,7 +83,7 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 	if err := o.checkDatabase(ctx, o.db); err != nil {
 		return err
 	}
-	var ids []int64
+	var n int
 	err := o.withTx(ctx, func(tx *sql.Tx) error {
 		res, err := o.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
 		if err != nil {
@@ -86,7 +92,7 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 		if res.Partitions != partitions {
 			return &PartitionCountMismatchError{Queue: queue, Stored: res.Partitions, Requested: partitions}
 		}
-		ids = res.PartitionIDs
+		n = len(res.PartitionIDs)
 		return nil
 	})
 	if err != nil {
@@ -97,35 +103,44 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 		return fmt.Errorf("outbox: declare queue %q: %w", queue, err)
 	}
 	o.queuesMu.Lock()
-	o.queues[queue] = ids
+	o.queues[queue] = n
 	o.queuesMu.Unlock()
 	return nil
 }
 
-// partitionIDs returns a queue's partition row ids, from the cache or the
-// database (through q, so a done transaction reports ErrTxDone).
-func (o *Outbox) partitionIDs(ctx context.Context, q dialect.DBTX, queue string) ([]int64, error) {
+// partitionCount returns a queue's partition count, from the cache or the
+// database (through q, so a done transaction reports ErrTxDone). It only
+// validates partition numbers: inserts find their partition row by name in
+// the transaction's own database.
+func (o *Outbox) partitionCount(ctx context.Context, q dialect.DBTX, queue string) (int, error) {
 	o.queuesMu.RLock()
-	ids, ok := o.queues[queue]
+	n, ok := o.queues[queue]
 	o.queuesMu.RUnlock()
 	if ok {
-		return ids, nil
+		return n, nil
 	}
 	if err := o.checkDatabase(ctx, q); err != nil {
-		return nil, err
+		return 0, err
 	}
 	res, err := o.d.LookupQueue(ctx, q, &dialect.LookupQueueParams{Queue: queue})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	// A queue's partitions never change once declared: safe to cache.
+	// A queue's partition count never changes once declared: safe to cache.
 	o.queuesMu.Lock()
-	o.queues[queue] = res.PartitionIDs
+	o.queues[queue] = len(res.PartitionIDs)
 	o.queuesMu.Unlock()
-	return res.PartitionIDs, nil
+	return len(res.PartitionIDs), nil
 }
 
-// checkDatabase runs the dialect's CheckDatabase once successfully.
+// errDBClosedText is the text of database/sql's unexported error for a
+// closed *sql.DB.
+const errDBClosedText = "sql: database is closed"
+
+// checkDatabase runs the dialect's CheckDatabase once successfully. Only a
+// real mismatch (dialect.ErrWrongDatabase) becomes ErrWrongDialect; any
+// other failure wraps its cause (context.Canceled, a driver error, …), and
+// a closed *sql.DB also matches sql.ErrConnDone.
 func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
 	c, ok := o.d.(dialect.Checker)
 	if !ok {
@@ -143,6 +158,11 @@ func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
 		}
 		if errors.Is(err, dialect.ErrWrongDatabase) {
 			return fmt.Errorf("%w (dialect %s): %w", ErrWrongDialect, o.d.Name(), err)
+		}
+		if strings.Contains(err.Error(), errDBClosedText) {
+			// database/sql's error for a closed pool is unexported; make
+			// it errors.Is-able as "no connection".
+			return fmt.Errorf("outbox: check database: %w: %w", sql.ErrConnDone, err)
 		}
 		return fmt.Errorf("outbox: check database: %w", err)
 	}
@@ -170,7 +190,10 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 
 // EnqueueBatch adds msgs inside tx in order, with multi-row inserts. One
 // invalid message fails the whole call before anything is written; its
-// *ValidationError carries its index.
+// *ValidationError carries its index. A failure in the database part way
+// through (or a partition that tx's database lacks: ErrUnknownQueue) is
+// undone (the dialect uses a savepoint when it needs several statements),
+// so tx holds all of msgs or none of them.
 func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
 	if len(msgs) == 0 {
 		return ErrEmptyBatch
@@ -193,35 +216,48 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 	rows := make([]dialect.InsertRow, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		if err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes); err != nil {
+		h, err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes)
+		if err != nil {
 			return err
 		}
-		ids, err := o.partitionIDs(ctx, tx, m.Queue)
+		n, err := o.partitionCount(ctx, tx, m.Queue)
 		if err != nil {
 			return o.enqueueErr(idx(i), m.Queue, err)
 		}
-		if m.Partition >= len(ids) {
-			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, len(ids))
+		if m.Partition >= n {
+			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, n)
 		}
-		rows[i] = dialect.InsertRow{PartitionID: ids[m.Partition], Payload: m.Payload, PayloadType: m.PayloadType}
+		rows[i] = dialect.InsertRow{Queue: m.Queue, Partition: m.Partition, Payload: m.Payload, PayloadType: m.PayloadType, Headers: h}
 		if m.Payload == nil {
 			rows[i].Payload = []byte{}
 		}
-		if len(m.Headers) > 0 {
-			h, err := json.Marshal(m.Headers)
-			if err != nil {
-				return invalid(idx(i), "Headers", ErrInvalidHeaders, "%v", err)
-			}
-			rows[i].Headers = h
-		}
 	}
-	if _, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return ErrTxDone
-		}
-		return fmt.Errorf("outbox: enqueue: %w", err)
+	return o.insert(ctx, tx, rows, base)
+}
+
+// insert writes rows in tx. The dialect writes all of them or none (see
+// dialect.Dialect.InsertMessages), so a caller that commits after an error
+// commits none of the batch.
+func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRow, base int) error {
+	res, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows})
+	if err == nil && res.Inserted != len(rows) {
+		err = fmt.Errorf("%w: %d of %d rows inserted", dialect.ErrQueueNotFound, res.Inserted, len(rows))
 	}
-	return nil
+	if errors.Is(err, dialect.ErrQueueNotFound) {
+		return invalid(base, "Queue", ErrUnknownQueue, "a message names a partition that does not exist in the transaction's database (%v)", err)
+	}
+	return insertErr(err)
+}
+
+// insertErr wraps an insert failure; nil stays nil.
+func insertErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrTxDone):
+		return ErrTxDone
+	}
+	return fmt.Errorf("outbox: enqueue: %w", err)
 }
 
 func (o *Outbox) enqueueErr(i int, queue string, err error) error {

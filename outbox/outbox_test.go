@@ -1,13 +1,18 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
+	"io/fs"
 	"testing"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/mysql"
 	"github.com/modkit-go/db/dialect/postgres"
+	"github.com/modkit-go/db/dialect/sqlite"
+	"github.com/modkit-go/db/internal/testdb"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -59,5 +64,60 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := outbox.New(db, nil, outbox.Config{}); !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Errorf("nil dialect: %v", err)
+	}
+}
+
+// A real mismatch is ErrWrongDialect for every pair of built-in dialect and
+// database; the dialect of the database's own kind passes the check (and
+// then fails only because this database has no schema).
+func TestWrongDialectEveryPair(t *testing.T) {
+	dialects := []dialect.Dialect{postgres.New(), mysql.New(), sqlite.New()}
+	for _, db := range []struct {
+		kind string
+		open func(testing.TB) func() *sql.DB
+	}{{"postgres", testdb.Postgres}, {"mysql", testdb.MySQL}, {"sqlite", testdb.SQLite}} {
+		t.Run(db.kind, func(t *testing.T) {
+			pool := db.open(t)()
+			for _, d := range dialects {
+				ob, err := outbox.New(pool, d, outbox.Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = ob.DeclareQueue(t.Context(), "q", 1)
+				if d.Name() == db.kind {
+					if err == nil || errors.Is(err, outbox.ErrWrongDialect) {
+						t.Errorf("%s dialect on its own database: got %v, want a missing-table error", d.Name(), err)
+					}
+					continue
+				}
+				if !errors.Is(err, outbox.ErrWrongDialect) || !errors.Is(err, dialect.ErrWrongDatabase) {
+					t.Errorf("%s dialect on %s: got %v, want ErrWrongDialect", d.Name(), db.kind, err)
+				}
+			}
+		})
+	}
+}
+
+// Typed-nil dialects are an error from New, not a panic later; zero-value
+// dialects mean New(): the default prefix and the same migrations.
+func TestNilAndZeroDialects(t *testing.T) {
+	db, cleanup := openSQLite()
+	defer cleanup()
+	for _, c := range []struct{ typedNil, zero, def dialect.Dialect }{
+		{(*postgres.Dialect)(nil), &postgres.Dialect{}, postgres.New()},
+		{(*mysql.Dialect)(nil), &mysql.Dialect{}, mysql.New()},
+		{(*sqlite.Dialect)(nil), &sqlite.Dialect{}, sqlite.New()},
+	} {
+		if _, err := outbox.New(db, c.typedNil, outbox.Config{}); !errors.Is(err, outbox.ErrInvalidConfig) {
+			t.Errorf("New(%T(nil)): got %v, want ErrInvalidConfig", c.typedNil, err)
+		}
+		if p := c.zero.Prefix(); p != "outbox_" {
+			t.Errorf("zero %T: prefix %q, want outbox_", c.zero, p)
+		}
+		want, _ := fs.ReadFile(c.def.Migrations(), "00001_outbox.sql")
+		got, err := fs.ReadFile(c.zero.Migrations(), "00001_outbox.sql")
+		if err != nil || len(want) == 0 || !bytes.Equal(got, want) || !bytes.Contains(got, []byte("CREATE TABLE outbox_messages")) {
+			t.Errorf("zero %T: migrations differ from New()'s (%v)", c.zero, err)
+		}
 	}
 }

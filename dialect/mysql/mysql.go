@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -37,9 +38,12 @@ import (
 )
 
 // Dialect is the MySQL/MariaDB dialect. Build it with New.
+//
+// The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix string // set by options before init; read through Prefix
+	once   sync.Once
+	q      queries // built once, by init
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -61,21 +65,41 @@ func New(opts ...Option) *Dialect {
 	if !migrations.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("mysql: invalid table prefix %q", d.prefix))
 	}
-	d.q = buildQueries(d.prefix)
+	d.init()
 	return d
+}
+
+// init applies the default prefix to a zero Dialect and builds the
+// queries, once.
+func (d *Dialect) init() {
+	d.once.Do(func() {
+		if d.prefix == "" {
+			d.prefix = migrations.DefaultPrefix
+		}
+		d.q = buildQueries(d.prefix)
+	})
+}
+
+// qs returns the queries, building them on first use.
+func (d *Dialect) qs() *queries {
+	d.init()
+	return &d.q
 }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "mysql" }
 
 // Prefix implements dialect.Dialect.
-func (d *Dialect) Prefix() string { return d.prefix }
+func (d *Dialect) Prefix() string {
+	d.init()
+	return d.prefix
+}
 
 // GooseDialect implements dialect.Dialect.
 func (d *Dialect) GooseDialect() string { return "mysql" }
 
 // Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("mysql", d.prefix) }
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("mysql", d.Prefix()) }
 
 // TxOptions implements dialect.Dialect: READ COMMITTED. InnoDB's default,
 // REPEATABLE READ, takes gap locks on locking reads (which would block
@@ -120,7 +144,7 @@ type queries struct {
 	insertQueue, selectQueue, insertProcessors, lookup string
 	pending, lockPartition, unsequenced, bumpLastSeq   string
 	read, update, vacuumCandidates, vacuumPick, state  string
-	stats                                              string
+	stats, insertOne                                   string
 }
 
 func buildQueries(p string) queries {
@@ -194,6 +218,10 @@ func buildQueries(p string) queries {
 				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, NOW(6)
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = ? AND p.partition_num = ?`),
+		// See InsertMessages for why FORCE INDEX.
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
+			SELECT p.id, ?, ?, ? FROM {p}partitions p FORCE INDEX ({p}partitions_queue_num)
+			WHERE p.queue = ? AND p.partition_num = ?`),
 		stats: r.Replace(`SELECT (SELECT COUNT(*) FROM {p}queues), (SELECT COUNT(*) FROM {p}partitions),
 				(SELECT COUNT(*) FROM {p}messages), (SELECT COUNT(*) FROM {p}messages WHERE seq IS NULL),
 				(SELECT COUNT(*) FROM {p}dead_letters)`),
@@ -214,17 +242,17 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 	// of one queue run one after the other and the reads below (fresh
 	// snapshots at READ COMMITTED, or a snapshot begun after the lock at
 	// REPEATABLE READ) see what the previous one committed.
-	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	ids, err := stmt.Int64s(ctx, tx, d.q.lookup, p.Queue)
+	ids, err := stmt.Int64s(ctx, tx, d.qs().lookup, p.Queue)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +264,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 		// only skips duplicates here: every value is valid.
 		var b strings.Builder
 		b.WriteString("INSERT IGNORE INTO ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("partitions (queue, partition_num) VALUES ")
 		args := make([]any, 0, 2*n)
 		for i := range n {
@@ -249,11 +277,11 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
 		}
-		if ids, err = stmt.Int64s(ctx, tx, d.q.lookup, p.Queue); err != nil {
+		if ids, err = stmt.Int64s(ctx, tx, d.qs().lookup, p.Queue); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
 		return nil, err
 	}
 	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: ids}, nil
@@ -261,10 +289,10 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
+	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
 }
 
-// Chunking of multi-row INSERTs: at most maxInsertRows rows (4 placeholders
+// Chunking of multi-row INSERTs: at most maxInsertRows rows (5 placeholders
 // each, far below the 65535 of a prepared statement) and about
 // maxInsertBytes of payload and headers, so that a statement stays well
 // under the default max_allowed_packet (16 MiB on MariaDB, 64 MiB on MySQL
@@ -274,13 +302,37 @@ const (
 	maxInsertBytes = 4 << 20
 )
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs. For a
-// simple INSERT … VALUES InnoDB hands out auto-increment ids in VALUES
-// order, in every innodb_autoinc_lock_mode; later chunks of the same call
-// get larger ids.
+// InsertMessages implements dialect.Dialect. Partition rows are found by
+// (queue, partition_num) in q's own database.
+//
+// One row (the common Enqueue) takes one INSERT … SELECT. The application's
+// transaction is often REPEATABLE READ, where the SELECT part is a locking
+// read (shared locks); FORCE INDEX keeps it an eq_ref lookup on the
+// covering UNIQUE (queue, partition_num) index, which locks only that
+// secondary-index record, never the clustered partitions row whose
+// last_seq the sequencer updates under its own lock: producers neither
+// wait for nor hold up the sequencer.
+//
+// Several rows first read their partition ids with a plain SELECT (a
+// consistent read: no locks), fail with ErrQueueNotFound before writing
+// when one is missing, then run simple multi-row INSERT … VALUES (an
+// INSERT … SELECT of many rows would hold InnoDB's table-level AUTO-INC
+// lock for the whole statement under innodb_autoinc_lock_mode=1, MariaDB's
+// default, serializing concurrent producers). For a simple INSERT InnoDB
+// hands out auto-increment ids in VALUES order, in every
+// innodb_autoinc_lock_mode; later chunks of the same call get larger ids.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	for len(rows) > 0 {
+	if len(p.Rows) == 1 {
+		r := p.Rows[0]
+		return stmt.InsertAll(ctx, q, p.Rows, func([]dialect.InsertRow) stmt.Chunk {
+			return stmt.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{nonNil(r.Payload), r.PayloadType, stmt.NullBytes(r.Headers), r.Queue, r.Partition}}
+		})
+	}
+	ids, err := d.partitionIDs(ctx, q, p.Rows)
+	if err != nil {
+		return nil, err
+	}
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n, size := 0, 0
 		for n < len(rows) && n < maxInsertRows {
 			sz := len(rows[n].Payload) + len(rows[n].Headers) + len(rows[n].PayloadType)
@@ -293,7 +345,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		var b strings.Builder
 		b.Grow(80 + 16*n)
 		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
+		b.WriteString(d.Prefix())
 		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
 		args := make([]any, 0, 4*n)
 		for i, r := range rows[:n] {
@@ -301,23 +353,72 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 				b.WriteString(", ")
 			}
 			b.WriteString("(?, ?, ?, ?)")
-			payload := r.Payload
-			if payload == nil {
-				payload = []byte{} // NOT NULL column; nil would bind NULL
-			}
-			args = append(args, r.PartitionID, payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			args = append(args, ids[partitionKey{r.Queue, r.Partition}], nonNil(r.Payload), r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
+}
+
+// nonNil binds an empty payload for nil: the column is NOT NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+type partitionKey struct {
+	queue string
+	num   int
+}
+
+// partitionIDs reads the partition ids rows name, one consistent read per
+// queue, or returns ErrQueueNotFound when one does not exist in q.
+func (d *Dialect) partitionIDs(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow) (map[partitionKey]int64, error) {
+	nums := map[string]map[int]bool{}
+	for _, r := range rows {
+		if nums[r.Queue] == nil {
+			nums[r.Queue] = map[int]bool{}
+		}
+		nums[r.Queue][r.Partition] = true
+	}
+	ids := make(map[partitionKey]int64)
+	for queue, set := range nums {
+		args := make([]any, 0, 1+len(set))
+		args = append(args, queue)
+		for n := range set {
+			args = append(args, n)
+		}
+		rs, err := q.QueryContext(ctx, `SELECT partition_num, id FROM `+d.Prefix()+`partitions
+			WHERE queue = ? AND partition_num IN (`+placeholders(len(set))+`)`, args...)
+		if err != nil {
 			return nil, err
 		}
-		rows = rows[n:]
+		for rs.Next() {
+			var n int
+			var id int64
+			if err := rs.Scan(&n, &id); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			ids[partitionKey{queue, n}] = id
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+	for _, r := range rows {
+		if _, ok := ids[partitionKey{r.Queue, r.Partition}]; !ok {
+			return nil, fmt.Errorf("%w: %s partition %d", dialect.ErrQueueNotFound, r.Queue, r.Partition)
+		}
+	}
+	return ids, nil
 }
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +429,7 @@ func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dial
 // (TxOptions): the pick below needs a snapshot taken after the lock.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, d.q.lockPartition, p.PartitionID).Scan(&last)
+	err := tx.QueryRowContext(ctx, d.qs().lockPartition, p.PartitionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Locked by another sequencer (or no such partition).
 		return &dialect.SequencePartitionResult{}, nil
@@ -336,7 +437,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	if err != nil {
 		return nil, err
 	}
-	ids, err := stmt.Int64s(ctx, tx, d.q.unsequenced, p.PartitionID, p.Limit)
+	ids, err := stmt.Int64s(ctx, tx, d.qs().unsequenced, p.PartitionID, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +453,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	var b strings.Builder
 	b.Grow(64 + 24*len(ids))
 	b.WriteString("UPDATE ")
-	b.WriteString(d.prefix)
+	b.WriteString(d.Prefix())
 	b.WriteString("messages SET seq = CASE id")
 	args := make([]any, 0, 3*len(ids))
 	for i, id := range ids {
@@ -377,7 +478,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, fmt.Errorf("mysql: sequencer updated %d of %d rows of partition %d", n, len(ids), p.PartitionID)
 	}
 	after := last + int64(len(ids))
-	if _, err := tx.ExecContext(ctx, d.q.bumpLastSeq, after, p.PartitionID); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().bumpLastSeq, after, p.PartitionID); err != nil {
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: after}, nil
@@ -419,7 +520,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 	}
 	args = append(args, limit*candidateFactor)
 	rows, err := tx.QueryContext(ctx, `SELECT pr.partition_id, pr.queue, p.partition_num, p.last_seq
-		FROM `+d.prefix+`processors pr JOIN `+d.prefix+`partitions p ON p.id = pr.partition_id
+		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
 		WHERE pr.queue IN (`+placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
 		  AND pr.next_attempt_at <= NOW(6)
@@ -460,7 +561,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 		var b strings.Builder
 		args := make([]any, 0, 3*len(batch))
 		b.WriteString(`SELECT partition_id, processed_seq, attempts, lease_token IS NOT NULL
-			FROM ` + d.prefix + `processors
+			FROM ` + d.Prefix() + `processors
 			WHERE partition_id IN (` + placeholders(len(batch)) + `)
 			  AND (lease_until IS NULL OR lease_until < NOW(6))
 			  AND next_attempt_at <= NOW(6)
@@ -535,7 +636,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 		// new values: it must read the old token. A lease that was never
 		// released (its owner crashed or overran) counts as a failed
 		// attempt.
-		if _, err := tx.ExecContext(ctx, `UPDATE `+d.prefix+`processors
+		if _, err := tx.ExecContext(ctx, `UPDATE `+d.Prefix()+`processors
 			SET attempts = attempts + (lease_token IS NOT NULL),
 				lease_token = ?,
 				lease_until = NOW(6) + INTERVAL ? MICROSECOND,
@@ -568,7 +669,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 // held up by a running handler.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
 	var c dialect.ClaimedPartition
-	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.prefix+`processors
+	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.Prefix()+`processors
 		WHERE partition_id = ? AND lease_token = ? FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
 		Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -577,7 +678,7 @@ func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.Lock
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT partition_num, last_seq FROM `+d.prefix+`partitions WHERE id = ?`,
+	if err := tx.QueryRowContext(ctx, `SELECT partition_num, last_seq FROM `+d.Prefix()+`partitions WHERE id = ?`,
 		p.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
 		return nil, err
 	}
@@ -586,7 +687,7 @@ func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.Lock
 
 // ReadMessages implements dialect.Dialect.
 func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -614,7 +715,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	renew := p.Renew.Microseconds()
-	res, err := q.ExecContext(ctx, d.q.update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
+	res, err := q.ExecContext(ctx, d.qs().update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
 		p.RetryAfter.Microseconds(), renew, renew, renew,
 		p.PartitionID, p.Token, p.Token)
 	if err != nil {
@@ -640,10 +741,10 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 	for _, s := range p.Seqs {
 		args = append(args, s)
 	}
-	res, err := q.ExecContext(ctx, `INSERT INTO `+d.prefix+`dead_letters
+	res, err := q.ExecContext(ctx, `INSERT INTO `+d.Prefix()+`dead_letters
 			(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
 		SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, ?, ?
-		FROM `+d.prefix+`messages m JOIN `+d.prefix+`partitions p ON p.id = m.partition_id
+		FROM `+d.Prefix()+`messages m JOIN `+d.Prefix()+`partitions p ON p.id = m.partition_id
 		WHERE m.partition_id = ? AND m.seq IN (`+placeholders(len(p.Seqs))+`) ORDER BY m.seq`, args...)
 	if err != nil {
 		return nil, err
@@ -663,7 +764,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 	}
 	args = append(args, p.Token)
 	// WHERE sees the old lease_token; version makes every match count.
-	res, err := q.ExecContext(ctx, `UPDATE `+d.prefix+`processors
+	res, err := q.ExecContext(ctx, `UPDATE `+d.Prefix()+`processors
 		SET lease_token = NULL, lease_until = NULL, version = version + 1
 		WHERE partition_id IN (`+placeholders(len(p.PartitionIDs))+`) AND lease_token = ?`, args...)
 	if err != nil {
@@ -690,7 +791,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		return &dialect.VacuumResult{}, nil
 	}
 	type cursor struct{ id, processed int64 }
-	rows, err := q.QueryContext(ctx, d.q.vacuumCandidates, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().vacuumCandidates, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +814,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		if left <= 0 {
 			break
 		}
-		ids, err := stmt.Int64s(ctx, q, d.q.vacuumPick, c.id, c.processed, left)
+		ids, err := stmt.Int64s(ctx, q, d.qs().vacuumPick, c.id, c.processed, left)
 		if err != nil {
 			return nil, err
 		}
@@ -728,7 +829,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		// optimizer may pick the (partition_id, seq) index, and a locking
 		// range scan on it locks the entry after the range, which can be
 		// an uncommitted producer's row of the next partition.
-		res, err := q.ExecContext(ctx, `DELETE FROM `+d.prefix+`messages
+		res, err := q.ExecContext(ctx, `DELETE FROM `+d.Prefix()+`messages
 			WHERE id IN (`+placeholders(len(ids))+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -746,7 +847,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var next, until, now dbTime
-	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -772,7 +873,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 	}
 	query := `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
 			failed_at, attempts, COALESCE(last_error, ''), status
-		FROM ` + d.prefix + `dead_letters`
+		FROM ` + d.Prefix() + `dead_letters`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -807,7 +908,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 // Stats implements dialect.Dialect.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
 	if err != nil {
 		return nil, err
 	}
@@ -859,15 +960,7 @@ var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be MySQL or MariaDB.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	var v string
-	if err := q.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return err
-		}
-		return fmt.Errorf("%w: SELECT VERSION(): %v", dialect.ErrWrongDatabase, err)
-	}
-	if !(!strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")) {
-		return fmt.Errorf("%w: %s is not MySQL or MariaDB", dialect.ErrWrongDatabase, v)
-	}
-	return nil
+	return stmt.CheckDatabase(ctx, q, "SELECT VERSION()", func(v string) bool {
+		return !strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")
+	})
 }

@@ -151,7 +151,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 	// 2500 rows: three INSERT chunks, ids in slice order.
 	var rows []dialect.InsertRow
 	for i := range 2500 {
-		r := dialect.InsertRow{PartitionID: pid, Payload: []byte{byte(i), byte(i >> 8), 0, '\'', '\\'}, PayloadType: "t.v1"}
+		r := dialect.InsertRow{Queue: "orders.v1", Partition: 2, Payload: []byte{byte(i), byte(i >> 8), 0, '\'', '\\'}, PayloadType: "t.v1"}
 		if i == 0 {
 			r.Headers = []byte(`{"k":"v é"}`)
 		}
@@ -379,8 +379,8 @@ func TestSequencerNeverWaitsOnProducers(t *testing.T) {
 	d := mysql.New()
 	db, _ := newDB(t, d, true)
 	ids := declare(t, db, d, "q", 3).PartitionIDs
-	row := func(pid int64, b byte) dialect.InsertRow {
-		return dialect.InsertRow{PartitionID: pid, Payload: []byte{b}, PayloadType: "t"}
+	row := func(partition int, b byte) dialect.InsertRow {
+		return dialect.InsertRow{Queue: "q", Partition: partition, Payload: []byte{b}, PayloadType: "t"}
 	}
 	// Open producer: rows in partitions 0, 1 and 2, before and after the
 	// committed ones by id.
@@ -389,9 +389,9 @@ func TestSequencerNeverWaitsOnProducers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer open.Rollback()
-	insert(t, open, d, row(ids[0], 1), row(ids[1], 1), row(ids[2], 1))
-	insert(t, db, d, row(ids[0], 2), row(ids[1], 2))
-	insert(t, open, d, row(ids[1], 3), row(ids[2], 3))
+	insert(t, open, d, row(0, 1), row(1, 1), row(2, 1))
+	insert(t, db, d, row(0, 2), row(1, 2))
+	insert(t, open, d, row(1, 3), row(2, 3))
 
 	done := make(chan struct{})
 	go func() {
@@ -458,8 +458,8 @@ func TestConcurrentClaims(t *testing.T) {
 	d := mysql.New()
 	db, _ := newDB(t, d, true)
 	ids := declare(t, db, d, "q", 32).PartitionIDs
-	for _, pid := range ids {
-		insert(t, db, d, dialect.InsertRow{PartitionID: pid, Payload: []byte("x"), PayloadType: "t"})
+	for i, pid := range ids {
+		insert(t, db, d, dialect.InsertRow{Queue: "q", Partition: i, Payload: []byte("x"), PayloadType: "t"})
 		sequence(t, db, d, pid)
 	}
 	var mu sync.Mutex

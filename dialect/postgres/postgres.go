@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/lib/pq"
 
@@ -20,9 +21,12 @@ import (
 )
 
 // Dialect is the PostgreSQL dialect. Build it with New.
+//
+// The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix string // set by options before init; read through Prefix
+	once   sync.Once
+	q      queries // built once, by init
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -44,21 +48,41 @@ func New(opts ...Option) *Dialect {
 	if !migrations.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("postgres: invalid table prefix %q", d.prefix))
 	}
-	d.q = buildQueries(d.prefix)
+	d.init()
 	return d
+}
+
+// init applies the default prefix to a zero Dialect and builds the
+// queries, once.
+func (d *Dialect) init() {
+	d.once.Do(func() {
+		if d.prefix == "" {
+			d.prefix = migrations.DefaultPrefix
+		}
+		d.q = buildQueries(d.prefix)
+	})
+}
+
+// qs returns the queries, building them on first use.
+func (d *Dialect) qs() *queries {
+	d.init()
+	return &d.q
 }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "postgres" }
 
 // Prefix implements dialect.Dialect.
-func (d *Dialect) Prefix() string { return d.prefix }
+func (d *Dialect) Prefix() string {
+	d.init()
+	return d.prefix
+}
 
 // GooseDialect implements dialect.Dialect.
 func (d *Dialect) GooseDialect() string { return "postgres" }
 
 // Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("postgres", d.prefix) }
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("postgres", d.Prefix()) }
 
 // TxOptions implements dialect.Dialect: READ COMMITTED, PostgreSQL's default.
 func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
@@ -200,20 +224,20 @@ func buildQueries(p string) queries {
 
 // DeclareQueue implements dialect.Dialect.
 func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.DeclareQueueParams) (*dialect.DeclareQueueResult, error) {
-	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertPartitions, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertPartitions, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
 		return nil, err
 	}
 	lr, err := d.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})
@@ -225,42 +249,43 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
+	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
 }
 
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
-// parameters (4 per row).
+// parameters (5 per row).
 const maxInsertRows = 1000
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs; VALUES
-// rows take ids from the sequence in order.
+// InsertMessages implements dialect.Dialect. The partition row is found by
+// (queue, partition_num) in the statement itself, in q's own database,
+// through the UNIQUE (queue, partition_num) index. The count guard makes
+// each statement all or nothing: when a row has no partition, none is
+// inserted. ORDER BY ord hands out ids from the sequence in slice order.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	for len(rows) > 0 {
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
-		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
+		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			k := 5 * i
+			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text)", i, k+1, k+2, k+3, k+4, k+5)
+			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return nil, err
-		}
-		rows = rows[n:]
-	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
+			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
 }
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +295,7 @@ func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dial
 // SequencePartition implements dialect.Dialect.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, d.q.lockPartition, p.PartitionID).Scan(&last)
+	err := tx.QueryRowContext(ctx, d.qs().lockPartition, p.PartitionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &dialect.SequencePartitionResult{}, nil
 	}
@@ -278,7 +303,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, err
 	}
 	var after int64
-	if err := tx.QueryRowContext(ctx, d.q.sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
@@ -286,12 +311,12 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	return scanClaims(db.QueryContext(ctx, d.q.claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return scanClaims(tx.QueryContext(ctx, d.q.lockClaim, p.PartitionID, p.Token))
+	return scanClaims(tx.QueryContext(ctx, d.qs().lockClaim, p.PartitionID, p.Token))
 }
 
 func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
@@ -312,7 +337,7 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 
 // ReadMessages implements dialect.Dialect.
 func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +360,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
 	var n int
-	err := q.QueryRowContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
 	if err != nil {
 		return nil, err
@@ -345,7 +370,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 
 // InsertDeadLetters implements dialect.Dialect.
 func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	res, err := q.ExecContext(ctx, d.q.deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
+	res, err := q.ExecContext(ctx, d.qs().deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +380,7 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 
 // ReleaseLeases implements dialect.Dialect.
 func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.ReleaseLeasesParams) (*dialect.ReleaseLeasesResult, error) {
-	res, err := q.ExecContext(ctx, d.q.release, pq.Array(p.PartitionIDs), p.Token)
+	res, err := q.ExecContext(ctx, d.qs().release, pq.Array(p.PartitionIDs), p.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +395,7 @@ func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.Savepoin
 
 // Vacuum implements dialect.Dialect.
 func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	res, err := q.ExecContext(ctx, d.q.vacuum, p.Limit)
+	res, err := q.ExecContext(ctx, d.qs().vacuum, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +407,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var until sql.NullTime
-	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &r.Now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -398,7 +423,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
 			failed_at, attempts, coalesce(last_error, ''), status
-		FROM `+d.prefix+`dead_letters
+		FROM `+d.Prefix()+`dead_letters
 		WHERE ($1::text = '' OR queue = $1) AND ($2::text = '' OR status = $2)
 		ORDER BY failed_at DESC, id DESC LIMIT $3`, p.Queue, p.Status, p.Limit)
 	if err != nil {
@@ -424,7 +449,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 // Stats implements dialect.Dialect.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
 	if err != nil {
 		return nil, err
 	}
@@ -435,15 +460,5 @@ var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be PostgreSQL.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	var v string
-	if err := q.QueryRowContext(ctx, "SELECT version()").Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return err
-		}
-		return fmt.Errorf("%w: SELECT version(): %v", dialect.ErrWrongDatabase, err)
-	}
-	if !strings.Contains(v, "PostgreSQL") {
-		return fmt.Errorf("%w: %s is not PostgreSQL", dialect.ErrWrongDatabase, v)
-	}
-	return nil
+	return stmt.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
 }

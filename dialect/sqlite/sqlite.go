@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modkit-go/db/dialect"
@@ -24,9 +25,12 @@ import (
 )
 
 // Dialect is the SQLite dialect. Build it with New.
+//
+// The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix string // set by options before init; read through Prefix
+	once   sync.Once
+	q      queries // built once, by init
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -47,21 +51,41 @@ func New(opts ...Option) *Dialect {
 	if !migrations.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("sqlite: invalid table prefix %q", d.prefix))
 	}
-	d.q = buildQueries(d.prefix)
+	d.init()
 	return d
+}
+
+// init applies the default prefix to a zero Dialect and builds the
+// queries, once.
+func (d *Dialect) init() {
+	d.once.Do(func() {
+		if d.prefix == "" {
+			d.prefix = migrations.DefaultPrefix
+		}
+		d.q = buildQueries(d.prefix)
+	})
+}
+
+// qs returns the queries, building them on first use.
+func (d *Dialect) qs() *queries {
+	d.init()
+	return &d.q
 }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "sqlite" }
 
 // Prefix implements dialect.Dialect.
-func (d *Dialect) Prefix() string { return d.prefix }
+func (d *Dialect) Prefix() string {
+	d.init()
+	return d.prefix
+}
 
 // GooseDialect implements dialect.Dialect.
 func (d *Dialect) GooseDialect() string { return "sqlite3" }
 
 // Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("sqlite", d.prefix) }
+func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("sqlite", d.Prefix()) }
 
 // TxOptions implements dialect.Dialect.
 func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
@@ -180,20 +204,20 @@ func placeholders(n int) string {
 
 // DeclareQueue implements dialect.Dialect.
 func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.DeclareQueueParams) (*dialect.DeclareQueueResult, error) {
-	if _, err := tx.ExecContext(ctx, d.q.insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.q.selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
 		return &dialect.DeclareQueueResult{Partitions: n}, nil
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertPartitions, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertPartitions, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, d.q.insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
 		return nil, err
 	}
 	lr, err := d.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})
@@ -205,42 +229,46 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 
 // LookupQueue implements dialect.Dialect.
 func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.q.lookup, p.Queue)
+	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
 }
 
 // maxInsertRows keeps a multi-row INSERT well under SQLite's bound
-// parameter limit (32766; older builds 999 = 249 rows of 4).
-const maxInsertRows = 240
+// parameter limit (32766; older builds 999 = 199 rows of 5).
+const maxInsertRows = 190
 
-// InsertMessages implements dialect.Dialect with multi-row INSERTs; rowids
-// are assigned in VALUES order.
+// InsertMessages implements dialect.Dialect. The partition row is found by
+// (queue, partition_num) in the statement itself, in q's own database. The
+// count guard makes each statement all or nothing: when a row has no
+// partition, none is inserted. Rows are inserted in ORDER BY ord order, so
+// rowids follow the slice.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
-	rows := p.Rows
-	for len(rows) > 0 {
+	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
-		b.WriteString("INSERT INTO ")
-		b.WriteString(d.prefix)
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
+		args := make([]any, 0, 5*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			fmt.Fprintf(&b, "(%d, ?, ?, ?, ?, ?)", i)
+			payload := r.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, stmt.NullBytes(r.Headers))
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return nil, err
-		}
-		rows = rows[n:]
-	}
-	return &dialect.InsertMessagesResult{Inserted: len(p.Rows)}, nil
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
+			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+	})
 }
 
 // PendingPartitions implements dialect.Dialect.
 func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.q.pending, p.Limit)
+	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +278,7 @@ func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dial
 // SequencePartition implements dialect.Dialect. SQLite's single writer is
 // the partition lock, so it never reports Locked = false.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
-	res, err := tx.ExecContext(ctx, d.q.sequence, p.PartitionID, p.Limit)
+	res, err := tx.ExecContext(ctx, d.qs().sequence, p.PartitionID, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +287,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, err
 	}
 	var last int64
-	if err := tx.QueryRowContext(ctx, d.q.bump, p.PartitionID, n).Scan(&last); err != nil {
+	if err := tx.QueryRowContext(ctx, d.qs().bump, p.PartitionID, n).Scan(&last); err != nil {
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(n), LastSeq: last}, nil
@@ -284,7 +312,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 	defer func() { _ = tx.Rollback() }()
 	args := append([]any{p.Token, p.Lease.Microseconds()}, queueArgs(p.Queues)...)
 	args = append(args, p.Limit)
-	res, err := d.claim(ctx, tx, fmt.Sprintf(d.q.claimLease, placeholders(len(p.Queues))), args)
+	res, err := d.claim(ctx, tx, fmt.Sprintf(d.qs().claimLease, placeholders(len(p.Queues))), args)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +321,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return d.claim(ctx, tx, d.q.lockClaim, []any{p.PartitionID, p.Token})
+	return d.claim(ctx, tx, d.qs().lockClaim, []any{p.PartitionID, p.Token})
 }
 
 func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []any) (*dialect.ClaimResult, error) {
@@ -318,7 +346,7 @@ func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []an
 	}
 	for i := range res.Partitions {
 		c := &res.Partitions[i]
-		if err := tx.QueryRowContext(ctx, d.q.claimInfo, c.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
+		if err := tx.QueryRowContext(ctx, d.qs().claimInfo, c.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
 			return nil, err
 		}
 	}
@@ -327,7 +355,7 @@ func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []an
 
 // ReadMessages implements dialect.Dialect.
 func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.read, p.PartitionID, p.AfterSeq, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +379,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 
 // UpdateProcessor implements dialect.Dialect.
 func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
-	res, err := q.ExecContext(ctx, d.q.update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+	res, err := q.ExecContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
 	if err != nil {
 		return nil, err
@@ -369,7 +397,7 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 	for _, s := range p.Seqs {
 		args = append(args, s)
 	}
-	res, err := q.ExecContext(ctx, fmt.Sprintf(d.q.deadLetters, placeholders(len(p.Seqs))), args...)
+	res, err := q.ExecContext(ctx, fmt.Sprintf(d.qs().deadLetters, placeholders(len(p.Seqs))), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +414,7 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 	for _, id := range p.PartitionIDs {
 		args = append(args, id)
 	}
-	res, err := q.ExecContext(ctx, fmt.Sprintf(d.q.release, placeholders(len(p.PartitionIDs))), args...)
+	res, err := q.ExecContext(ctx, fmt.Sprintf(d.qs().release, placeholders(len(p.PartitionIDs))), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +429,7 @@ func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.Savepoin
 
 // Vacuum implements dialect.Dialect.
 func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	res, err := q.ExecContext(ctx, d.q.vacuum, p.Limit)
+	res, err := q.ExecContext(ctx, d.qs().vacuum, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +442,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 	var r dialect.PartitionStateResult
 	var next, nowUS int64
 	var until sql.NullInt64
-	err := q.QueryRowContext(ctx, d.q.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
+	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &nowUS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -431,7 +459,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 
 // ListDeadLetters implements dialect.Dialect.
 func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
-	rows, err := q.QueryContext(ctx, d.q.list, p.Queue, p.Status, p.Limit)
+	rows, err := q.QueryContext(ctx, d.qs().list, p.Queue, p.Status, p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +485,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 // Stats implements dialect.Dialect.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.q.stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
+	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
 	if err != nil {
 		return nil, err
 	}
@@ -470,15 +498,5 @@ var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be SQLite.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	var v string
-	if err := q.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrTxDone) {
-			return err
-		}
-		return fmt.Errorf("%w: SELECT sqlite_version(): %v", dialect.ErrWrongDatabase, err)
-	}
-	if v == "" {
-		return fmt.Errorf("%w: %s is not SQLite", dialect.ErrWrongDatabase, v)
-	}
-	return nil
+	return stmt.CheckDatabase(ctx, q, "SELECT sqlite_version()", func(v string) bool { return v != "" })
 }

@@ -87,9 +87,14 @@ func declare(t *testing.T, db *sql.DB, d *sqlite.Dialect, queue string, n int) [
 
 func insert(t *testing.T, db *sql.DB, d *sqlite.Dialect, pid int64, n int) {
 	t.Helper()
+	var queue string
+	var num int
+	if err := db.QueryRow("SELECT queue, partition_num FROM "+d.Prefix()+"partitions WHERE id = ?", pid).Scan(&queue, &num); err != nil {
+		t.Fatal(err)
+	}
 	rows := make([]dialect.InsertRow, n)
 	for i := range rows {
-		rows[i] = dialect.InsertRow{PartitionID: pid, Payload: []byte(fmt.Sprint(i)), PayloadType: "t"}
+		rows[i] = dialect.InsertRow{Queue: queue, Partition: num, Payload: []byte(fmt.Sprint(i)), PayloadType: "t"}
 	}
 	must(d.InsertMessages(context.Background(), db, &dialect.InsertMessagesParams{Rows: rows}))(t)
 }
@@ -165,7 +170,7 @@ func TestDialect(t *testing.T) {
 	// More rows than one INSERT chunk, headers on the first.
 	p0, p1 := pids[0], pids[1]
 	must(d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{
-		{PartitionID: p0, Payload: []byte("first"), PayloadType: "t", Headers: []byte(`{"k":"v"}`)},
+		{Queue: "q", Partition: 0, Payload: []byte("first"), PayloadType: "t", Headers: []byte(`{"k":"v"}`)},
 	}}))(t)
 	insert(t, db, d, p0, 599)
 	insert(t, db, d, p1, 1)
@@ -297,7 +302,7 @@ func TestDialect(t *testing.T) {
 	// Savepoints roll back only what follows them.
 	inTx(t, db, func(tx *sql.Tx) (any, error) {
 		insert := func() error {
-			_, err := d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{{PartitionID: p1, Payload: []byte{}, PayloadType: "t"}}})
+			_, err := d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{{Queue: "q", Partition: 1, Payload: []byte{}, PayloadType: "t"}}})
 			return err
 		}
 		for _, step := range []func() error{

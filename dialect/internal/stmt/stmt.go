@@ -6,6 +6,9 @@ package stmt
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/modkit-go/db/dialect"
 )
@@ -55,6 +58,126 @@ func Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) erro
 	_, err := tx.ExecContext(ctx, q)
 	return err
 }
+
+// Chunk is one statement of an insert: it covers the first N rows given
+// and inserts all of them or none (a row whose partition is missing makes
+// it insert nothing).
+type Chunk struct {
+	N     int
+	Query string
+	Args  []any
+}
+
+// insertSavepoint guards an insert that takes several statements.
+const insertSavepoint = "outbox_insert"
+
+// InsertAll inserts rows with the statements next builds, all or nothing
+// in q: one statement when next covers every row at once (atomic by
+// itself, the common case), otherwise under a savepoint that is rolled
+// back when a statement fails or inserts fewer rows than it covers. A short
+// statement is reported as dialect.ErrQueueNotFound.
+func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, next func([]dialect.InsertRow) Chunk) (*dialect.InsertMessagesResult, error) {
+	c := next(rows)
+	if c.N == len(rows) {
+		if err := execChunk(ctx, q, c); err != nil {
+			return nil, err
+		}
+		return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
+	}
+	if _, err := q.ExecContext(ctx, "SAVEPOINT "+insertSavepoint); err != nil {
+		return nil, err
+	}
+	for done := 0; ; c = next(rows[done:]) {
+		if err := execChunk(ctx, q, c); err != nil {
+			// The undo must run even when ctx has ended (that may be why
+			// the chunk failed), or earlier chunks would stay in q.
+			undo := context.WithoutCancel(ctx)
+			_, rerr := q.ExecContext(undo, "ROLLBACK TO SAVEPOINT "+insertSavepoint)
+			if rerr == nil {
+				_, rerr = q.ExecContext(undo, "RELEASE SAVEPOINT "+insertSavepoint)
+			}
+			if rerr != nil {
+				return nil, fmt.Errorf("%w (undoing the earlier chunks failed too: %v)", err, rerr)
+			}
+			return nil, err
+		}
+		if done += c.N; done == len(rows) {
+			break
+		}
+	}
+	if _, err := q.ExecContext(ctx, "RELEASE SAVEPOINT "+insertSavepoint); err != nil {
+		return nil, err
+	}
+	return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
+}
+
+func execChunk(ctx context.Context, q dialect.DBTX, c Chunk) error {
+	res, err := q.ExecContext(ctx, c.Query, c.Args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if int(n) != c.N {
+		return fmt.Errorf("%w: %d of %d rows name a partition that does not exist", dialect.ErrQueueNotFound, int(c.N)-int(n), c.N)
+	}
+	return nil
+}
+
+// CheckDatabase runs probe, a one-value query that only the dialect's own
+// kind of database answers as accept wants (a version string, say). It
+// reports dialect.ErrWrongDatabase only on evidence: the answer is another
+// product's, or the probe failed the way only a database of another kind
+// fails it (see Foreign). Every other failure (a cancelled context, a
+// closed pool, a server still starting up) is returned wrapped, so callers
+// see its cause.
+func CheckDatabase(ctx context.Context, q dialect.DBTX, probe string, accept func(answer string) bool) error {
+	var v string
+	err := q.QueryRowContext(ctx, probe).Scan(&v)
+	switch {
+	case err == nil && !accept(v):
+		return fmt.Errorf("%w: %s answered %q", dialect.ErrWrongDatabase, probe, v)
+	case err == nil:
+		return nil
+	case Foreign(err):
+		return fmt.Errorf("%w: %s: %w", dialect.ErrWrongDatabase, probe, err)
+	}
+	return fmt.Errorf("%s: %w", probe, err)
+}
+
+// Foreign reports whether err is how a database of another kind rejects a
+// probe naming a function it lacks: a syntax error or undefined function
+// (SQLSTATE class 42 on PostgreSQL and through drivers that expose it;
+// MySQL/MariaDB errors 1064 and 1305) or SQLite's "no such function". It
+// reads errors through interfaces and messages, so no driver is imported.
+func Foreign(err error) bool {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return strings.HasPrefix(st.SQLState(), "42")
+	}
+	var num interface{ Number() uint16 }
+	if errors.As(err, &num) {
+		return num.Number() == erParse || num.Number() == erNoSuchFunction
+	}
+	msg := err.Error()
+	// go-sql-driver/mysql's *MySQLError has neither method; its message is
+	// "Error <number> (<sqlstate>): …".
+	for _, n := range []string{"Error 1064 (", "Error 1305 ("} {
+		if strings.HasPrefix(msg, n) {
+			return true
+		}
+	}
+	// SQLite: "SQL logic error: no such function: version (1)".
+	return strings.Contains(msg, "no such function: ")
+}
+
+// MySQL/MariaDB error numbers of a probe another database's SQL fails.
+const (
+	erParse          = 1064 // ER_PARSE_ERROR
+	erNoSuchFunction = 1305 // ER_SP_DOES_NOT_EXIST: FUNCTION x does not exist
+)
 
 // NullString is s as an argument, NULL when empty.
 func NullString(s string) any {
