@@ -97,12 +97,18 @@ type env struct {
 // newEnv creates a database with the schema applied.
 func newEnv(t *testing.T, b *Backend) *env {
 	t.Helper()
-	open := b.NewDatabase(t)
-	e := &env{t: t, b: b, open: open, db: open(), ctx: t.Context()}
+	e := newBareEnv(t, b)
 	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 		t.Fatalf("migrations: %v", err)
 	}
 	return e
+}
+
+// newBareEnv creates an empty database, without the schema.
+func newBareEnv(t *testing.T, b *Backend) *env {
+	t.Helper()
+	open := b.NewDatabase(t)
+	return &env{t: t, b: b, open: open, db: open(), ctx: t.Context()}
 }
 
 // pool returns a pool standing for another process: a new one, or the
