@@ -48,6 +48,12 @@ type Backend struct {
 	// WithPrefix, when set, builds the dialect with another table prefix,
 	// so the suite can check that nothing hard-codes "outbox_".
 	WithPrefix func(prefix string) dialect.Dialect
+	// TerminateSessions, when set, ends every session connected to the
+	// test's database except db's own (db is a pool to that database with
+	// one connection), as pg_terminate_backend or KILL would, and returns
+	// how many it ended. The connection-loss cases run only when it is set.
+	// It must not end sessions of other tests' databases.
+	TerminateSessions func(ctx context.Context, db *sql.DB) (int, error)
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".
@@ -72,10 +78,14 @@ func Run(t *testing.T, b Backend) {
 			b.BindType = sqlx.QUESTION
 		}
 	}
-	for _, group := range [][]test{
+	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests,
-	} {
+	}
+	if b.TerminateSessions != nil {
+		groups = append(groups, connLossTests)
+	}
+	for _, group := range groups {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
