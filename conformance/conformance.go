@@ -54,6 +54,10 @@ type Backend struct {
 	// how many it ended. The connection-loss cases run only when it is set.
 	// It must not end sessions of other tests' databases.
 	TerminateSessions func(ctx context.Context, db *sql.DB) (int, error)
+	// StopServer and StartServer, when both set, stop the database server
+	// and start it again (waiting until it accepts connections). Only the
+	// opt-in restart case uses them; it disturbs every user of the server.
+	StopServer, StartServer func(ctx context.Context) error
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".
@@ -84,6 +88,9 @@ func Run(t *testing.T, b Backend) {
 	}
 	if b.TerminateSessions != nil {
 		groups = append(groups, connLossTests)
+	}
+	if b.StopServer != nil && b.StartServer != nil {
+		groups = append(groups, restartTests)
 	}
 	for _, group := range groups {
 		for _, tc := range group {

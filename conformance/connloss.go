@@ -109,6 +109,12 @@ func (e *env) lossHandler(m lossMode, log *lossLog) outbox.Handler {
 // present means the messages are in, and enqueuing again would duplicate
 // them.
 func (e *env) produceIdempotently(ctx context.Context, ob *outbox.Outbox, key string, msgs []outbox.Message) error {
+	return e.produceRetrying(ctx, ob, key, msgs, 0)
+}
+
+// produceRetrying is produceIdempotently waiting pause after each failure
+// (for a server that is down rather than a connection that was cut).
+func (e *env) produceRetrying(ctx context.Context, ob *outbox.Outbox, key string, msgs []outbox.Message, pause time.Duration) error {
 	insert := sqlx.Rebind(e.b.BindType, "INSERT INTO app_sent (k) VALUES (?)")
 	exists := sqlx.Rebind(e.b.BindType, "SELECT COUNT(*) FROM app_sent WHERE k = ?")
 	deadline := time.Now().Add(timeout)
@@ -118,6 +124,13 @@ func (e *env) produceIdempotently(ctx context.Context, ob *outbox.Outbox, key st
 			var n int
 			if err := e.db.QueryRowContext(ctx, exists, key).Scan(&n); err != nil {
 				last = err
+				if pause > 0 {
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(pause):
+					}
+				}
 				continue // connection lost again; ask again
 			}
 			if n == 1 {
@@ -135,6 +148,13 @@ func (e *env) produceIdempotently(ctx context.Context, ob *outbox.Outbox, key st
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
 		}
 	}
 	return fmt.Errorf("enqueue %s: still failing after %v: %w", key, timeout, last)

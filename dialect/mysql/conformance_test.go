@@ -22,7 +22,10 @@ func TestConformance(t *testing.T) {
 	// The connection-loss cases make the driver log every killed
 	// connection; the outbox's own errors are what the cases check.
 	_ = gomysql.SetLogger(log.New(io.Discard, "", 0))
+	stop, start := testdb.ServerControl("mysql") // opt-in
 	conformance.Run(t, conformance.Backend{
+		StopServer:        stop,
+		StartServer:       start,
 		Name:              "mysql",
 		Dialect:           mysql.New(),
 		WithPrefix:        func(p string) dialect.Dialect { return mysql.New(mysql.WithPrefix(p)) },

@@ -13,7 +13,9 @@ import (
 
 func TestConformance(t *testing.T) {
 	testdb.DSN(t, testdb.PostgresEnv) // skip (or fail under CI) once, not per case
-	conformance.Run(t, backend("postgres", testdb.Postgres))
+	b := backend("postgres", testdb.Postgres)
+	b.StopServer, b.StartServer = testdb.ServerControl("postgres") // opt-in
+	conformance.Run(t, b)
 }
 
 // TestConformancePGX runs the suite through pgx's database/sql driver
