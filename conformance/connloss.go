@@ -124,12 +124,8 @@ func (e *env) produceRetrying(ctx context.Context, ob *outbox.Outbox, key string
 			var n int
 			if err := e.db.QueryRowContext(ctx, exists, key).Scan(&n); err != nil {
 				last = err
-				if pause > 0 {
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(pause):
-					}
+				if err := nap(ctx, pause); err != nil {
+					return err
 				}
 				continue // connection lost again; ask again
 			}
@@ -146,15 +142,8 @@ func (e *env) produceRetrying(ctx context.Context, ob *outbox.Outbox, key string
 		if last == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if pause > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(pause):
-			}
+		if err := nap(ctx, pause); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("enqueue %s: still failing after %v: %w", key, timeout, last)
@@ -166,6 +155,19 @@ const lossTimeout = 3 * time.Minute
 
 // minRounds is the least number of kill rounds a connection-loss run makes.
 const minRounds = 10
+
+// nap waits d (no time for d <= 0), or until ctx ends.
+func nap(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
 
 // testConnectionLoss: while producers enqueue 2000 messages over several
 // partitions and the outbox delivers them in mode m, every session of the
