@@ -48,6 +48,16 @@ type Backend struct {
 	// WithPrefix, when set, builds the dialect with another table prefix,
 	// so the suite can check that nothing hard-codes "outbox_".
 	WithPrefix func(prefix string) dialect.Dialect
+	// TerminateSessions, when set, ends every session connected to the
+	// test's database except db's own (db is a pool to that database with
+	// one connection), as pg_terminate_backend or KILL would, and returns
+	// how many it ended. The connection-loss cases run only when it is set.
+	// It must not end sessions of other tests' databases.
+	TerminateSessions func(ctx context.Context, db *sql.DB) (int, error)
+	// StopServer and StartServer, when both set, stop the database server
+	// and start it again (waiting until it accepts connections). Only the
+	// opt-in restart case uses them; it disturbs every user of the server.
+	StopServer, StartServer func(ctx context.Context) error
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".
@@ -72,10 +82,17 @@ func Run(t *testing.T, b Backend) {
 			b.BindType = sqlx.QUESTION
 		}
 	}
-	for _, group := range [][]test{
+	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests,
-	} {
+	}
+	if b.TerminateSessions != nil {
+		groups = append(groups, connLossTests)
+	}
+	if b.StopServer != nil && b.StartServer != nil {
+		groups = append(groups, restartTests)
+	}
+	for _, group := range groups {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -97,12 +114,18 @@ type env struct {
 // newEnv creates a database with the schema applied.
 func newEnv(t *testing.T, b *Backend) *env {
 	t.Helper()
-	open := b.NewDatabase(t)
-	e := &env{t: t, b: b, open: open, db: open(), ctx: t.Context()}
+	e := newBareEnv(t, b)
 	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 		t.Fatalf("migrations: %v", err)
 	}
 	return e
+}
+
+// newBareEnv creates an empty database, without the schema.
+func newBareEnv(t *testing.T, b *Backend) *env {
+	t.Helper()
+	open := b.NewDatabase(t)
+	return &env{t: t, b: b, open: open, db: open(), ctx: t.Context()}
 }
 
 // pool returns a pool standing for another process: a new one, or the

@@ -2,7 +2,13 @@ package conformance
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/modkit-go/db/dialect"
 
 	"github.com/modkit-go/db/migrations"
 	"github.com/modkit-go/db/outbox"
@@ -12,6 +18,10 @@ var migrationTests = []test{
 	{"Migrations/UpTwiceIsNoop", testMigrationsUpTwice},
 	{"Migrations/DocumentedColumns", testMigrationsColumns},
 	{"Migrations/TablePrefix", testTablePrefix},
+	{"Migrations/ConcurrentUp", testMigrationsConcurrentUp},
+	{"Migrations/ConflictingTable", testMigrationsConflictingTable},
+	{"Migrations/HalfApplied", testMigrationsHalfApplied},
+	{"Migrations/TypedNilDialect", testMigrationsTypedNil},
 }
 
 // testTablePrefix: a dialect built with another prefix migrates, enqueues,
@@ -87,24 +97,150 @@ var documentedColumns = map[string][]string{
 }
 
 func testMigrationsColumns(t *testing.T, b *Backend) {
-	e := newEnv(t, b)
+	newEnv(t, b).checkColumns()
+}
+
+// checkColumns fails unless every outbox table has its documented columns.
+func (e *env) checkColumns() {
+	e.t.Helper()
 	for table, cols := range documentedColumns {
-		q := "SELECT "
-		for i, c := range cols {
-			if i > 0 {
-				q += ", "
-			}
-			q += c
-		}
-		q += " FROM " + e.table(table) + " WHERE 1 = 0"
+		q := "SELECT " + strings.Join(cols, ", ") + " FROM " + e.table(table) + " WHERE 1 = 0"
 		rows, err := e.db.QueryContext(e.ctx, q)
 		if err != nil {
-			t.Fatalf("table %s lacks a documented column: %v", table, err)
+			e.t.Fatalf("table %s lacks a documented column: %v", table, err)
 		}
 		got, err := rows.Columns()
 		_ = rows.Close()
 		if err != nil || len(got) != len(cols) {
-			t.Fatalf("table %s: columns %v, %v", table, got, err)
+			e.t.Fatalf("table %s: columns %v, %v", table, got, err)
 		}
+	}
+}
+
+// exists reports whether table (with prefix) can be read.
+func (e *env) exists(table string) bool {
+	rows, err := e.db.QueryContext(e.ctx, "SELECT 1 FROM "+table+" WHERE 1 = 0")
+	if err != nil {
+		return false
+	}
+	_ = rows.Close()
+	return true
+}
+
+// checkUsable fails unless an outbox on the schema delivers a message.
+func (e *env) checkUsable() {
+	e.t.Helper()
+	ob := e.outbox(nil, fast(outbox.Config{}))
+	e.declare(ob, "m", 1)
+	rec := newRecorder(1)
+	if err := ob.Handle("m", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
+		rec.add(d)
+		return outbox.Success()
+	})); err != nil {
+		e.t.Fatal(err)
+	}
+	e.enqueue(ob, msg("m", 0, "x"))
+	e.start(ob)
+	await(e.t, rec.done, "a delivery after the migration")
+}
+
+// checkVersionOnce fails unless version 1 is recorded as applied once.
+func (e *env) checkVersionOnce() {
+	e.t.Helper()
+	if n := e.count("SELECT COUNT(*) FROM " + e.table("schema_version") + " WHERE version_id = 1"); n != 1 {
+		e.t.Fatalf("version 1 recorded %d times, want 1", n)
+	}
+}
+
+// testMigrationsConcurrentUp: several processes migrating a fresh database
+// at once all succeed (Up holds a database lock), and the schema is whole.
+func testMigrationsConcurrentUp(t *testing.T, b *Backend) {
+	e := newBareEnv(t, b)
+	const callers = 6
+	pools := make([]*sql.DB, callers)
+	for i := range pools {
+		pools[i] = e.open() // another process each
+	}
+	start := make(chan struct{})
+	errs := make(chan error, callers)
+	for _, db := range pools {
+		go func() {
+			<-start
+			errs <- migrations.Up(e.ctx, db, b.Dialect)
+		}()
+	}
+	close(start)
+	for range callers {
+		if err := await(t, errs, "a concurrent Up"); err != nil {
+			t.Errorf("concurrent Up: %v", err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	e.checkColumns()
+	e.checkVersionOnce()
+	e.checkUsable()
+}
+
+// testMigrationsConflictingTable: a foreign table with an outbox name makes
+// Up fail with a typed error naming it, before anything is created; once
+// it is gone, Up completes.
+func testMigrationsConflictingTable(t *testing.T, b *Backend) {
+	e := newBareEnv(t, b)
+	foreign := e.table("messages")
+	e.exec(e.db, "CREATE TABLE "+foreign+" (id INTEGER, body VARCHAR(100))")
+	err := migrations.Up(e.ctx, e.db, b.Dialect)
+	var ce *migrations.ConflictError
+	if !errors.As(err, &ce) || !errors.Is(err, migrations.ErrSchemaConflict) || ce.Table != foreign {
+		t.Fatalf("Up over a foreign %s: %v, want a *migrations.ConflictError naming it", foreign, err)
+	}
+	for _, table := range []string{"queues", "partitions", "processors", "dead_letters", "schema_version"} {
+		if e.exists(e.table(table)) {
+			t.Fatalf("the failed Up created %s", e.table(table))
+		}
+	}
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); !errors.Is(err, migrations.ErrSchemaConflict) {
+		t.Fatalf("second Up over the foreign table: %v, want ErrSchemaConflict", err)
+	}
+	e.exec(e.db, "DROP TABLE "+foreign)
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
+		t.Fatalf("Up after dropping the foreign table: %v", err)
+	}
+	e.checkColumns()
+	e.checkVersionOnce()
+	e.checkUsable()
+}
+
+// testMigrationsHalfApplied: an Up that stopped half-way (MariaDB commits
+// each DDL statement, so a failure leaves the first tables and no version
+// row) is completed by the next Up.
+func testMigrationsHalfApplied(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.exec(e.db, "DROP TABLE "+e.table("dead_letters"))
+	e.exec(e.db, "DROP TABLE "+e.table("processors"))
+	e.exec(e.db, "DELETE FROM "+e.table("schema_version")+" WHERE version_id = 1")
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
+		t.Fatalf("Up over a half-applied schema: %v", err)
+	}
+	e.checkColumns()
+	e.checkVersionOnce()
+	e.checkUsable()
+}
+
+// testMigrationsTypedNil: a nil pointer of the dialect's type is a typed
+// error, not a panic.
+func testMigrationsTypedNil(t *testing.T, b *Backend) {
+	e := newBareEnv(t, b)
+	v := reflect.ValueOf(b.Dialect)
+	if v.Kind() != reflect.Pointer {
+		t.Fatalf("%T is not a pointer; add a zero-value case instead", b.Dialect)
+	}
+	nilD := reflect.Zero(v.Type()).Interface().(dialect.Dialect)
+	if err := migrations.Up(e.ctx, e.db, nilD); !errors.Is(err, migrations.ErrInvalidDialect) {
+		t.Fatalf("Up with (%T)(nil): %v, want ErrInvalidDialect", b.Dialect, err)
+	}
+	if e.exists(e.table("schema_version")) {
+		t.Fatal("Up with a nil dialect created the version table")
 	}
 }

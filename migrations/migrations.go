@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"reflect"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -31,8 +32,9 @@ var FS embed.FS
 // DefaultPrefix is the table prefix the files in FS use.
 const DefaultPrefix = "outbox_"
 
-// ErrInvalidDialect is returned by Up for a nil dialect or one without
-// migrations.
+// ErrInvalidDialect is returned by Up for a nil dialect (also a typed nil
+// such as (*postgres.Dialect)(nil)), one with an invalid table prefix, or
+// one without migrations.
 var ErrInvalidDialect = errors.New("migrations: invalid dialect")
 
 // ForDialect returns the folder of FS named dir with every occurrence of
@@ -54,34 +56,75 @@ func ForDialect(dir, prefix string) fs.FS {
 // versions in the table <prefix>schema_version, never touches goose's global
 // state and never closes db. Running it again is a no-op.
 //
-// When d implements dialect.Checker and db is not a database of d's kind,
-// Up returns an error wrapping dialect.ErrWrongDatabase and changes nothing.
+// Up checks d first: a nil or typed-nil dialect, or one with an invalid
+// prefix, returns ErrInvalidDialect; when d implements dialect.Checker and
+// db is not its kind of database, the error wraps dialect.ErrWrongDatabase.
+//
+// Concurrent calls, from this process or others, are serialized by a lock
+// in the database (see lock.go for each built-in dialect), so any number of
+// processes may call Up at start-up. Under that lock and before any DDL, Up
+// checks that every existing table with an outbox name has the outbox's
+// columns; otherwise it returns a *ConflictError (errors.Is
+// ErrSchemaConflict) naming the table and changes nothing. The statements
+// are idempotent (IF NOT EXISTS), so an Up that failed half-way (MariaDB and
+// MySQL commit each DDL statement on its own) completes when run again.
 func Up(ctx context.Context, db *sql.DB, d dialect.Dialect) error {
 	if db == nil {
 		return fmt.Errorf("migrations: nil *sql.DB: %w", ErrInvalidDialect)
 	}
-	if d == nil || d.Migrations() == nil {
-		return ErrInvalidDialect
+	if isNil(d) {
+		return fmt.Errorf("migrations: nil dialect: %w", ErrInvalidDialect)
 	}
-	// Before goose's first statement: otherwise a mismatch surfaces as
-	// whatever goose's catalog query trips over (a missing pg_tables).
+	if !ValidPrefix(d.Prefix()) {
+		return fmt.Errorf("migrations: dialect %s has table prefix %q: %w", d.Name(), d.Prefix(), ErrInvalidDialect)
+	}
+	fsys := d.Migrations()
+	if fsys == nil {
+		return fmt.Errorf("migrations: dialect %s has no migrations: %w", d.Name(), ErrInvalidDialect)
+	}
+	// Before goose: a PostgreSQL dialect over MariaDB must say so, not fail
+	// on a missing pg_tables.
 	if c, ok := d.(dialect.Checker); ok {
 		if err := c.CheckDatabase(ctx, db); err != nil {
 			return fmt.Errorf("migrations: %w", err)
 		}
 	}
-	p, err := goose.NewProvider(goose.Dialect(d.GooseDialect()), db, d.Migrations(),
-		goose.WithTableName(d.Prefix()+"schema_version"),
+	opts := []goose.ProviderOption{
+		goose.WithTableName(d.Prefix() + "schema_version"),
 		goose.WithDisableGlobalRegistry(true),
-	)
+	}
+	if l := newLocker(d.GooseDialect(), d.Prefix()); l != nil {
+		opts = append(opts, goose.WithSessionLocker(l))
+	}
+	p, err := goose.NewProvider(goose.Dialect(d.GooseDialect()), db, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
 	// Deliberately no p.Close(): it would close the caller's *sql.DB.
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrations: up: %w", err)
+	//
+	// One ApplyVersion per version rather than p.Up: every Provider.Up*
+	// first runs HasPending, which creates the version table outside the
+	// lock (two processes then race on it); ApplyVersion takes the lock
+	// before it touches anything.
+	for _, s := range p.ListSources() {
+		if _, err := p.ApplyVersion(ctx, s.Version, true); err != nil && !errors.Is(err, goose.ErrAlreadyApplied) {
+			return fmt.Errorf("migrations: up to version %d: %w", s.Version, err)
+		}
 	}
 	return nil
+}
+
+// isNil reports whether d is nil or a nil pointer (or other nil reference)
+// in an interface.
+func isNil(d dialect.Dialect) bool {
+	if d == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(d); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }
 
 // prefixFS rewrites the default table prefix in every file it serves.

@@ -1,7 +1,8 @@
 // Package postgres is the PostgreSQL dialect of the outbox (PostgreSQL 12+).
 //
 // It works with any database/sql driver for PostgreSQL (lib/pq, pgx's
-// stdlib); it imports lib/pq only for its array encoding.
+// stdlib) and imports none: arrays are passed as text literals and cast in
+// SQL (see textArray).
 package postgres
 
 import (
@@ -10,10 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/lib/pq"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/internal/stmt"
@@ -157,7 +157,7 @@ func buildQueries(p string) queries {
 		// (its owner crashed or overran) counts as a failed attempt.
 		claimLease: r.Replace(`WITH c AS (
 				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-				WHERE pr.queue = ANY($1) AND p.last_seq > pr.processed_seq
+				WHERE pr.queue = ANY($1::text[]) AND p.last_seq > pr.processed_seq
 				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
 				  AND pr.next_attempt_at <= now()
 				ORDER BY pr.next_attempt_at LIMIT $2
@@ -200,9 +200,9 @@ func buildQueries(p string) queries {
 				(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
 			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, $3, $4
 			FROM {p}messages m JOIN {p}partitions p ON p.id = m.partition_id
-			WHERE m.partition_id = $1 AND m.seq = ANY($2) ORDER BY m.seq`),
+			WHERE m.partition_id = $1 AND m.seq = ANY($2::bigint[]) ORDER BY m.seq`),
 		release: r.Replace(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL, version = version + 1
-			WHERE partition_id = ANY($1) AND lease_token = $2`),
+			WHERE partition_id = ANY($1::bigint[]) AND lease_token = $2`),
 		// Bounded: at most $1 rows per call, each already behind its
 		// partition's cursor.
 		//
@@ -220,6 +220,46 @@ func buildQueries(p string) queries {
 				(SELECT count(*) FROM {p}messages), (SELECT count(*) FROM {p}messages WHERE seq IS NULL),
 				(SELECT count(*) FROM {p}dead_letters)`),
 	}
+}
+
+// Arrays go to the server as text literals ('{1,2}', '{"a","b"}') that the
+// statement casts (::bigint[], ::text[]). Every driver sends a string
+// parameter as text, so this needs no driver's array type (lib/pq's
+// pq.Array is a driver.Valuer that pgx's stdlib treats differently).
+
+// int64Array formats vs as a PostgreSQL array literal.
+func int64Array(vs []int64) string {
+	b := make([]byte, 0, 2+8*len(vs))
+	b = append(b, '{')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return string(append(b, '}'))
+}
+
+// textArray formats vs as a PostgreSQL array literal, every element
+// double-quoted with '"' and '\' escaped.
+func textArray(vs []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, c := range []byte(v) {
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // DeclareQueue implements dialect.Dialect.
@@ -311,7 +351,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, pq.Array(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.
@@ -370,7 +410,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 
 // InsertDeadLetters implements dialect.Dialect.
 func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	res, err := q.ExecContext(ctx, d.qs().deadLetters, p.PartitionID, pq.Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
+	res, err := q.ExecContext(ctx, d.qs().deadLetters, p.PartitionID, int64Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
 	if err != nil {
 		return nil, err
 	}
@@ -380,7 +420,7 @@ func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 
 // ReleaseLeases implements dialect.Dialect.
 func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.ReleaseLeasesParams) (*dialect.ReleaseLeasesResult, error) {
-	res, err := q.ExecContext(ctx, d.qs().release, pq.Array(p.PartitionIDs), p.Token)
+	res, err := q.ExecContext(ctx, d.qs().release, int64Array(p.PartitionIDs), p.Token)
 	if err != nil {
 		return nil, err
 	}

@@ -20,8 +20,9 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	_ "github.com/lib/pq"  // PostgreSQL driver
-	_ "modernc.org/sqlite" // SQLite driver
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "github.com/lib/pq"              // PostgreSQL driver "postgres"
+	_ "modernc.org/sqlite"             // SQLite driver
 )
 
 // Environment variables that enable the server backends.
@@ -74,8 +75,24 @@ func opener(t testing.TB, open func() (*sql.DB, error)) func() *sql.DB {
 }
 
 // Postgres creates a fresh schema on the server in PostgresEnv and returns an
-// opener whose pools use it as search_path. The schema is dropped at the end.
+// opener whose pools (lib/pq) use it as search_path. The schema is dropped
+// at the end. Every session of the test carries the schema's name as
+// application_name, so a test can find (and terminate) its own sessions.
 func Postgres(t testing.TB) func() *sql.DB {
+	t.Helper()
+	return postgres(t, "postgres", nil)
+}
+
+// PostgresPGX is Postgres through pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib), which sends search_path and
+// application_name as runtime parameters. lib/pq-only DSN parameters
+// (binary_parameters) are dropped.
+func PostgresPGX(t testing.TB) func() *sql.DB {
+	t.Helper()
+	return postgres(t, "pgx", []string{"binary_parameters", "disable_prepared_binary_result"})
+}
+
+func postgres(t testing.TB, driver string, drop []string) func() *sql.DB {
 	t.Helper()
 	dsn := DSN(t, PostgresEnv)
 	admin, err := sql.Open("postgres", dsn)
@@ -91,14 +108,22 @@ func Postgres(t testing.TB) func() *sql.DB {
 		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
 		_ = admin.Close()
 	})
-	u, err := withParam(dsn, "search_path", schema)
-	if err != nil {
-		t.Fatalf("postgres: %v", err)
+	u := dsn
+	for _, k := range drop {
+		if u, err = withParam(u, k, ""); err != nil {
+			t.Fatalf("postgres: %v", err)
+		}
 	}
-	return opener(t, func() (*sql.DB, error) { return sql.Open("postgres", u) })
+	for k, v := range map[string]string{"search_path": schema, "application_name": schema} {
+		if u, err = withParam(u, k, v); err != nil {
+			t.Fatalf("postgres: %v", err)
+		}
+	}
+	return opener(t, func() (*sql.DB, error) { return sql.Open(driver, u) })
 }
 
-// withParam adds a parameter to a URL or key=value DSN.
+// withParam sets (or, with an empty v, removes) a parameter of a URL or
+// key=value DSN.
 func withParam(dsn, k, v string) (string, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
@@ -106,11 +131,24 @@ func withParam(dsn, k, v string) (string, error) {
 			return "", err
 		}
 		q := u.Query()
-		q.Set(k, v)
+		if v == "" {
+			q.Del(k)
+		} else {
+			q.Set(k, v)
+		}
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
-	return dsn + " " + k + "=" + v, nil
+	var kept []string
+	for _, f := range strings.Fields(dsn) {
+		if !strings.HasPrefix(f, k+"=") {
+			kept = append(kept, f)
+		}
+	}
+	if v != "" {
+		kept = append(kept, k+"="+v)
+	}
+	return strings.Join(kept, " "), nil
 }
 
 // MySQL creates a fresh database on the server in MySQLEnv and returns an

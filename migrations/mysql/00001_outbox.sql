@@ -12,9 +12,14 @@
 -- PostgreSQL's text, and 1 byte per character, so VARCHAR(1024) fits
 -- InnoDB's 3072-byte index key limit inside composite keys (utf8mb4 would
 -- need 4096 bytes).
+--
+-- IF NOT EXISTS everywhere: MySQL and MariaDB commit each DDL statement on
+-- its own, so an Up that fails half-way leaves some tables behind; the next
+-- Up creates the rest. migrations.Up first checks (under its lock) that any
+-- existing table with one of these names has these columns.
 
 -- Queues and their fixed partition counts.
-CREATE TABLE outbox_queues (
+CREATE TABLE IF NOT EXISTS outbox_queues (
     name        VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     partitions  INT NOT NULL,
     created_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
@@ -25,7 +30,7 @@ CREATE TABLE outbox_queues (
 -- One row per partition; last_seq is the sequencer's counter, written only
 -- under this row's lock (SELECT ... FOR UPDATE SKIP LOCKED). Nothing else
 -- locks these rows, so a claim never makes the sequencer skip a partition.
-CREATE TABLE outbox_partitions (
+CREATE TABLE IF NOT EXISTS outbox_partitions (
     id             BIGINT NOT NULL AUTO_INCREMENT,
     queue          VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     partition_num  INT NOT NULL,
@@ -50,7 +55,7 @@ CREATE TABLE outbox_partitions (
 -- insert; the sequencer would then wait for the application's transaction.
 -- Uniqueness of (partition_id, seq) is guaranteed by the sequencer, which
 -- assigns seqs only under the partition row's lock, from last_seq upwards.
-CREATE TABLE outbox_messages (
+CREATE TABLE IF NOT EXISTS outbox_messages (
     id            BIGINT NOT NULL AUTO_INCREMENT,
     partition_id  BIGINT NOT NULL,
     seq           BIGINT NULL,
@@ -66,7 +71,7 @@ CREATE TABLE outbox_messages (
 -- Delivery state per partition: cursor, failures, backoff and lease.
 -- version is bumped by every guarded UPDATE so that a matched row always
 -- counts as changed (MySQL's rowsAffected counts changed rows only).
-CREATE TABLE outbox_processors (
+CREATE TABLE IF NOT EXISTS outbox_processors (
     partition_id     BIGINT NOT NULL,
     queue            VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     processed_seq    BIGINT NOT NULL DEFAULT 0,
@@ -79,7 +84,7 @@ CREATE TABLE outbox_processors (
     PRIMARY KEY (partition_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE outbox_dead_letters (
+CREATE TABLE IF NOT EXISTS outbox_dead_letters (
     id             BIGINT NOT NULL AUTO_INCREMENT,
     queue          VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     partition_num  INT NOT NULL,

@@ -1,6 +1,6 @@
 -- +goose Up
 -- Queues and their fixed partition counts.
-CREATE TABLE outbox_queues (
+CREATE TABLE IF NOT EXISTS outbox_queues (
     name        TEXT PRIMARY KEY,
     partitions  INTEGER NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -8,7 +8,7 @@ CREATE TABLE outbox_queues (
 
 -- One row per partition; last_seq is the sequencer's counter, written only
 -- under this row's lock.
-CREATE TABLE outbox_partitions (
+CREATE TABLE IF NOT EXISTS outbox_partitions (
     id             BIGSERIAL PRIMARY KEY,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
@@ -19,7 +19,7 @@ CREATE TABLE outbox_partitions (
 -- Messages: seq is NULL until the sequencer assigns it after commit. No
 -- foreign key: an FK would take KEY SHARE locks on the partition row from
 -- every producer.
-CREATE TABLE outbox_messages (
+CREATE TABLE IF NOT EXISTS outbox_messages (
     id            BIGSERIAL PRIMARY KEY,
     partition_id  BIGINT NOT NULL,
     seq           BIGINT,
@@ -28,14 +28,14 @@ CREATE TABLE outbox_messages (
     headers       TEXT,
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
 -- Partial: unsequenced rows stay out of it, which saves every enqueue an
 -- index write; every query on seq (seq > cursor, seq <= cursor) implies
 -- seq IS NOT NULL, so it serves them all.
-CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
 
 -- Delivery state per partition: cursor, failures, backoff and lease.
-CREATE TABLE outbox_processors (
+CREATE TABLE IF NOT EXISTS outbox_processors (
     partition_id     BIGINT PRIMARY KEY,
     queue            TEXT NOT NULL,
     processed_seq    BIGINT NOT NULL DEFAULT 0,
@@ -47,7 +47,7 @@ CREATE TABLE outbox_processors (
     version          BIGINT NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
 
-CREATE TABLE outbox_dead_letters (
+CREATE TABLE IF NOT EXISTS outbox_dead_letters (
     id             BIGSERIAL PRIMARY KEY,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
@@ -63,8 +63,8 @@ CREATE TABLE outbox_dead_letters (
     deadline       TIMESTAMPTZ,
     completed_at   TIMESTAMPTZ
 );
-CREATE INDEX outbox_dead_letters_status_failed ON outbox_dead_letters (status, failed_at);
-CREATE INDEX outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);
+CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_failed ON outbox_dead_letters (status, failed_at);
+CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);
 
 -- +goose Down
 DROP TABLE outbox_dead_letters;

@@ -1,13 +1,13 @@
 -- +goose Up
 -- Times are INTEGER microseconds since the Unix epoch, from SQLite's clock
 -- (the database's clock decides leases and backoff, as on the servers).
-CREATE TABLE outbox_queues (
+CREATE TABLE IF NOT EXISTS outbox_queues (
     name        TEXT PRIMARY KEY,
     partitions  INTEGER NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
     created_at  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
 
-CREATE TABLE outbox_partitions (
+CREATE TABLE IF NOT EXISTS outbox_partitions (
     id             INTEGER PRIMARY KEY,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
@@ -17,7 +17,7 @@ CREATE TABLE outbox_partitions (
 
 -- id is the rowid: a new row's id is above every existing row's, which is
 -- all the sequencer's id order needs.
-CREATE TABLE outbox_messages (
+CREATE TABLE IF NOT EXISTS outbox_messages (
     id            INTEGER PRIMARY KEY,
     partition_id  INTEGER NOT NULL,
     seq           INTEGER,
@@ -26,13 +26,13 @@ CREATE TABLE outbox_messages (
     headers       TEXT,
     created_at    INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
-CREATE INDEX outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
 -- Partial: unsequenced rows stay out of it, which saves every enqueue an
 -- index write; every query on seq (seq > cursor, seq <= cursor) implies
 -- seq IS NOT NULL, so it serves them all.
-CREATE UNIQUE INDEX outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
 
-CREATE TABLE outbox_processors (
+CREATE TABLE IF NOT EXISTS outbox_processors (
     partition_id     INTEGER PRIMARY KEY,
     queue            TEXT NOT NULL,
     processed_seq    INTEGER NOT NULL DEFAULT 0,
@@ -44,7 +44,7 @@ CREATE TABLE outbox_processors (
     version          INTEGER NOT NULL DEFAULT 0
 );
 
-CREATE TABLE outbox_dead_letters (
+CREATE TABLE IF NOT EXISTS outbox_dead_letters (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     queue          TEXT NOT NULL,
     partition_num  INTEGER NOT NULL,
@@ -60,8 +60,8 @@ CREATE TABLE outbox_dead_letters (
     deadline       INTEGER,
     completed_at   INTEGER
 );
-CREATE INDEX outbox_dead_letters_status_failed ON outbox_dead_letters (status, failed_at);
-CREATE INDEX outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);
+CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_failed ON outbox_dead_letters (status, failed_at);
+CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);
 
 -- +goose Down
 DROP TABLE outbox_dead_letters;
