@@ -32,6 +32,9 @@ var txTests = []test{
 	{"Tx/SlowHandlerOutlivesShutdownTimeout", testTxSlowHandler},
 	{"Tx/BrokenDeliveryCountsAttempts", testTxBrokenDelivery},
 	{"Tx/PartialBatchDisagreeingResults", testTxPartialDisagree},
+	{"Tx/UnstorableReason/Retry", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Retry", true) }},
+	{"Tx/UnstorableReason/Reject", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Reject", true) }},
+	{"Tx/UnstorableReason/Panic", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Panic", true) }},
 }
 
 // createEffects creates the application table transactional handlers write

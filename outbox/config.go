@@ -42,9 +42,18 @@ type Config struct {
 	VacuumInterval time.Duration
 	// VacuumBatch is the most rows one vacuum statement deletes. Default 1000.
 	VacuumBatch int
-	// ShutdownTimeout bounds the bookkeeping writes (acks, lease releases)
-	// made after Stop's context has ended. Default 5s.
+	// ShutdownTimeout bounds each bookkeeping write (acks, lease releases)
+	// made after Stop's context has ended. Before that, each of the
+	// library's statements is bounded by LeaseDuration. Default 5s.
 	ShutdownTimeout time.Duration
+	// HandlerTimeout, when > 0, bounds each handler call: the handler's
+	// context ends after it (in decoupled mode, or at 80% of the lease if
+	// that comes first). In transactional mode a call that outlives it is
+	// rolled back at once, which frees its connection and the partition's
+	// row lock, and counts as a failed attempt with backoff; the call
+	// still occupies its worker until it returns. 0 (the default) means no
+	// timeout; otherwise it must be at least 1ms.
+	HandlerTimeout time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -97,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ShutdownTimeout, 5*time.Second)
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("%w: RetryMax (%v) is below RetryBase (%v)", ErrInvalidConfig, c.RetryMax, c.RetryBase)
+	}
+	if c.HandlerTimeout != 0 && c.HandlerTimeout < time.Millisecond {
+		return c, fmt.Errorf("%w: HandlerTimeout %v is neither 0 (none) nor at least 1ms", ErrInvalidConfig, c.HandlerTimeout)
 	}
 	if c.BatchSize > 10000 {
 		return c, fmt.Errorf("%w: BatchSize %d is above 10000", ErrInvalidConfig, c.BatchSize)
