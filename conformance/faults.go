@@ -509,7 +509,9 @@ func testHandlerGoexit(t *testing.T, b *Backend, kind string) {
 	case "PerMessage":
 		e.handle(ob, "q", outbox.PerMessage(func(ctx context.Context, d outbox.Delivery) outbox.Result { return handle(ctx, nil, d) }))
 	case "TxBatch":
-		e.handle(ob, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result { return handle(ctx, tx, ds[0]) }))
+		e.handle(ob, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+			return handle(ctx, tx, ds[0])
+		}))
 	case "TxPerMessage":
 		e.handle(ob, "q", outbox.TxPerMessage(handle))
 	}
