@@ -198,17 +198,23 @@ func batchOutcome(r Result, n int) outcome {
 }
 
 // settled returns out for a batch of n messages, unless it would
-// acknowledge what the handler never finished: an outcome of an unknown
-// kind, or a Success that does not cover the batch (the zero outcome), is
-// a Retry. Only an explicit, complete result acknowledges.
+// acknowledge what the handler never finished: a Success that does not
+// cover the batch (the zero outcome) retries the rest, and an outcome of
+// an unknown kind or with an impossible count retries the whole batch.
+// Only an explicit, complete result acknowledges.
 func (out outcome) settled(n int) outcome {
 	switch {
-	case out.kind == kindSuccess && out.done == n,
-		out.kind == kindRetry || out.kind == kindReject:
+	case out.kind == kindSuccess && out.done == n:
+		return out
+	case out.done < 0 || out.done >= n:
+	case out.kind == kindSuccess:
+		out.kind = kindRetry
+		out.reason = fmt.Sprintf("outbox: the handler call ended without a result for messages %d..%d", out.done+1, n)
+		return out
+	case out.kind == kindRetry || out.kind == kindReject:
 		return out
 	}
-	return outcome{done: min(max(out.done, 0), n), rejected: out.rejected, kind: kindRetry,
-		reason: fmt.Sprintf("outbox: the handler call ended without a result for messages %d..%d", out.done, n-1)}
+	return outcome{kind: kindRetry, reason: "outbox: the handler call ended without a valid result"}
 }
 
 // callScope is what one delivery's handler calls share: the context they
