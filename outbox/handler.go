@@ -32,11 +32,12 @@ type Result struct {
 func Success() Result { return Result{} }
 
 // Retry asks for the unfinished messages to be delivered again after
-// exponential backoff; reason is stored as the partition's last error.
+// exponential backoff; reason is stored as the partition's last error,
+// sanitized and bounded to MaxReasonBytes.
 func Retry(reason string) Result { return Result{kind: kindRetry, reason: reason} }
 
 // Reject sends the unfinished messages to the dead-letter table with reason
-// and moves on.
+// (sanitized and bounded to MaxReasonBytes) and moves on.
 func Reject(reason string) Result { return Result{kind: kindReject, reason: reason} }
 
 // WithProcessed says the first n messages of the batch were finished: they
