@@ -21,6 +21,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +111,9 @@ type env struct {
 	open func() *sql.DB
 	db   *sql.DB
 	ctx  context.Context
+	// labels holds the goroutine label value each started outbox runs
+	// under (see start and checkNoGoroutines).
+	labels sync.Map // *outbox.Outbox -> string
 }
 
 // newEnv creates a database with the schema applied.
@@ -257,9 +262,16 @@ func (e *env) state(ob *outbox.Outbox, queue string, partition int) outbox.Parti
 	return s
 }
 
+// start starts ob under a pprof label value of its own, which every
+// goroutine ob starts inherits (and those they start), so that
+// checkNoGoroutines can find them among those of parallel tests.
 func (e *env) start(ob *outbox.Outbox) {
 	e.t.Helper()
-	if err := ob.Start(e.ctx); err != nil {
+	id := strconv.FormatInt(outboxLabels.Add(1), 10)
+	e.labels.Store(ob, id)
+	var err error
+	pprof.Do(e.ctx, pprof.Labels(goroutineLabel, id), func(ctx context.Context) { err = ob.Start(ctx) })
+	if err != nil {
 		e.t.Fatalf("Start: %v", err)
 	}
 }
@@ -270,6 +282,9 @@ func (e *env) stop(ob *outbox.Outbox) {
 	defer cancel()
 	if err := ob.Stop(ctx); err != nil {
 		e.t.Fatalf("Stop: %v", err)
+	}
+	if _, ok := e.labels.Load(ob); ok {
+		e.checkNoGoroutines(ob)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modkit-go/db/outbox"
 )
@@ -32,6 +34,10 @@ var deliveryTests = []test{
 	{"Delivery/FieldsIntact", testFieldsIntact},
 	{"Delivery/PanickingHandler/Batch", func(t *testing.T, b *Backend) { testPanickingHandler(t, b, false) }},
 	{"Delivery/PanickingHandler/PerMessage", func(t *testing.T, b *Backend) { testPanickingHandler(t, b, true) }},
+	{"Delivery/UnstorableReason/Retry", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Retry", false) }},
+	{"Delivery/UnstorableReason/Reject", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Reject", false) }},
+	{"Delivery/UnstorableReason/Panic", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Panic", false) }},
+	{"Delivery/WrappedHandler", testWrappedHandler},
 }
 
 // tally keeps every delivery a handler saw, in call order, and lets a test
@@ -940,4 +946,189 @@ func testPanickingHandler(t *testing.T, b *Backend, perMessage bool) {
 	if st.Attempts != 0 {
 		t.Errorf("Attempts %d, want 0", st.Attempts)
 	}
+}
+
+// unstorableReasons are reasons a database cannot store as given: invalid
+// UTF-8 (PostgreSQL, MariaDB), a NUL byte (PostgreSQL), 5 MiB (MariaDB's
+// packet limit). want is a fragment the stored, sanitized reason keeps.
+var unstorableReasons = []struct{ name, reason, want string }{
+	{"InvalidUTF8", "bad \xff\xfe utf8", "bad \uFFFD\uFFFD utf8"},
+	{"NUL", "nul \x00 byte", "nul \uFFFD byte"},
+	{"5MiB", strings.Repeat("x", 5<<20), strings.Repeat("x", 1000)},
+}
+
+// checkStoredReason asserts that a stored reason is the sanitized form of
+// unstorableReasons[i]: valid UTF-8, no NUL, at most MaxReasonBytes, the
+// kept fragment, and the truncation marker where it was cut.
+func checkStoredReason(t *testing.T, what, stored string, i int) {
+	t.Helper()
+	u := unstorableReasons[i]
+	switch {
+	case !utf8.ValidString(stored), strings.IndexByte(stored, 0) >= 0, len(stored) > outbox.MaxReasonBytes:
+		t.Errorf("%s for %s: %d bytes %q…, want valid UTF-8 without NUL, at most %d bytes", what, u.name, len(stored), truncated(stored), outbox.MaxReasonBytes)
+	case !strings.Contains(stored, u.want):
+		t.Errorf("%s for %s: %q, want it to contain %q", what, u.name, truncated(stored), truncated(u.want))
+	case len(u.reason) > outbox.MaxReasonBytes && !strings.HasSuffix(stored, "[truncated]"):
+		t.Errorf("%s for %s: …%q, want the truncation marker at the end", what, u.name, stored[max(0, len(stored)-40):])
+	}
+}
+
+// testUnstorableReason: a handler whose Retry or Reject reason, or panic
+// value, the database cannot store (one partition per reason in
+// unstorableReasons) still has its result recorded: a Reject dead-letters
+// the message at once, a Retry or panic counts attempts until MaxAttempts
+// dead-letters it, the handler is called a bounded number of times, the
+// stored reasons are the sanitized ones, and the next message is delivered.
+func testUnstorableReason(t *testing.T, b *Backend, result string, transactional bool) {
+	e := newEnv(t, b)
+	const maxAttempts = 3
+	ob := e.outbox(nil, fast(outbox.Config{MaxAttempts: maxAttempts, BatchSize: 1, MaxConcurrency: len(unstorableReasons)}))
+	parts := len(unstorableReasons)
+	e.declare(ob, "q", parts)
+	for p := range parts {
+		e.enqueue(ob, msg("q", p, fmt.Sprintf("%d-1", p)), msg("q", p, fmt.Sprintf("%d-2", p)))
+	}
+	calls := make([]atomic.Int32, parts)
+	lastErrors := make([]atomic.Value, parts)
+	var tl tally
+	handle := func(ctx context.Context, ds []outbox.Delivery) outbox.Result {
+		d := ds[0]
+		if d.Seq != 1 {
+			tl.add(d)
+			return outbox.Success()
+		}
+		if calls[d.Partition].Add(1) == 2 && !transactional {
+			// What the first call's result stored (in transactional mode the
+			// handler's transaction holds the row, and SQLite's only
+			// connection: read it after the run instead).
+			if st, err := ob.PartitionState(ctx, "q", d.Partition); err == nil {
+				lastErrors[d.Partition].Store(st.LastError)
+			}
+		}
+		reason := unstorableReasons[d.Partition].reason
+		switch result {
+		case "Reject":
+			return outbox.Reject(reason)
+		case "Panic":
+			panic(reason)
+		}
+		return outbox.Retry(reason)
+	}
+	if transactional {
+		e.handle(ob, "q", outbox.TxBatch(func(ctx context.Context, _ *sql.Tx, ds []outbox.Delivery) outbox.Result { return handle(ctx, ds) }))
+	} else {
+		e.handle(ob, "q", outbox.Batch(handle))
+	}
+	e.start(ob)
+	for p := range parts {
+		e.awaitProcessed(ob, "q", p, 2)
+	}
+	e.stop(ob)
+
+	wantCalls := maxAttempts
+	if result == "Reject" {
+		wantCalls = 1
+	}
+	dead := e.sortedDeadLetters(ob)
+	for p, u := range unstorableReasons {
+		if n := int(calls[p].Load()); n != wantCalls {
+			t.Errorf("%s: the message was handled %d times, want %d", u.name, n, wantCalls)
+		}
+		i := slices.IndexFunc(dead, func(d outbox.DeadLetter) bool { return d.Partition == p })
+		if i < 0 {
+			t.Errorf("%s: no dead letter", u.name)
+			continue
+		}
+		d := dead[i]
+		if d.Seq != 1 || (result != "Reject" && d.Attempts != maxAttempts) {
+			t.Errorf("%s: dead letter seq %d attempts %d, want seq 1 (attempts %d after a Retry)", u.name, d.Seq, d.Attempts, maxAttempts)
+		}
+		checkStoredReason(t, "dead-letter reason", d.Reason, p)
+		if s, ok := lastErrors[p].Load().(string); ok {
+			checkStoredReason(t, "last error", s, p)
+		}
+	}
+	if len(dead) != parts {
+		t.Errorf("%d dead letters, want %d", len(dead), parts)
+	}
+	if got := tl.payloads(-1); len(got) != parts {
+		t.Errorf("delivered %v, want the second message of every partition", got)
+	}
+}
+
+// middleware is the shape every handler middleware takes: it embeds the
+// handler it wraps.
+type middleware struct{ outbox.Handler }
+
+// testWrappedHandler: a handler wrapped in a type that embeds it, by value,
+// by pointer or twice, delivers every message through the wrapped
+// function, for each of the four kinds; a wrapper around nothing is
+// refused.
+func testWrappedHandler(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.createEffects()
+	ob := e.outbox(nil, fast(outbox.Config{}))
+	if err := ob.Handle("q", middleware{}); !errors.Is(err, outbox.ErrInvalidHandler) {
+		t.Errorf("Handle(middleware{nil}): %v, want ErrInvalidHandler", err)
+	}
+	if err := ob.Handle("q", (*middleware)(nil)); !errors.Is(err, outbox.ErrInvalidHandler) {
+		t.Errorf("Handle((*middleware)(nil)): %v, want ErrInvalidHandler", err)
+	}
+	const parts, per = 2, 5
+	rec := newRecorder(4 * parts * per)
+	tx := func(ctx context.Context, tx *sql.Tx, ds ...outbox.Delivery) outbox.Result {
+		for _, d := range ds {
+			if err := e.writeEffect(ctx, tx, d); err != nil {
+				t.Error(err)
+				return outbox.Retry(err.Error())
+			}
+		}
+		rec.add(ds...)
+		return outbox.Success()
+	}
+	handlers := map[string]outbox.Handler{
+		"batch": middleware{outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
+			rec.add(ds...)
+			return outbox.Success()
+		})},
+		"message": &middleware{outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
+			rec.add(d)
+			return outbox.Success()
+		})},
+		"tx-batch": middleware{middleware{outbox.TxBatch(func(ctx context.Context, t *sql.Tx, ds []outbox.Delivery) outbox.Result {
+			return tx(ctx, t, ds...)
+		})}},
+		"tx-message": middleware{outbox.TxPerMessage(func(ctx context.Context, t *sql.Tx, d outbox.Delivery) outbox.Result {
+			return tx(ctx, t, d)
+		})},
+	}
+	var keys []string
+	for q, h := range handlers {
+		e.declare(ob, q, parts)
+		e.handle(ob, q, h)
+		for p := range parts {
+			msgs, k := payloads(q, p, fmt.Sprintf("%s/%d/", q, p), per)
+			e.enqueue(ob, msgs...)
+			if strings.HasPrefix(q, "tx-") {
+				keys = append(keys, k...)
+			}
+		}
+	}
+	e.start(ob)
+	for q := range handlers {
+		for p := range parts {
+			e.awaitProcessed(ob, q, p, per)
+		}
+	}
+	e.stop(ob)
+	// The cursors moved: every message must have gone through its handler
+	// first, exactly once.
+	rec.mu.Lock()
+	total := rec.total
+	rec.mu.Unlock()
+	if total != 4*parts*per {
+		t.Fatalf("%d messages reached the wrapped handlers, want %d: the rest were acknowledged without a call", total, 4*parts*per)
+	}
+	rec.checkExactlyOnce(t)
+	e.checkEffects(keys...)
 }

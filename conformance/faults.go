@@ -2,13 +2,18 @@ package conformance
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -19,6 +24,13 @@ var faultTests = []test{
 	{"Faults/HandlerContextAtLeaseEnd", testHandlerContextAtLeaseEnd},
 	{"Faults/CompetingProcessors", testCompetingProcessors},
 	{"Faults/CrashRecoveryLatency", testCrashRecoveryLatency},
+	{"Faults/UnrecordedResult/Decoupled", func(t *testing.T, b *Backend) { testUnrecordedResult(t, b, false) }},
+	{"Faults/UnrecordedResult/Transactional", func(t *testing.T, b *Backend) { testUnrecordedResult(t, b, true) }},
+	{"Faults/HandlerGoexit/Batch", func(t *testing.T, b *Backend) { testHandlerGoexit(t, b, "Batch") }},
+	{"Faults/HandlerGoexit/PerMessage", func(t *testing.T, b *Backend) { testHandlerGoexit(t, b, "PerMessage") }},
+	{"Faults/HandlerGoexit/TxBatch", func(t *testing.T, b *Backend) { testHandlerGoexit(t, b, "TxBatch") }},
+	{"Faults/HandlerGoexit/TxPerMessage", func(t *testing.T, b *Backend) { testHandlerGoexit(t, b, "TxPerMessage") }},
+	{"Faults/HandlerTimeout", testHandlerTimeout},
 }
 
 // stall is a decoupled handler whose first call hangs like a dead worker: it
@@ -343,4 +355,229 @@ func testCrashRecoveryLatency(t *testing.T, b *Backend) {
 		t.Errorf("B's delivery has Attempts %d; the crash must count", tk.attempts)
 	}
 	e.awaitProcessed(bOb, "q", 0, 1)
+}
+
+// poisonMark in a reason makes faultyDialect's writes of it fail, like a
+// character the connection's character set cannot carry. It is not ASCII,
+// so the library's own escaped reasons never contain it.
+const poisonMark = "☠"
+
+var errInjected = errors.New("conformance: injected write failure")
+
+// faultyDialect is the backend's dialect with failing writes: a processor
+// update or dead-letter insert whose reason carries poisonMark fails, and
+// while failAll is set every processor update fails.
+type faultyDialect struct {
+	dialect.Dialect
+	failAll atomic.Bool
+}
+
+func (d *faultyDialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+	if d.failAll.Load() || strings.Contains(p.LastError, poisonMark) {
+		return nil, errInjected
+	}
+	return d.Dialect.UpdateProcessor(ctx, q, p)
+}
+
+func (d *faultyDialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
+	if strings.Contains(p.Reason, poisonMark) {
+		return nil, errInjected
+	}
+	return d.Dialect.InsertDeadLetters(ctx, q, p)
+}
+
+// testUnrecordedResult: when the write that records a handler's result
+// fails, whatever the reason, the delivery counts as a failed attempt with
+// backoff, so MaxAttempts dead-letters the message and the handler is
+// called a bounded number of times: for a Retry whose ack fails (partition
+// 0) and a Reject whose dead-letter insert fails (partition 1). When even
+// that fallback write fails, the lease is not handed back early: its expiry
+// counts the attempt (a second outbox, with a short lease).
+func testUnrecordedResult(t *testing.T, b *Backend, transactional bool) {
+	e := newEnv(t, b)
+	e.createEffects()
+	const maxAttempts = 3
+	fd := &faultyDialect{Dialect: b.Dialect}
+	newOutbox := func(cfg outbox.Config) *outbox.Outbox {
+		ob, err := outbox.New(e.db, fd, fast(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+		return ob
+	}
+	var calls [2]atomic.Int32
+	var rCount atomic.Int32
+	rCalls := make(chan int, 100) // queue r: the Attempts of each call
+	handle := func(ds []outbox.Delivery) outbox.Result {
+		d := ds[0]
+		switch {
+		case d.Queue == "r":
+			// The first call's ack and its fallback fail.
+			fd.failAll.Store(rCount.Add(1) == 1)
+			rCalls <- d.Attempts
+		case d.Seq == 1 && d.Partition == 0:
+			calls[0].Add(1)
+			return outbox.Retry("cannot store " + poisonMark)
+		case d.Seq == 1:
+			calls[1].Add(1)
+			return outbox.Reject("cannot store " + poisonMark)
+		}
+		return outbox.Success()
+	}
+	handler := func() outbox.Handler {
+		if transactional {
+			return outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+				if err := e.writeEffect(ctx, tx, ds[0]); err != nil {
+					return outbox.Retry(err.Error())
+				}
+				return handle(ds)
+			})
+		}
+		return outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result { return handle(ds) })
+	}
+
+	ob := newOutbox(outbox.Config{MaxAttempts: maxAttempts, BatchSize: 1})
+	e.declare(ob, "q", 2)
+	e.declare(ob, "r", 1)
+	e.enqueue(ob, msg("q", 0, "retry"), msg("q", 0, "q0-2"), msg("q", 1, "reject"), msg("q", 1, "q1-2"))
+	e.handle(ob, "q", handler())
+	e.start(ob)
+	e.awaitProcessed(ob, "q", 0, 2)
+	e.awaitProcessed(ob, "q", 1, 2)
+	e.stop(ob)
+	for p := range 2 {
+		if n := calls[p].Load(); n != maxAttempts {
+			t.Errorf("partition %d: the poisoned message was handled %d times, want %d (MaxAttempts)", p, n, maxAttempts)
+		}
+	}
+	dead := e.sortedDeadLetters(ob)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for _, d := range dead {
+		if d.Seq != 1 || d.Attempts != maxAttempts || strings.Contains(d.Reason, poisonMark) {
+			t.Errorf("dead letter of partition %d: seq %d attempts %d reason %q, want seq 1, %d attempts and a storable reason", d.Partition, d.Seq, d.Attempts, d.Reason, maxAttempts)
+		}
+	}
+
+	short := newOutbox(outbox.Config{LeaseDuration: 2 * time.Second})
+	e.handle(short, "r", handler())
+	e.enqueue(short, msg("r", 0, "r1"))
+	e.start(short)
+	first := await(t, rCalls, "the first delivery on r")
+	second := await(t, rCalls, "the delivery after the lease expired")
+	if first != 0 || second < 1 {
+		t.Errorf("queue r delivered with Attempts %d then %d, want 0 then at least 1 (the expired lease counts)", first, second)
+	}
+	e.awaitProcessed(short, "r", 0, 1)
+	e.stop(short)
+	if transactional {
+		e.checkEffects("q0-2", "q1-2", "r1")
+	}
+}
+
+// testHandlerGoexit: a handler that calls runtime.Goexit ends its call, not
+// its worker. With one worker, the message is retried until MaxAttempts
+// dead-letters it (its transactional writes undone), later messages are
+// still delivered, and no goroutine is left after Stop.
+func testHandlerGoexit(t *testing.T, b *Backend, kind string) {
+	e := newEnv(t, b)
+	e.createEffects()
+	const maxAttempts = 2
+	ob := e.outbox(nil, fast(outbox.Config{MaxConcurrency: 1, MaxAttempts: maxAttempts, BatchSize: 1}))
+	e.declare(ob, "q", 1)
+	e.enqueue(ob, msg("q", 0, "exit"), msg("q", 0, "m2"), msg("q", 0, "m3"))
+	var exits atomic.Int32
+	var tl tally
+	handle := func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
+		if tx != nil {
+			if err := e.writeEffect(ctx, tx, d); err != nil {
+				return outbox.Retry(err.Error())
+			}
+		}
+		if string(d.Payload) == "exit" {
+			exits.Add(1)
+			runtime.Goexit()
+		}
+		tl.add(d)
+		return outbox.Success()
+	}
+	switch kind {
+	case "Batch":
+		e.handle(ob, "q", outbox.Batch(func(ctx context.Context, ds []outbox.Delivery) outbox.Result { return handle(ctx, nil, ds[0]) }))
+	case "PerMessage":
+		e.handle(ob, "q", outbox.PerMessage(func(ctx context.Context, d outbox.Delivery) outbox.Result { return handle(ctx, nil, d) }))
+	case "TxBatch":
+		e.handle(ob, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+			return handle(ctx, tx, ds[0])
+		}))
+	case "TxPerMessage":
+		e.handle(ob, "q", outbox.TxPerMessage(handle))
+	}
+	e.start(ob)
+	await(t, tl.reached(2), "the messages after the one whose handler calls Goexit")
+	e.awaitProcessed(ob, "q", 0, 3)
+	e.stop(ob)
+	if n := exits.Load(); n != maxAttempts {
+		t.Errorf("the Goexit message was handled %d times, want %d (MaxAttempts)", n, maxAttempts)
+	}
+	if got := tl.payloads(0); !slices.Equal(got, []string{"m2", "m3"}) {
+		t.Errorf("delivered %v, want [m2 m3]", got)
+	}
+	dead := e.sortedDeadLetters(ob)
+	if len(dead) != 1 || dead[0].Seq != 1 || !strings.Contains(dead[0].Reason, "Goexit") {
+		t.Fatalf("dead letters %+v, want seq 1 with a reason naming Goexit", dead)
+	}
+	if strings.HasPrefix(kind, "Tx") {
+		e.checkEffects("m2", "m3")
+	}
+}
+
+// testHandlerTimeout: with HandlerTimeout, a decoupled handler's context
+// ends after it (well before 80% of the lease), and the Retry it returns
+// then counts as an attempt like any other.
+func testHandlerTimeout(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	const limit = 300 * time.Millisecond
+	ob := e.outbox(nil, fast(outbox.Config{HandlerTimeout: limit, LeaseDuration: time.Minute}))
+	e.declare(ob, "q", 1)
+	e.enqueue(ob, msg("q", 0, "slow"))
+	type observation struct {
+		wait     time.Duration // from entering the handler to its deadline
+		err      error
+		attempts int
+	}
+	seen := make(chan observation, 2)
+	e.handle(ob, "q", outbox.Batch(func(ctx context.Context, ds []outbox.Delivery) outbox.Result {
+		entered := time.Now()
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			seen <- observation{attempts: ds[0].Attempts}
+			return outbox.Success()
+		}
+		if ds[0].Attempts > 0 {
+			seen <- observation{deadline.Sub(entered), nil, ds[0].Attempts}
+			return outbox.Success()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(timeout):
+		}
+		seen <- observation{deadline.Sub(entered), ctx.Err(), 0}
+		return outbox.Retry("slow")
+	}))
+	e.start(ob)
+	first := await(t, seen, "the first call")
+	if first.wait <= 0 || first.wait > limit {
+		t.Errorf("the handler's deadline was %v after it entered, want within (0, %v]", first.wait, limit)
+	}
+	if !errors.Is(first.err, context.DeadlineExceeded) {
+		t.Errorf("the first call's context ended with %v, want DeadlineExceeded", first.err)
+	}
+	if second := await(t, seen, "the retry"); second.attempts != 1 {
+		t.Errorf("the retry has Attempts %d, want 1", second.attempts)
+	}
+	e.awaitProcessed(ob, "q", 0, 1)
+	e.stop(ob)
 }

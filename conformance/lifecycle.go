@@ -1,10 +1,12 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,61 @@ var lifecycleTests = []test{
 	{"Lifecycle/NothingLockedAfterStop/Transactional", func(t *testing.T, b *Backend) { testNothingLockedAfterStop(t, b, true) }},
 	{"Lifecycle/HandleErrors", testHandleErrors},
 	{"Lifecycle/InTxAndNotifyWake", testInTxAndNotifyWake},
+}
+
+// goroutineLabel is the pprof label key under which env.start runs each
+// outbox; outboxLabels numbers its values.
+const goroutineLabel = "conformance-outbox"
+
+var outboxLabels atomic.Int64
+
+// checkNoGoroutines asserts that no goroutine ob started remains after its
+// Stop returned: none labelled with ob's value runs code of this module or
+// holds a transaction open. The label tells ob's goroutines from those of
+// tests running in parallel, which counting goroutines cannot. It polls
+// (bounded) because a goroutine ends a moment after it signals its end, and
+// database/sql ends its transaction watchers on its own. Driver goroutines
+// that belong to pooled connections (opened by a labelled goroutine, kept
+// by the pool) are not the outbox's and are ignored.
+func (e *env) checkNoGoroutines(ob *outbox.Outbox) {
+	e.t.Helper()
+	id, ok := e.labels.Load(ob)
+	if !ok {
+		e.t.Fatal("checkNoGoroutines: the outbox was not started with env.start")
+	}
+	label := fmt.Sprintf("%q:%q", goroutineLabel, id)
+	var left []string
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		left = labelledGoroutines(label)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		<-tick.C
+	}
+	e.t.Errorf("%d goroutine records of the outbox remain after Stop:\n%s", len(left), strings.Join(left, "\n\n"))
+}
+
+// labelledGoroutines returns the goroutine profile's records that carry
+// label and run this module's code or watch an open transaction.
+func labelledGoroutines(label string) []string {
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
+		return []string{err.Error()}
+	}
+	var left []string
+	for _, rec := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(rec, label) &&
+			(strings.Contains(rec, "github.com/modkit-go/db/") || strings.Contains(rec, "database/sql.(*Tx).awaitDone")) {
+			left = append(left, rec)
+		}
+	}
+	return left
 }
 
 // awaitStopping waits until Stop has begun on the started outbox ob: from
@@ -107,6 +164,7 @@ func testStopWaitsForHandler(t *testing.T, b *Backend) {
 	if !r.handlerReturned {
 		t.Errorf("Stop returned before the handler did")
 	}
+	e.checkNoGoroutines(ob)
 	if err := ctxErr.Load(); err != nil {
 		t.Errorf("the handler's context ended (%v) although Stop's context had time left", err)
 	}
@@ -167,6 +225,7 @@ func testStopDeadlineCancelsHandler(t *testing.T, b *Backend) {
 	if !r.handlerReturned {
 		t.Errorf("Stop returned before the handler did")
 	}
+	e.checkNoGoroutines(ob)
 	st := e.state(ob, "q", 0)
 	if st.Leased || st.ProcessedSeq != 0 {
 		t.Errorf("after Stop: Leased %v ProcessedSeq %d, want false and 0", st.Leased, st.ProcessedSeq)
@@ -183,6 +242,7 @@ func testStopDeadlineCancelsHandler(t *testing.T, b *Backend) {
 	e.start(next)
 	await(t, tl.reached(1), "the other outbox's delivery")
 	e.awaitProcessed(next, "q", 0, 1)
+	e.stop(next)
 }
 
 // testStartStopMisuse: Stop is idempotent and may come before Start; a
@@ -276,6 +336,7 @@ func testNothingLockedAfterStop(t *testing.T, b *Backend, transactional bool) {
 	if r := await(t, res, "A's Stop"); r.err != nil {
 		t.Fatalf("A's Stop: %v", r.err)
 	}
+	e.checkNoGoroutines(a)
 	for p := range parts {
 		if st := e.state(a, "q", p); st.Leased {
 			t.Errorf("partition %d still leased after Stop (until %v)", p, st.LeaseUntil)

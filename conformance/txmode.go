@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +32,10 @@ var txTests = []test{
 	{"Tx/SlowHandlerOutlivesShutdownTimeout", testTxSlowHandler},
 	{"Tx/BrokenDeliveryCountsAttempts", testTxBrokenDelivery},
 	{"Tx/PartialBatchDisagreeingResults", testTxPartialDisagree},
+	{"Tx/HandlerTimeout", testTxHandlerTimeout},
+	{"Tx/UnstorableReason/Retry", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Retry", true) }},
+	{"Tx/UnstorableReason/Reject", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Reject", true) }},
+	{"Tx/UnstorableReason/Panic", func(t *testing.T, b *Backend) { testUnstorableReason(t, b, "Panic", true) }},
 }
 
 // createEffects creates the application table transactional handlers write
@@ -460,40 +464,40 @@ func testTxPartialPerMessage(t *testing.T, b *Backend) {
 	}
 }
 
-// testTxCrashBeforeCommit: the worker dies after its handler wrote effects
-// but before the transaction committed. Its goroutine ends with
-// runtime.Goexit, which recover cannot turn into a Retry: the transaction
-// is abandoned and rolled back, as the server does when a process's
-// connection drops. No effect survives, and another process delivers every
-// message with exactly one effect each.
+// testTxCrashBeforeCommit: the worker's transaction dies after its handler
+// wrote effects, before it committed, and nothing records the attempt: as
+// when a process dies and the server rolls its transaction back. Here the
+// handler hangs past HandlerTimeout, which rolls the transaction back
+// after the lease has expired, so that the fenced record of the attempt
+// finds no lease to write under. No effect survives, and another process
+// takes the partition over, counts the attempt, and delivers every message
+// with exactly one effect each.
 func testTxCrashBeforeCommit(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	e.createEffects()
-	// The lease stamped at claim outlives the crash; its expiry hands the
-	// partition over and counts the crash as an attempt.
-	a := e.outbox(nil, fast(outbox.Config{MaxConcurrency: 1, LeaseDuration: time.Second}))
+	const lease = time.Second
+	a := e.outbox(nil, fast(outbox.Config{MaxConcurrency: 1, LeaseDuration: lease, HandlerTimeout: 2 * lease}))
 	e.declare(a, "q", 1)
 	msgs, keys := payloads("q", 0, "c", 3)
 	e.enqueue(a, msgs...)
 	e.sequenceAll(a) // one transaction holds all three
 
 	written := make(chan struct{})
-	crash := make(chan struct{})
-	var crashOnce sync.Once
-	t.Cleanup(func() { crashOnce.Do(func() { close(crash) }) })
-	var crashed atomic.Bool
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var hung atomic.Bool
 	if err := a.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
 		if err := e.writeEffect(ctx, tx, d); err != nil {
 			t.Error(err)
 			return outbox.Retry(err.Error())
 		}
-		if d.Seq == 2 && crashed.CompareAndSwap(false, true) {
+		if d.Seq == 2 && hung.CompareAndSwap(false, true) {
 			close(written)
-			select {
-			case <-crash:
+			select { // dead: ignores its context
+			case <-release:
 			case <-time.After(timeout):
 			}
-			runtime.Goexit()
 		}
 		return outbox.Success()
 	})); err != nil {
@@ -501,7 +505,6 @@ func testTxCrashBeforeCommit(t *testing.T, b *Backend) {
 	}
 	e.start(a)
 	await(t, written, "A to write effects for seqs 1 and 2")
-	crashOnce.Do(func() { close(crash) })
 	// On a single-connection pool these reads wait for A's rollback;
 	// elsewhere A's writes are invisible until a commit that never comes.
 	if got := e.effects(); len(got) != 0 {
@@ -533,10 +536,99 @@ func testTxCrashBeforeCommit(t *testing.T, b *Backend) {
 	e.stop(bOb)
 	e.checkEffects(keys...)
 	mu.Lock()
-	defer mu.Unlock()
 	if attempts[1] < 1 {
-		t.Fatalf("B's first delivery of the crashed batch has Attempts %v, want >= 1: a crash counts", attempts)
+		t.Errorf("B's first delivery of the crashed batch has Attempts %v, want >= 1: a crash counts", attempts)
 	}
+	mu.Unlock()
+	releaseOnce.Do(func() { close(release) })
+	e.stop(a)
+	e.checkEffects(keys...)
+}
+
+// testTxHandlerTimeout: a transactional handler that hangs, ignoring its
+// context, is rolled back when HandlerTimeout passes: the partition's row
+// lock and connection are freed and the attempt is recorded while the
+// call still hangs, so another process delivers the batch (with Attempts
+// 1) meanwhile. The hung call's writes never commit, and its late return
+// changes nothing.
+func testTxHandlerTimeout(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	e.createEffects()
+	const limit = 300 * time.Millisecond
+	a := e.outbox(nil, fast(outbox.Config{MaxConcurrency: 1, HandlerTimeout: limit}))
+	e.declare(a, "q", 1)
+	msgs, keys := payloads("q", 0, "h", 3)
+	e.enqueue(a, msgs...)
+	e.sequenceAll(a) // one batch
+
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	var first, returned atomic.Bool
+	e.handle(a, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+		if !first.CompareAndSwap(false, true) {
+			t.Errorf("A handled seqs %d.. again while its first call hung", ds[0].Seq)
+			return outbox.Retry("unexpected")
+		}
+		for _, d := range ds {
+			if err := e.writeEffect(ctx, tx, d); err != nil {
+				t.Error(err)
+				return outbox.Retry(err.Error())
+			}
+		}
+		close(entered)
+		select { // hangs, ignoring its context
+		case <-release:
+		case <-time.After(timeout):
+		}
+		returned.Store(true)
+		return outbox.Success()
+	}))
+	e.start(a)
+	await(t, entered, "A's handler")
+	var st outbox.PartitionState
+	e.pollUntil("the timed-out attempt to be recorded", func() bool {
+		st = e.state(a, "q", 0)
+		return st.Attempts == 1
+	})
+	if !strings.Contains(st.LastError, "HandlerTimeout") || st.Leased || st.ProcessedSeq != 0 {
+		t.Errorf("after the timeout: LastError %q Leased %v ProcessedSeq %d, want a reason naming HandlerTimeout, no lease, 0", st.LastError, st.Leased, st.ProcessedSeq)
+	}
+
+	bOb := e.outbox(e.pool(), fast(outbox.Config{}))
+	var tl tally
+	e.handle(bOb, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
+		for _, d := range ds {
+			if err := e.writeEffect(ctx, tx, d); err != nil {
+				t.Error(err)
+				return outbox.Retry(err.Error())
+			}
+		}
+		tl.add(ds...)
+		return outbox.Success()
+	}))
+	e.start(bOb)
+	e.awaitProcessed(bOb, "q", 0, 3)
+	e.stop(bOb)
+	if returned.Load() {
+		t.Fatal("A's handler returned before B delivered: the test proves nothing")
+	}
+	tl.mu.Lock()
+	if got := tl.got; len(got) == 0 || got[0].Attempts != 1 {
+		t.Errorf("B's deliveries %v, want the batch with Attempts 1", got)
+	}
+	tl.mu.Unlock()
+	e.checkEffects(keys...)
+	before := e.state(a, "q", 0)
+
+	unblock()
+	e.stop(a)
+	if after := e.state(a, "q", 0); !sameState(before, after) {
+		t.Errorf("A's late return changed the partition:\n before %+v\n after  %+v", before, after)
+	}
+	e.checkEffects(keys...)
 }
 
 // testTxPanicRollsBack: a handler that panics after writing its effect is

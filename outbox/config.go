@@ -58,9 +58,19 @@ type Config struct {
 	// VacuumBatch is the most rows one vacuum statement deletes. Default
 	// 1000; 1–10000 (a MySQL delete binds one placeholder per row).
 	VacuumBatch int
-	// ShutdownTimeout bounds the bookkeeping writes (acks, lease releases)
-	// made after Stop's context has ended. Default 5s; 10ms–10m.
+	// ShutdownTimeout bounds each bookkeeping write (acks, lease releases)
+	// made after Stop's context has ended. Before that, each of the
+	// library's statements is bounded by LeaseDuration. Default 5s;
+	// 10ms–10m.
 	ShutdownTimeout time.Duration
+	// HandlerTimeout, when > 0, bounds each handler call: the handler's
+	// context ends after it (in decoupled mode, or at 80% of the lease if
+	// that comes first). In transactional mode a call that outlives it is
+	// rolled back at once, which frees its connection and the partition's
+	// row lock, and counts as a failed attempt with backoff; the call
+	// still occupies its worker until it returns. 0 (the default) means no
+	// timeout; otherwise 1ms–24h.
+	HandlerTimeout time.Duration
 }
 
 // MaxPayloadLimit is the largest Config.MaxPayloadBytes (4 MiB).
@@ -137,6 +147,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("%w: RetryMax (%v) is below RetryBase (%v)", ErrInvalidConfig, c.RetryMax, c.RetryBase)
+	}
+	if c.HandlerTimeout != 0 && (c.HandlerTimeout < time.Millisecond || c.HandlerTimeout > 24*time.Hour) {
+		return c, fmt.Errorf("%w: HandlerTimeout is %v, want 0 (none) or 1ms to 24h", ErrInvalidConfig, c.HandlerTimeout)
 	}
 	return c, nil
 }

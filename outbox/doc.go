@@ -56,10 +56,22 @@
 // wraps the call in one. The partition is claimed with a lease as in
 // decoupled mode, then its row is locked by the handler's transaction;
 // claimers skip a locked row, so the handler keeps the partition however
-// long it runs, and its context is cancelled only by Stop. A crash rolls
-// the transaction back and leaves the lease, whose expiry hands the
-// partition over and counts the crash as an attempt (so MaxAttempts also
-// stops a message that kills its process).
+// long it runs, and its context is cancelled only by Stop (or by
+// Config.HandlerTimeout). A crash rolls the transaction back and leaves the
+// lease, whose expiry hands the partition over and counts the crash as an
+// attempt (so MaxAttempts also stops a message that kills its process).
+//
+// Config.HandlerTimeout, when set, bounds each handler call in both modes:
+// the handler's context ends after it. In transactional mode a call that
+// outlives it is rolled back at once (its transaction's context is
+// cancelled, so database/sql frees the connection and the row lock) and
+// counts as a failed attempt with backoff, even while the handler, if it
+// ignores its context, still runs; its worker waits for it, so at most
+// MaxConcurrency calls ever run.
+//
+// Every kind of handler may be wrapped: a type that embeds a Handler (the
+// shape of a middleware) is a Handler and delivers through the embedded
+// one. A wrapper around nothing is refused by Handle.
 //
 // # Handler results
 //
@@ -83,6 +95,20 @@
 //	MaxAttempts  past the head message           reset to 0      a head that failed MaxAttempts times is
 //	                                                             dead-lettered by the library
 //	panic        as Retry                        as Retry        the panic value is the reason
+//	Goexit       as Retry                        as Retry        a handler that calls runtime.Goexit ends
+//	                                                             its call, not its worker
+//
+// Reasons (and panic values) are stored sanitized: invalid UTF-8 and NUL
+// bytes become U+FFFD, and a reason longer than MaxReasonBytes (4 KiB) is
+// cut on a character boundary and ends with "… [truncated]". A delivery
+// whose result cannot be recorded all the same (the ack or dead-letter
+// write fails) counts as a failed attempt with backoff, recorded on its
+// own with a generic reason; if even that fails, its lease is left to
+// expire and the takeover counts the attempt. So no handler result, reason
+// or failed write keeps a message out of both delivery and, with
+// MaxAttempts, the dead-letter table. A Result reports what the handler
+// did; any other outcome (an unknown handler kind, say) is retried, never
+// acknowledged.
 //
 // In transactional mode the same rows apply, and Retry and Reject also undo
 // the handler's writes for the messages concerned (the savepoint is rolled
@@ -115,9 +141,21 @@
 // until its context ends (then cancels theirs), writes their
 // acknowledgements, releases the leases it holds, and returns once every
 // goroutine has exited. A restarted process resumes at the stored cursor.
+// Each of the library's statements is bounded by LeaseDuration, and once
+// Stop's context has ended by Config.ShutdownTimeout. The goroutines carry
+// the pprof label outbox=sequencer, processor or vacuum (handler calls run
+// in goroutines of their own, under their worker's labels), on top of the
+// labels of Start's context.
+//
+// While the database fails (an outage, a restart), each worker retries
+// with exponential backoff and jitter: from its interval, doubling per
+// failed pass, capped at 5s (or at the interval, if longer); a wake-up
+// (InTx, Notify) retries at once.
 //
 // # Logging
 //
 // The outbox logs through Config.Logger (a *slog.Logger) and is silent by
-// default. It never writes to stdout.
+// default. It never writes to stdout. A failing worker logs its first
+// failure as a warning and its recovery at info level; the retries in
+// between are logged at debug level.
 package outbox

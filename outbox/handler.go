@@ -3,7 +3,11 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
 )
 
 type resultKind uint8
@@ -28,11 +32,12 @@ type Result struct {
 func Success() Result { return Result{} }
 
 // Retry asks for the unfinished messages to be delivered again after
-// exponential backoff; reason is stored as the partition's last error.
+// exponential backoff; reason is stored as the partition's last error,
+// sanitized and bounded to MaxReasonBytes.
 func Retry(reason string) Result { return Result{kind: kindRetry, reason: reason} }
 
 // Reject sends the unfinished messages to the dead-letter table with reason
-// and moves on.
+// (sanitized and bounded to MaxReasonBytes) and moves on.
 func Reject(reason string) Result { return Result{kind: kindReject, reason: reason} }
 
 // WithProcessed says the first n messages of the batch were finished: they
@@ -67,10 +72,16 @@ func (r Result) String() string {
 }
 
 // Handler processes a queue's messages. Build one with Batch, PerMessage,
-// TxBatch or TxPerMessage.
+// TxBatch or TxPerMessage. A type that embeds a Handler (the shape of a
+// middleware) is a Handler too and delivers through the embedded one.
 type Handler interface {
 	transactional() bool
 	isNil() bool
+	// deliver calls the handler on a batch. The handler value does the
+	// calling, so that a type embedding a Handler forwards it. An error
+	// means the delivery broke down (a transactional handler's savepoint
+	// failed, say); the processor counts it as a failed attempt.
+	deliver(s *callScope, ds []Delivery) (outcome, error)
 }
 
 // BatchFunc handles a batch of one partition's messages, in seq order,
@@ -101,6 +112,44 @@ func (h batchHandler) isNil() bool     { return h.fn == nil }
 func (h messageHandler) isNil() bool   { return h.fn == nil }
 func (h txBatchHandler) isNil() bool   { return h.fn == nil }
 func (h txMessageHandler) isNil() bool { return h.fn == nil }
+
+func (h batchHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
+	return batchOutcome(s.call(func(ctx context.Context) Result { return h.fn(ctx, ds) }), len(ds)), nil
+}
+
+func (h messageHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
+	return perMessage(ds, func(d Delivery) Result {
+		return s.call(func(ctx context.Context) Result { return h.fn(ctx, d) })
+	}), nil
+}
+
+func (h txBatchHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
+	if s.tx == nil {
+		return outcome{}, errNotInTx
+	}
+	return s.txBatch(ds, h.fn)
+}
+
+func (h txMessageHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
+	if s.tx == nil {
+		return outcome{}, errNotInTx
+	}
+	return s.txPerMessage(ds, h.fn)
+}
+
+// errNotInTx: a transactional handler reached the decoupled path.
+var errNotInTx = fmt.Errorf("%w: a transactional handler needs a transaction", ErrInvalidHandler)
+
+// handlerIsNil reports whether h cannot deliver: nil, built from a nil
+// function, or a wrapper around nothing (whose methods would panic).
+func handlerIsNil(h Handler) (isNil bool) {
+	defer func() {
+		if recover() != nil {
+			isNil = true
+		}
+	}()
+	return h == nil || h.isNil()
+}
 
 // Batch is a decoupled batch handler: at-least-once, under a lease.
 func Batch(fn BatchFunc) Handler { return batchHandler{fn} }
@@ -149,12 +198,85 @@ func batchOutcome(r Result, n int) outcome {
 	return outcome{done: done, kind: r.kind, reason: r.reason}
 }
 
-// call runs fn, turning a panic into a Retry whose reason is the panic.
-func call(fn func() Result) (r Result) {
-	defer func() {
-		if p := recover(); p != nil {
-			r = Retry(fmt.Sprintf("panic: %v", p))
-		}
+// settled returns out for a batch of n messages, unless it would
+// acknowledge what the handler never finished: a Success that does not
+// cover the batch (the zero outcome) retries the rest, and an outcome of
+// an unknown kind or with an impossible count retries the whole batch.
+// Only an explicit, complete result acknowledges.
+func (out outcome) settled(n int) outcome {
+	switch {
+	case out.kind == kindSuccess && out.done == n:
+		return out
+	case out.done < 0 || out.done >= n:
+	case out.kind == kindSuccess:
+		out.kind = kindRetry
+		out.reason = fmt.Sprintf("outbox: the handler call ended without a result for messages %d..%d", out.done+1, n)
+		return out
+	case out.kind == kindRetry || out.kind == kindReject:
+		return out
+	}
+	return outcome{kind: kindRetry, reason: "outbox: the handler call ended without a valid result"}
+}
+
+// callScope is what one delivery's handler calls share: the context they
+// derive theirs from, the per-call timeout, and in transactional mode the
+// transaction and its savepoints.
+type callScope struct {
+	ctx     context.Context
+	timeout time.Duration // Config.HandlerTimeout; 0: none
+	// expire, when set, runs as soon as a call outlives its timeout
+	// (transactional mode: roll back and count the attempt); the call
+	// still runs to its end, and its result is replaced by a Retry.
+	expire func()
+	tx     *sql.Tx
+	sp     func(name string, op dialect.SavepointOp) error
+}
+
+// call runs fn in a goroutine of its own and returns its result. A panic
+// becomes a Retry whose reason is the panic value; a call that ended
+// without returning (runtime.Goexit) becomes a Retry too, so neither ends
+// the worker. The worker waits for fn however long it takes, which keeps
+// at most MaxConcurrency calls running.
+func (s *callScope) call(fn func(ctx context.Context) Result) Result {
+	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+	if s.timeout > 0 {
+		ctx, cancel = context.WithTimeout(s.ctx, s.timeout)
+	}
+	defer cancel()
+	res := make(chan Result, 1)
+	go func() {
+		returned := false
+		defer func() {
+			if returned {
+				return
+			}
+			r := Retry("handler called runtime.Goexit")
+			if p := recover(); p != nil {
+				r = Retry(fmt.Sprintf("panic: %v", p))
+			}
+			res <- r
+		}()
+		r := fn(ctx)
+		returned = true
+		res <- r
 	}()
-	return fn()
+	if s.expire == nil || s.timeout <= 0 {
+		return <-res
+	}
+	select {
+	case r := <-res:
+		return r
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-res: // returned as the deadline passed
+		return r
+	default:
+	}
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return <-res // cancelled by Stop: the call ends as it likes
+	}
+	s.expire()
+	<-res
+	return Retry(fmt.Sprintf("handler timed out after %v (HandlerTimeout)", s.timeout))
 }

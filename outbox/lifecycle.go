@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/pprof"
 	"sort"
 	"time"
 
@@ -96,29 +97,54 @@ func (o *Outbox) Stop(ctx context.Context) error {
 // runs again at once instead of waiting.
 type pass func(ctx context.Context) (bool, error)
 
+// maxOutageBackoff caps the backoff of a loop whose passes fail (a
+// database outage, say), unless the loop's own interval is longer.
+const maxOutageBackoff = 5 * time.Second
+
 // goLoop runs fn until ctx ends: again at once while it finds work, else
-// after wake (if any) or a jittered interval.
+// after wake (if any) or a jittered interval. While passes fail, the wait
+// grows instead: every·2^(failures-1), capped at max(every,
+// maxOutageBackoff), with equal jitter; the first failure is logged as a
+// warning and the recovery at info level, the retries in between at debug.
+// The goroutine carries the pprof label outbox=name, on top of the labels
+// of Start's context.
 func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, fn pass) {
 	o.wg.Add(1)
-	go func() {
+	go pprof.Do(ctx, pprof.Labels("outbox", name), func(ctx context.Context) {
 		defer o.wg.Done()
 		timer := time.NewTimer(0)
 		defer timer.Stop()
 		<-timer.C
+		var failures int
+		var failingSince time.Time
 		for ctx.Err() == nil {
 			var woke <-chan struct{}
 			if wake != nil {
 				woke = wake.wait() // taken before the pass: no wake-up is lost
 			}
 			busy, err := fn(ctx)
-			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-				o.log.Warn("outbox: "+name+" failed", "err", err)
+			switch {
+			case err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled):
+				if failures == 0 {
+					failingSince = time.Now()
+					o.log.Warn("outbox: "+name+" failed; retrying with backoff", "err", err)
+				} else {
+					o.log.Debug("outbox: "+name+" failed again", "err", err, "failures", failures+1)
+				}
+				failures++
 				busy = false
+			case err == nil && failures > 0:
+				o.log.Info("outbox: "+name+" recovered", "failures", failures, "after", time.Since(failingSince))
+				failures = 0
 			}
 			if busy {
 				continue
 			}
-			timer.Reset(every/2 + rand.N(every/2+1))
+			delay := every/2 + rand.N(every/2+1)
+			if failures > 0 {
+				delay = backoff(failures, every, max(every, maxOutageBackoff), jitter)
+			}
+			timer.Reset(delay)
 			select {
 			case <-ctx.Done():
 			case <-woke:
@@ -128,13 +154,26 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 			case <-timer.C:
 			}
 		}
-	}()
+	})
 }
 
-// bookkeeping returns a context for writes that must happen even during
-// shutdown (acks, releases): detached from cancellation, bounded in time.
+// bookkeeping returns a context for the library's own statements (claims,
+// reads, savepoints, acks, releases), which must happen even during
+// shutdown: detached from cancellation, and bounded per statement by
+// LeaseDuration (a decoupled lease is lost by then anyway) until Stop's
+// context ends; from then on by ShutdownTimeout, also for a statement
+// already running.
 func (o *Outbox) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), o.cfg.ShutdownTimeout)
+	base := context.WithoutCancel(ctx)
+	if o.hardCtx == nil || o.hardCtx.Err() != nil {
+		return context.WithTimeout(base, o.cfg.ShutdownTimeout)
+	}
+	bk, cancel := context.WithTimeout(base, o.cfg.LeaseDuration)
+	stop := context.AfterFunc(o.hardCtx, func() { time.AfterFunc(o.cfg.ShutdownTimeout, cancel) })
+	return bk, func() {
+		stop()
+		cancel()
+	}
 }
 
 // SequenceAll sequences every committed message that has no seq yet, and

@@ -302,7 +302,7 @@ func (o *Outbox) Handle(queue string, h Handler) error {
 	if !ValidQueueName(queue) {
 		return invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
 	}
-	if h == nil || h.isNil() {
+	if handlerIsNil(h) {
 		return fmt.Errorf("%w: nil handler for queue %q", ErrInvalidHandler, queue)
 	}
 	o.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"testing"
+	"time"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/mysql"
@@ -50,10 +51,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	db, cleanup := openSQLite()
 	defer cleanup()
 	for name, cfg := range map[string]outbox.Config{
-		"negative lease":       {LeaseDuration: -1},
-		"negative concurrency": {MaxConcurrency: -1},
-		"cap below base":       {RetryBase: 10, RetryMax: 5},
-		"huge batch":           {BatchSize: 1 << 20},
+		"negative lease":            {LeaseDuration: -1},
+		"negative concurrency":      {MaxConcurrency: -1},
+		"cap below base":            {RetryBase: 10, RetryMax: 5},
+		"huge batch":                {BatchSize: 1 << 20},
+		"negative handler timeout":  {HandlerTimeout: -1},
+		"handler timeout below 1ms": {HandlerTimeout: time.Microsecond},
 	} {
 		if _, err := outbox.New(db, postgres.New(), cfg); !errors.Is(err, outbox.ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)

@@ -115,13 +115,11 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		} else {
 			ds := deliveries(c, msgs, attempts)
 			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(o.cfg.LeaseDuration*8/10))
-			switch h := h.(type) {
-			case batchHandler:
-				out = batchOutcome(call(func() Result { return h.fn(hctx, ds) }), len(ds))
-			case messageHandler:
-				out = perMessage(ds, func(d Delivery) Result { return h.fn(hctx, d) })
-			}
+			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
 			hcancel()
+			if err != nil {
+				out = outcome{kind: kindRetry, reason: err.Error()}
+			}
 		}
 		pl := p.plan(out, msgs, cursor, attempts)
 		more := !pl.retry && ctx.Err() == nil &&
@@ -135,10 +133,10 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		}
 		ackStart := time.Now()
 		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
-			if !errors.Is(err, errLostLease) {
-				_ = release()
+			if errors.Is(err, errLostLease) {
+				return err
 			}
-			return err
+			return p.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
 		if !more {
 			return nil
@@ -176,8 +174,12 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		_, _ = o.d.ReleaseLeases(rctx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.Partitions[0].PartitionID}, Token: token})
 	}
 	// The transaction outlives a soft stop: it ends by commit or rollback,
-	// never by the stop cancelling its context mid-ack.
-	tx, err := o.db.BeginTx(context.WithoutCancel(ctx), o.d.TxOptions())
+	// never by the stop cancelling its context mid-ack. Cancelling txCtx
+	// (a handler call past HandlerTimeout) makes database/sql roll it back
+	// at once, which frees its connection and the partition's row lock.
+	txCtx, cancelTx := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTx()
+	tx, err := o.db.BeginTx(txCtx, o.d.TxOptions())
 	if err != nil {
 		release()
 		return false, fmt.Errorf("begin: %w", err)
@@ -203,29 +205,39 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	msgs := rm.Messages
+	// A handler call past HandlerTimeout is rolled back and counted at
+	// once, while it still runs: the partition is free for another worker
+	// after the backoff. What its delivery does afterwards fails (the
+	// transaction is gone) and is not counted again.
+	var expired bool
+	expire := func() {
+		expired = true
+		cancelTx()
+		err := fmt.Errorf("handler timed out after %v (HandlerTimeout)", o.cfg.HandlerTimeout)
+		_ = p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, err)
+	}
 	// fail rolls back a delivery that broke down (a savepoint or the
 	// commit failed) and records it as a failed attempt with backoff, so
 	// MaxAttempts applies to it like to a Retry. Fenced by the token: the
 	// row lock went with the rollback.
-	fail := func(cause error) error {
+	fail := func(cause error) (bool, error) {
 		_ = tx.Rollback()
-		next := c.Attempts + 1
-		fctx, cancel := o.bookkeeping(ctx)
-		defer cancel()
-		_, _ = o.d.UpdateProcessor(fctx, o.db, &dialect.UpdateProcessorParams{
-			PartitionID: c.PartitionID, Token: token, ProcessedSeq: c.ProcessedSeq, Attempts: next,
-			LastError: cause.Error(), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
-		})
-		return cause
+		if expired {
+			return true, nil
+		}
+		return true, p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
 	}
 	var out outcome
 	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
 		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
 	} else {
 		ds := deliveries(c, msgs, c.Attempts)
-		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds)
-		if err != nil {
-			return false, fail(err)
+		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
+		if err != nil || expired {
+			if err == nil {
+				err = errors.New("handler timed out")
+			}
+			return fail(err)
 		}
 	}
 	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
@@ -236,9 +248,39 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		LastError: pl.lastError, RetryAfter: pl.retryAfter,
 	}
 	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
-		return false, fail(err)
+		return fail(err)
 	}
 	return true, nil
+}
+
+// unrecorded handles a delivery whose result could not be recorded (a
+// failed ack or dead-letter write, a broken transaction, a handler past
+// HandlerTimeout): whatever the cause, it counts as a failed attempt with
+// backoff, written on its own, fenced by the lease token and with a
+// storable reason, so that no input keeps a message out of both delivery
+// and the dead-letter table (MaxAttempts applies). If even that write
+// fails, the lease is left to expire: the takeover counts the attempt.
+// It returns nil once the attempt is recorded, else the write's error.
+func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
+	o := p.o
+	next := attempts + 1
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
+	res, err := o.d.UpdateProcessor(bk, o.db, &dialect.UpdateProcessorParams{
+		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
+		LastError: asciiReason(cause), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w; counting the failed attempt: %w", cause, err)
+	case !res.Updated:
+		o.log.Warn("outbox: a delivery's result could not be recorded and its lease is gone; the takeover counts the attempt",
+			"queue", c.Queue, "partition", c.Partition, "err", cause)
+		return nil
+	}
+	o.log.Warn("outbox: a delivery's result could not be recorded; counted as a failed attempt",
+		"queue", c.Queue, "partition", c.Partition, "attempts", next, "err", cause)
+	return nil
 }
 
 const (
@@ -247,8 +289,9 @@ const (
 )
 
 // runTx calls a transactional handler with savepoints so that exactly the
-// writes of acknowledged messages survive.
-func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery) (outcome, error) {
+// writes of acknowledged messages survive. expire runs when a call
+// outlives HandlerTimeout.
+func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, expire func()) (outcome, error) {
 	ctx := p.o.hardCtx
 	sp := func(name string, op dialect.SavepointOp) error {
 		// Bounded per statement, not per batch: handlers may take as long
@@ -260,69 +303,74 @@ func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Deliver
 		}
 		return nil
 	}
-	undo := func(name string) error {
-		if err := sp(name, dialect.SavepointRollback); err != nil {
-			return err
-		}
-		return sp(name, dialect.SavepointRelease)
+	return h.deliver(&callScope{ctx: ctx, timeout: p.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
+}
+
+// undo rolls back to the savepoint name and releases it.
+func (s *callScope) undo(name string) error {
+	if err := s.sp(name, dialect.SavepointRollback); err != nil {
+		return err
 	}
-	switch h := h.(type) {
-	case txMessageHandler:
-		var out outcome
-		for i, m := range ds {
-			if err := sp(spMessage, dialect.SavepointCreate); err != nil {
-				return out, err
-			}
-			r := call(func() Result { return h.fn(ctx, tx, m) })
-			if r.kind == kindSuccess {
-				if err := sp(spMessage, dialect.SavepointRelease); err != nil {
-					return out, err
-				}
-				continue
-			}
-			if err := undo(spMessage); err != nil {
-				return out, err
-			}
-			if r.kind == kindReject {
-				out.rejected = append(out.rejected, rejection{index: i, reason: r.reason})
-				continue
-			}
-			out.done, out.kind, out.reason = i, kindRetry, r.reason
-			return out, nil
+	return s.sp(name, dialect.SavepointRelease)
+}
+
+// txPerMessage calls fn once per message, each inside its own savepoint.
+func (s *callScope) txPerMessage(ds []Delivery, fn TxMessageFunc) (outcome, error) {
+	var out outcome
+	for i, m := range ds {
+		if err := s.sp(spMessage, dialect.SavepointCreate); err != nil {
+			return out, err
 		}
-		out.done = len(ds)
+		r := s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, m) })
+		if r.kind == kindSuccess {
+			if err := s.sp(spMessage, dialect.SavepointRelease); err != nil {
+				return out, err
+			}
+			continue
+		}
+		if err := s.undo(spMessage); err != nil {
+			return out, err
+		}
+		if r.kind == kindReject {
+			out.rejected = append(out.rejected, rejection{index: i, reason: r.reason})
+			continue
+		}
+		out.done, out.kind, out.reason = i, kindRetry, r.reason
 		return out, nil
-	case txBatchHandler:
-		// A savepoint spans the whole call, so the library cannot tell which
-		// writes belong to a finished prefix. When a call reports one, its
-		// writes are undone and the handler runs again on the prefix alone;
-		// the writes that commit are always those of a call whose messages
-		// are all acknowledged.
-		n := len(ds)
-		final := outcome{done: n}
-		for n > 0 {
-			if err := sp(spBatch, dialect.SavepointCreate); err != nil {
-				return final, err
-			}
-			batch := ds[:n]
-			out := batchOutcome(call(func() Result { return h.fn(ctx, tx, batch) }), n)
-			if out.done == n {
-				return final, sp(spBatch, dialect.SavepointRelease)
-			}
-			if err := undo(spBatch); err != nil {
-				return final, err
-			}
-			if n < len(ds) && out.kind != final.kind {
-				// The calls disagree about the rest (say Retry, then Reject
-				// of part of the prefix): retry it all, which is always safe.
-				out.kind = kindRetry
-			}
-			final = out
-			n = out.done
-		}
-		return final, nil
 	}
-	return outcome{}, fmt.Errorf("%w: not a transactional handler", ErrInvalidHandler)
+	out.done = len(ds)
+	return out, nil
+}
+
+// txBatch calls fn on the batch inside one savepoint. A savepoint spans
+// the whole call, so the library cannot tell which writes belong to a
+// finished prefix. When a call reports one, its writes are undone and the
+// handler runs again on the prefix alone; the writes that commit are
+// always those of a call whose messages are all acknowledged.
+func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
+	n := len(ds)
+	final := outcome{done: n}
+	for n > 0 {
+		if err := s.sp(spBatch, dialect.SavepointCreate); err != nil {
+			return final, err
+		}
+		batch := ds[:n]
+		out := batchOutcome(s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, batch) }), n)
+		if out.done == n {
+			return final, s.sp(spBatch, dialect.SavepointRelease)
+		}
+		if err := s.undo(spBatch); err != nil {
+			return final, err
+		}
+		if n < len(ds) && out.kind != final.kind {
+			// The calls disagree about the rest (say Retry, then Reject
+			// of part of the prefix): retry it all, which is always safe.
+			out.kind = kindRetry
+		}
+		final = out
+		n = out.done
+	}
+	return final, nil
 }
 
 // write records a batch's result: dead letters and the fenced processor
@@ -401,9 +449,10 @@ type plan struct {
 // attempts are the state before the batch.
 func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
 	o := p.o
+	out = out.settled(len(msgs))
 	pl := plan{cursor: cursor}
 	for _, r := range out.rejected {
-		pl.dead = append(pl.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: r.reason, attempts: attempts})
+		pl.dead = append(pl.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: sanitizeReason(r.reason), attempts: attempts})
 	}
 	if out.done > 0 {
 		pl.cursor = msgs[out.done-1].Seq
@@ -414,7 +463,7 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 	case kindReject:
 		if out.headOnly {
 			head := msgs[out.done]
-			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq}, reason: out.reason, attempts: attempts})
+			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq}, reason: sanitizeReason(out.reason), attempts: attempts})
 			pl.cursor = head.Seq
 			break
 		}
@@ -422,7 +471,7 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 		for _, m := range msgs[out.done:] {
 			seqs = append(seqs, m.Seq)
 		}
-		pl.dead = append(pl.dead, deadGroup{seqs: seqs, reason: out.reason, attempts: attempts})
+		pl.dead = append(pl.dead, deadGroup{seqs: seqs, reason: sanitizeReason(out.reason), attempts: attempts})
 		pl.cursor = msgs[len(msgs)-1].Seq
 	case kindRetry:
 		// Attempts count failures of the partition's head; a finished
@@ -444,10 +493,10 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 		case o.cfg.MaxAttempts > 0 && next >= o.cfg.MaxAttempts:
 			head := msgs[out.done]
 			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq},
-				reason: fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason), attempts: next})
+				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason)), attempts: next})
 			pl.cursor = head.Seq
 		default:
-			pl.retry, pl.attempts, pl.lastError = true, next, out.reason
+			pl.retry, pl.attempts, pl.lastError = true, next, sanitizeReason(out.reason)
 			pl.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
 		}
 	}
@@ -466,7 +515,7 @@ func maxAttemptsOutcome(max int) outcome {
 func perMessage(ds []Delivery, fn func(Delivery) Result) outcome {
 	var out outcome
 	for i, d := range ds {
-		r := call(func() Result { return fn(d) })
+		r := fn(d)
 		switch r.kind {
 		case kindReject:
 			out.rejected = append(out.rejected, rejection{index: i, reason: r.reason})

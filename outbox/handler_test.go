@@ -1,0 +1,126 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// unknownKind is a Handler the processor does not know: it delivers
+// nothing and reports the zero outcome.
+type unknownKind struct{}
+
+func (unknownKind) transactional() bool { return false }
+func (unknownKind) isNil() bool         { return false }
+func (unknownKind) deliver(*callScope, []Delivery) (outcome, error) {
+	return outcome{}, nil
+}
+
+func testMessages(n int) []dialect.Message {
+	msgs := make([]dialect.Message, n)
+	for i := range msgs {
+		msgs[i] = dialect.Message{Seq: int64(11 + i)}
+	}
+	return msgs
+}
+
+// An outcome that does not explicitly finish the batch never acknowledges
+// it: the zero outcome of an unknown handler kind, a Success that covers
+// only part of the batch, or an outcome of an unknown kind is retried, with
+// the cursor where it was.
+func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
+	p := &processor{o: &Outbox{cfg: Config{RetryBase: time.Second, RetryMax: time.Minute}, hardCtx: context.Background()}}
+	msgs := testMessages(3)
+	out, err := unknownKind{}.deliver(&callScope{ctx: context.Background()}, deliveries(dialect.ClaimedPartition{}, msgs, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]outcome{
+		"unknown handler kind": out,
+		"partial success":      {done: 2},
+		"unknown result kind":  {done: 3, kind: resultKind(42)},
+	} {
+		pl := p.plan(o, msgs, 10, 0)
+		if !pl.retry || pl.cursor > 10+int64(o.done) || pl.attempts != 1 || len(pl.dead) != 0 {
+			t.Errorf("%s: plan %+v, want a retry that acknowledges nothing unfinished", name, pl)
+		}
+		if name != "partial success" && pl.cursor != 10 {
+			t.Errorf("%s: cursor moved to %d, want 10", name, pl.cursor)
+		}
+	}
+	if pl := p.plan(outcome{done: 3}, msgs, 10, 0); pl.retry || pl.cursor != 13 {
+		t.Errorf("complete success: plan %+v, want the cursor past the batch", pl)
+	}
+}
+
+// A wrapper around nothing, by value or by pointer, is refused, not
+// accepted to panic on every message; a wrapper around a handler is taken.
+func TestHandleRefusesEmptyWrappers(t *testing.T) {
+	type wrapper struct{ Handler }
+	o := &Outbox{handlers: map[string]Handler{}}
+	for name, h := range map[string]Handler{
+		"nil":                 nil,
+		"wrapper{nil}":        wrapper{},
+		"(*wrapper)(nil)":     (*wrapper)(nil),
+		"wrapper{Batch(nil)}": wrapper{Batch(nil)},
+	} {
+		if err := o.Handle("q", h); !errors.Is(err, ErrInvalidHandler) {
+			t.Errorf("Handle(%s): %v, want ErrInvalidHandler", name, err)
+		}
+	}
+	if err := o.Handle("q", wrapper{Batch(func(context.Context, []Delivery) Result { return Success() })}); err != nil {
+		t.Errorf("Handle(wrapper{Batch(fn)}): %v", err)
+	}
+}
+
+// A handler call that panics, calls runtime.Goexit or outlives its timeout
+// ends as a Retry, and the caller goes on.
+func TestCallEndsEveryWayAsAResult(t *testing.T) {
+	s := &callScope{ctx: context.Background()}
+	if r := s.call(func(context.Context) Result { runtime.Goexit(); return Success() }); !r.IsRetry() || !strings.Contains(r.Reason(), "Goexit") {
+		t.Errorf("Goexit: %v, want a Retry naming Goexit", r)
+	}
+	if r := s.call(func(context.Context) Result { panic("kaboom") }); !r.IsRetry() || r.Reason() != "panic: kaboom" {
+		t.Errorf("panic: %v, want Retry(panic: kaboom)", r)
+	}
+	if r := s.call(func(context.Context) Result { panic(nil) }); !r.IsRetry() || !strings.HasPrefix(r.Reason(), "panic: ") {
+		t.Errorf("panic(nil): %v, want a Retry", r)
+	}
+	if r := s.call(func(context.Context) Result { return Reject("no") }); !r.IsReject() {
+		t.Errorf("a returned result: %v, want it unchanged", r)
+	}
+
+	// With a timeout, the handler's context ends; with expire set
+	// (transactional mode), expire runs while the call still hangs, and
+	// the call's own result is replaced by a Retry.
+	release := make(chan struct{})
+	expired := make(chan struct{})
+	s = &callScope{ctx: context.Background(), timeout: 20 * time.Millisecond, expire: func() {
+		close(expired)
+		close(release)
+	}}
+	var ctxErr error
+	r := s.call(func(ctx context.Context) Result {
+		<-release // ignores its context
+		ctxErr = ctx.Err()
+		return Success()
+	})
+	select {
+	case <-expired:
+	default:
+		t.Fatal("expire did not run")
+	}
+	if !r.IsRetry() || !strings.Contains(r.Reason(), "HandlerTimeout") || !errors.Is(ctxErr, context.DeadlineExceeded) {
+		t.Errorf("timed-out call: %v (context %v), want a Retry naming HandlerTimeout and DeadlineExceeded", r, ctxErr)
+	}
+	// A call that returns in time is not expired.
+	s.expire = func() { t.Error("expire ran for a call that returned in time") }
+	if r := s.call(func(context.Context) Result { return Success() }); !r.IsSuccess() {
+		t.Errorf("a call in time: %v, want Success", r)
+	}
+}
