@@ -83,6 +83,7 @@ type limit struct {
 	v        int64
 	min, max int64
 	duration bool
+	optional bool // 0 stays valid after defaults (the feature is off)
 }
 
 func (c *Config) limits() []limit {
@@ -106,6 +107,7 @@ func (c *Config) limits() []limit {
 		d("VacuumInterval", c.VacuumInterval, 10*time.Millisecond, time.Hour),
 		n("VacuumBatch", c.VacuumBatch, 1, 10000),
 		d("ShutdownTimeout", c.ShutdownTimeout, 10*time.Millisecond, 10*time.Minute),
+		{name: "HandlerTimeout", v: int64(c.HandlerTimeout), min: int64(time.Millisecond), max: int64(24 * time.Hour), duration: true, optional: true},
 	}
 }
 
@@ -136,7 +138,7 @@ func (c Config) withDefaults() (Config, error) {
 	defInt(&c.VacuumBatch, 1000)
 	def(&c.ShutdownTimeout, 5*time.Second)
 	for _, l := range c.limits() {
-		if l.v >= l.min && l.v <= l.max {
+		if l.v >= l.min && l.v <= l.max || l.optional && l.v == 0 {
 			continue
 		}
 		if l.duration {
@@ -147,9 +149,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("%w: RetryMax (%v) is below RetryBase (%v)", ErrInvalidConfig, c.RetryMax, c.RetryBase)
-	}
-	if c.HandlerTimeout != 0 && (c.HandlerTimeout < time.Millisecond || c.HandlerTimeout > 24*time.Hour) {
-		return c, fmt.Errorf("%w: HandlerTimeout is %v, want 0 (none) or 1ms to 24h", ErrInvalidConfig, c.HandlerTimeout)
 	}
 	return c, nil
 }

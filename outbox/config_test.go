@@ -30,6 +30,7 @@ func TestConfigRanges(t *testing.T) {
 		{"VacuumInterval", 10 * ms, int64(time.Hour)},
 		{"VacuumBatch", 1, 10000},
 		{"ShutdownTimeout", 10 * ms, int64(10 * time.Minute)},
+		{"HandlerTimeout", ms, int64(24 * time.Hour)},
 	} {
 		below := f.min - 1
 		if below == 0 {

@@ -119,7 +119,7 @@ func TestNilAndZeroDialects(t *testing.T) {
 		}
 		want, _ := fs.ReadFile(c.def.Migrations(), "00001_outbox.sql")
 		got, err := fs.ReadFile(c.zero.Migrations(), "00001_outbox.sql")
-		if err != nil || len(want) == 0 || !bytes.Equal(got, want) || !bytes.Contains(got, []byte("CREATE TABLE outbox_messages")) {
+		if err != nil || len(want) == 0 || !bytes.Equal(got, want) || !bytes.Contains(got, []byte(" outbox_messages")) {
 			t.Errorf("zero %T: migrations differ from New()'s (%v)", c.zero, err)
 		}
 	}
