@@ -55,6 +55,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 		}
 	}
 	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, o.vacuumPass)
+	o.goListen(runCtx)
 	go func() {
 		o.wg.Wait()
 		cancel()
@@ -97,7 +98,8 @@ func (o *Outbox) Stop(ctx context.Context) error {
 type pass func(ctx context.Context) (bool, error)
 
 // goLoop runs fn until ctx ends: again at once while it finds work, else
-// after wake (if any) or a jittered interval.
+// after wake (if any) or a jittered interval, adaptive (see poller) for the
+// loops that have a wake signal.
 func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, fn pass) {
 	o.wg.Add(1)
 	go func() {
@@ -105,6 +107,10 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 		timer := time.NewTimer(0)
 		defer timer.Stop()
 		<-timer.C
+		poll := newPoller(every, every)
+		if wake != nil {
+			poll = newPoller(fastPoll, every)
+		}
 		for ctx.Err() == nil {
 			var woke <-chan struct{}
 			if wake != nil {
@@ -116,9 +122,10 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 				busy = false
 			}
 			if busy {
+				poll.found()
 				continue
 			}
-			timer.Reset(every/2 + rand.N(every/2+1))
+			timer.Reset(poll.idle())
 			select {
 			case <-ctx.Done():
 			case <-woke:

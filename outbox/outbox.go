@@ -203,7 +203,7 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 		if m.Partition >= len(ids) {
 			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, len(ids))
 		}
-		rows[i] = dialect.InsertRow{PartitionID: ids[m.Partition], Payload: m.Payload, PayloadType: m.PayloadType}
+		rows[i] = dialect.InsertRow{Queue: m.Queue, PartitionID: ids[m.Partition], Payload: m.Payload, PayloadType: m.PayloadType}
 		if m.Payload == nil {
 			rows[i].Payload = []byte{}
 		}

@@ -21,8 +21,10 @@ import (
 
 // Dialect is the PostgreSQL dialect. Build it with New.
 type Dialect struct {
-	prefix string
-	q      queries
+	prefix   string
+	q        queries
+	notify   notifier // InsertMessages's wake-ups (see wake.go)
+	listener Listener // nil: Listen returns dialect.ErrNoWakeups
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -37,7 +39,7 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = pre
 
 // New returns the PostgreSQL dialect.
 func New(opts ...Option) *Dialect {
-	d := &Dialect{prefix: migrations.DefaultPrefix}
+	d := &Dialect{prefix: migrations.DefaultPrefix, notify: notifier{on: true, every: DefaultNotifyInterval}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -239,16 +241,23 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	for len(rows) > 0 {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
+		notify := d.notify.due(rows[:n])
+		if len(notify) > 0 {
+			b.WriteString("WITH ins AS (")
+		}
 		b.WriteString("INSERT INTO ")
 		b.WriteString(d.prefix)
 		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		args := make([]any, 0, 4*n+1)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
 			args = append(args, r.PartitionID, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+		}
+		if len(notify) > 0 {
+			args = d.notifyTail(&b, notify, args)
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, err
