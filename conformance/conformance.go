@@ -48,6 +48,11 @@ type Backend struct {
 	// WithPrefix, when set, builds the dialect with another table prefix,
 	// so the suite can check that nothing hard-codes "outbox_".
 	WithPrefix func(prefix string) dialect.Dialect
+	// TerminateListeners, for a dialect.Waker, ends the database sessions
+	// that listen for d's wake-ups (d is built by WithPrefix with a prefix
+	// no other case uses) and returns how many it ended. When set, the
+	// suite checks that the listener recovers.
+	TerminateListeners func(ctx context.Context, db *sql.DB, d dialect.Dialect) (int, error)
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".
@@ -74,7 +79,7 @@ func Run(t *testing.T, b Backend) {
 	}
 	for _, group := range [][]test{
 		migrationTests, enqueueTests, sequencerTests,
-		deliveryTests, faultTests, txTests, lifecycleTests,
+		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b),
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) {

@@ -20,7 +20,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	_ "github.com/lib/pq"  // PostgreSQL driver
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "github.com/lib/pq"              // PostgreSQL driver "postgres"
 	_ "modernc.org/sqlite" // SQLite driver
 )
 
@@ -77,6 +78,17 @@ func opener(t testing.TB, open func() (*sql.DB, error)) func() *sql.DB {
 // opener whose pools use it as search_path. The schema is dropped at the end.
 func Postgres(t testing.TB) func() *sql.DB {
 	t.Helper()
+	return postgres(t, "postgres")
+}
+
+// PostgresPGX is Postgres with pgx's stdlib driver ("pgx") for the pools.
+func PostgresPGX(t testing.TB) func() *sql.DB {
+	t.Helper()
+	return postgres(t, "pgx")
+}
+
+func postgres(t testing.TB, driver string) func() *sql.DB {
+	t.Helper()
 	dsn := DSN(t, PostgresEnv)
 	admin, err := sql.Open("postgres", dsn)
 	if err != nil {
@@ -95,7 +107,23 @@ func Postgres(t testing.TB) func() *sql.DB {
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
-	return opener(t, func() (*sql.DB, error) { return sql.Open("postgres", u) })
+	if driver == "pgx" {
+		u = PGXDSN(u)
+	}
+	return opener(t, func() (*sql.DB, error) { return sql.Open(driver, u) })
+}
+
+// PGXDSN drops from a URL DSN the parameters that only lib/pq knows
+// (pgx would send them to the server as settings, which rejects them).
+func PGXDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return dsn
+	}
+	q := u.Query()
+	q.Del("binary_parameters")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // withParam adds a parameter to a URL or key=value DSN.
