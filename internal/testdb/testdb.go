@@ -22,7 +22,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "github.com/lib/pq"              // PostgreSQL driver "postgres"
-	_ "modernc.org/sqlite" // SQLite driver
+	_ "modernc.org/sqlite"             // SQLite driver
 )
 
 // Environment variables that enable the server backends.
