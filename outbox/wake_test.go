@@ -104,11 +104,14 @@ func TestListenerReconnects(t *testing.T) {
 
 type noWaker struct {
 	*sqlite.Dialect
-	calls atomic.Int32
+	calls  atomic.Int32
+	called chan struct{}
 }
 
 func (w *noWaker) Listen(context.Context, *sql.DB, *dialect.ListenParams) error {
-	w.calls.Add(1)
+	if w.calls.Add(1) == 1 {
+		close(w.called)
+	}
 	return dialect.ErrNoWakeups
 }
 
@@ -118,7 +121,7 @@ func TestNoWakeups(t *testing.T) {
 	db, cleanup := openSQLite()
 	defer cleanup()
 	ctx := context.Background()
-	w := &noWaker{Dialect: sqlite.New()}
+	w := &noWaker{Dialect: sqlite.New(), called: make(chan struct{})}
 	if err := migrations.Up(ctx, db, w.Dialect); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +131,11 @@ func TestNoWakeups(t *testing.T) {
 	}
 	if err := ob.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-w.called:
+	case <-time.After(time.Minute):
+		t.Fatal("Listen was never called")
 	}
 	if err := ob.Stop(ctx); err != nil {
 		t.Fatal(err)
