@@ -60,6 +60,11 @@ type Backend struct {
 	// and start it again (waiting until it accepts connections). Only the
 	// opt-in restart case uses them; it disturbs every user of the server.
 	StopServer, StartServer func(ctx context.Context) error
+	// TerminateListeners, for a dialect.Waker, ends the database sessions
+	// that listen for d's wake-ups (d is built by WithPrefix with a prefix
+	// no other case uses) and returns how many it ended. When set, the
+	// suite checks that the listener recovers.
+	TerminateListeners func(ctx context.Context, db *sql.DB, d dialect.Dialect) (int, error)
 	// BindType is the placeholder style (sqlx.DOLLAR, sqlx.QUESTION, …)
 	// of the suite's own application-table statements. Zero derives it from
 	// Name, falling back to "?".
@@ -86,7 +91,7 @@ func Run(t *testing.T, b Backend) {
 	}
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
-		deliveryTests, faultTests, txTests, lifecycleTests,
+		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b),
 	}
 	if b.TerminateSessions != nil {
 		groups = append(groups, connLossTests)

@@ -32,6 +32,37 @@ type Checker interface {
 	CheckDatabase(ctx context.Context, q DBTX) error
 }
 
+// ErrNoWakeups is returned at once by Waker.Listen when this dialect value
+// is not set up to listen (for example PostgreSQL without a listener); the
+// core then relies on polling alone.
+var ErrNoWakeups = errors.New("dialect: not set up to listen for wake-ups")
+
+// Waker is optionally implemented by a Dialect whose database can wake the
+// workers of other processes: its InsertMessages arranges a wake-up that the
+// database delivers when the inserting transaction commits (never for one
+// that rolls back), and Listen receives them. The core runs one Listen per
+// started Outbox, reconnecting with backoff when it fails; polling stays the
+// safety net, so a lost wake-up only costs latency.
+type Waker interface {
+	// Listen listens on a dedicated connection (it must not hand a listening
+	// connection back to db's pool) until ctx ends or the connection fails.
+	// It calls p.Ready once listening: every wake-up committed after that
+	// is reported. Then it calls p.Wake once per wake-up, with the queue
+	// that was enqueued to. Ready and Wake are called one at a time and
+	// before Listen returns. It returns ctx's
+	// error once ctx ends, and otherwise the error that ended listening.
+	Listen(ctx context.Context, db *sql.DB, p *ListenParams) error
+}
+
+// ListenParams are the arguments of Waker.Listen.
+type ListenParams struct {
+	// Ready is called once the listener receives wake-ups.
+	Ready func()
+	// Wake is called for each wake-up, with its queue's name. Wake-ups of
+	// one transaction may be merged; order and count are not guaranteed.
+	Wake func(queue string)
+}
+
 // Dialect is what a database backend implements. See the package
 // documentation for the invariants each method must keep.
 type Dialect interface {

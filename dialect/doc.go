@@ -33,4 +33,9 @@
 //     token still holds an unexpired lease; it reports whether it did.
 //   - Database time (now() in SQL) decides leases, backoff and timestamps.
 //   - Vacuum deletes only rows with seq <= processed_seq of their partition.
+//
+// Optional interfaces add mechanisms the core uses when present: [Checker]
+// (refuse a database of another kind) and [Waker] (wake the workers of
+// other processes when an enqueue commits, never when it rolls back; the
+// conformance suite's Wake cases check it).
 package dialect

@@ -132,6 +132,15 @@
 // Commit. A partition whose lease expired is taken over within the lease
 // plus one poll interval.
 //
+// Polling is adaptive: a worker that just found work polls again after a
+// few milliseconds and grows the wait by half after each empty poll, up to
+// PollInterval, so a producer in another process is seen quickly while
+// traffic flows and an idle Outbox costs one poll per PollInterval per
+// worker. When the dialect implements [dialect.Waker] (PostgreSQL with a
+// listener), a started Outbox also keeps one listening connection that
+// wakes its workers when any process commits an enqueue; it reconnects
+// with backoff after failures, and polling covers the gap.
+//
 // # Lifecycle
 //
 // Start launches the sequencer, MaxConcurrency processor goroutines (each

@@ -56,6 +56,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 		}
 	}
 	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, o.vacuumPass)
+	o.goListen(runCtx)
 	go func() {
 		o.wg.Wait()
 		cancel()
@@ -102,12 +103,12 @@ type pass func(ctx context.Context) (bool, error)
 const maxOutageBackoff = 5 * time.Second
 
 // goLoop runs fn until ctx ends: again at once while it finds work, else
-// after wake (if any) or a jittered interval. While passes fail, the wait
-// grows instead: every·2^(failures-1), capped at max(every,
-// maxOutageBackoff), with equal jitter; the first failure is logged as a
-// warning and the recovery at info level, the retries in between at debug.
-// The goroutine carries the pprof label outbox=name, on top of the labels
-// of Start's context.
+// after wake (if any) or a jittered interval, adaptive (see poller) for the
+// loops that have a wake signal. While passes fail, the wait grows instead:
+// every·2^(failures-1), capped at max(every, maxOutageBackoff), with equal
+// jitter; the first failure is logged as a warning and the recovery at info
+// level, the retries in between at debug. The goroutine carries the pprof
+// label outbox=name, on top of the labels of Start's context.
 func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, fn pass) {
 	o.wg.Add(1)
 	go pprof.Do(ctx, pprof.Labels("outbox", name), func(ctx context.Context) {
@@ -117,6 +118,10 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 		<-timer.C
 		var failures int
 		var failingSince time.Time
+		poll := newPoller(every, every)
+		if wake != nil {
+			poll = newPoller(fastPoll, every)
+		}
 		for ctx.Err() == nil {
 			var woke <-chan struct{}
 			if wake != nil {
@@ -138,9 +143,10 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 				failures = 0
 			}
 			if busy {
+				poll.found()
 				continue
 			}
-			delay := every/2 + rand.N(every/2+1)
+			delay := poll.idle()
 			if failures > 0 {
 				delay = backoff(failures, every, max(every, maxOutageBackoff), jitter)
 			}

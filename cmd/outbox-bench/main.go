@@ -10,6 +10,7 @@
 //	go run ./cmd/outbox-bench --dialect mysql --messages 100000 --json
 //	go run ./cmd/outbox-bench --dialect sqlite --scenarios drain
 //	go run ./cmd/outbox-bench --dialect postgres --soak-duration 5m
+//	go run ./cmd/outbox-bench --dialect postgres --driver pgx --scenarios cross
 package main
 
 import (
@@ -27,13 +28,26 @@ import (
 	"github.com/modkit-go/db/internal/bench"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.CrossWorkerArg {
+		// The worker process of the cross scenario, started by this command.
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer cancel()
+		if err := bench.RunCrossWorker(ctx, os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "outbox-bench worker: %v\n", err)
+			os.Exit(2)
+		}
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("outbox-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options
 	fs.StringVar(&o.Dialect, "dialect", "", "postgres, mysql or sqlite (required)")
+	fs.StringVar(&o.Driver, "driver", "pq", "PostgreSQL driver: pq (lib/pq) or pgx (pgx's stdlib)")
 	fs.StringVar(&o.DSN, "dsn", "", "server DSN (default: the local server), or for sqlite the directory of the temporary file")
 	fs.IntVar(&o.Messages, "messages", 50000, "messages per enqueue mode, and the drain backlog")
 	fs.IntVar(&o.Partitions, "partitions", 16, "partitions of the benchmark queue")
@@ -55,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "outbox-bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if o.Driver != "pq" && o.Driver != "pgx" {
+		fmt.Fprintf(stderr, "outbox-bench: --driver must be pq or pgx (got %q)\n", o.Driver)
 		return 2
 	}
 	switch o.Dialect {

@@ -504,10 +504,11 @@ type lockedProcessor struct {
 // nobody has locked yet.
 const candidateFactor = 4
 
-// lockClaimable finds up to limit claimable partitions of queues and locks
-// their processors rows in tx. It returns the locked rows in claim order and
-// the candidates they came from.
-func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string, limit int) ([]lockedProcessor, map[int64]candidate, error) {
+// claimCandidates is step 1 of a claim: the partitions of queues that look
+// claimable, best first. It runs outside the claim's transaction (at READ
+// COMMITTED each statement reads a fresh snapshot anyway), so that an idle
+// poll costs this one statement and no transaction.
+func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []string, limit int) ([]int64, map[int64]candidate, error) {
 	if len(queues) == 0 || limit <= 0 {
 		return nil, nil, nil
 	}
@@ -519,7 +520,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 		args = append(args, q)
 	}
 	args = append(args, limit*candidateFactor)
-	rows, err := tx.QueryContext(ctx, `SELECT pr.partition_id, pr.queue, p.partition_num, p.last_seq
+	rows, err := q.QueryContext(ctx, `SELECT pr.partition_id, pr.queue, p.partition_num, p.last_seq
 		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
 		WHERE pr.queue IN (`+placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
@@ -541,9 +542,12 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 		order = append(order, id)
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
-	}
+	return order, cands, rows.Err()
+}
+
+// lockClaimable locks, in tx, the processors rows of up to limit of the
+// candidates in order. It returns the locked rows in claim order.
+func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, cands map[int64]candidate, limit int) ([]lockedProcessor, error) {
 	// Step 2: lock only processors rows (MariaDB has no FOR UPDATE OF), by
 	// primary key, skipping rows other claimers hold, in batches of as many
 	// candidates as are still wanted, so that no row beyond the wanted
@@ -576,7 +580,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 		b.WriteString(" END FOR UPDATE SKIP LOCKED")
 		got, err := scanLocked(tx.QueryContext(ctx, b.String(), args...))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		// Keep step 1's order (the rows come back in primary-key order).
 		for _, id := range batch {
@@ -585,7 +589,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, queues []string
 			}
 		}
 	}
-	return locked, cands, nil
+	return locked, nil
 }
 
 func scanLocked(rows *sql.Rows, err error) (map[int64]lockedProcessor, error) {
@@ -610,6 +614,13 @@ func scanLocked(rows *sql.Rows, err error) (map[int64]lockedProcessor, error) {
 // for a lock (SKIP LOCKED never waits; the UPDATE touches rows already
 // locked), so it cannot deadlock.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (res *dialect.ClaimResult, err error) {
+	order, cands, err := d.claimCandidates(ctx, db, p.Queues, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(order) == 0 {
+		return &dialect.ClaimResult{}, nil
+	}
 	tx, err := db.BeginTx(ctx, d.TxOptions())
 	if err != nil {
 		return nil, err
@@ -619,7 +630,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 			_ = tx.Rollback()
 		}
 	}()
-	locked, cands, err := d.lockClaimable(ctx, tx, p.Queues, p.Limit)
+	locked, err := d.lockClaimable(ctx, tx, order, cands, p.Limit)
 	if err != nil {
 		return nil, err
 	}

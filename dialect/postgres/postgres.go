@@ -27,6 +27,9 @@ type Dialect struct {
 	prefix string // set by options before init; read through Prefix
 	once   sync.Once
 	q      queries // built once, by init
+
+	notify   notifier // InsertMessages's wake-ups (see wake.go)
+	listener Listener // nil: Listen returns dialect.ErrNoWakeups
 }
 
 var _ dialect.Dialect = (*Dialect)(nil)
@@ -41,7 +44,7 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = pre
 
 // New returns the PostgreSQL dialect.
 func New(opts ...Option) *Dialect {
-	d := &Dialect{prefix: migrations.DefaultPrefix}
+	d := &Dialect{prefix: migrations.DefaultPrefix, notify: notifier{on: true, every: DefaultNotifyInterval}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -305,8 +308,9 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
+		notify := d.notify.due(rows[:n])
 		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
-		args := make([]any, 0, 5*n)
+		args := make([]any, 0, 5*n+len(notify))
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
@@ -319,7 +323,13 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
 			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
 			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
-		return stmt.Chunk{N: n, Query: b.String(), Args: args}
+		if len(notify) == 0 {
+			return stmt.Chunk{N: n, Query: b.String(), Args: args}
+		}
+		// The insert becomes a data-modifying CTE (it runs whether or not
+		// the outer SELECT reads it); the SELECT reports its row count and
+		// sends the wake-ups.
+		return stmt.Chunk{N: n, Query: "WITH ins AS (" + b.String() + d.notifyTail(&args, notify), Args: args, Counted: true}
 	})
 }
 

@@ -51,6 +51,7 @@ var DefaultScenarios = []string{ScenarioEnqueue, ScenarioDrain, ScenarioE2E}
 type Options struct {
 	Dialect      string        `json:"dialect"`
 	DSN          string        `json:"-"`
+	Driver       string        `json:"driver,omitempty"`     // PostgreSQL: "pq" (default) or "pgx"
 	Messages     int           `json:"messages"`             // per enqueue mode, and the drain backlog
 	Partitions   int           `json:"partitions"`           // default 16
 	Producers    int           `json:"producers"`            // default 4
@@ -187,6 +188,7 @@ var scenarioFuncs = map[string]func(context.Context, Options) ([]Result, error){
 	ScenarioDrain:   Drain,
 	ScenarioE2E:     EndToEnd,
 	ScenarioSoak:    Soak,
+	ScenarioCross:   CrossProcess,
 }
 
 // ScenarioNames lists the known scenarios.

@@ -55,7 +55,7 @@ func drainMode(ctx context.Context, o Options, transactional, withBaseline bool)
 		mode = "transactional TxBatch"
 	}
 	res := Result{Scenario: ScenarioDrain, Mode: mode, Messages: o.Messages}
-	env, err := Open(ctx, o.Dialect, o.DSN, o.poolSize())
+	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
 	if err != nil {
 		return res, 0, err
 	}

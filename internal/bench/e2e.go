@@ -60,7 +60,7 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 	n := max(int(float64(o.Rate)*dur.Seconds()), 1)
 	mode = fmt.Sprintf("%s @%d/s", mode, o.Rate)
 	res := Result{Scenario: scenario, Mode: mode, Messages: n}
-	env, err := Open(ctx, o.Dialect, o.DSN, o.poolSize())
+	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
 	if err != nil {
 		return res, err
 	}

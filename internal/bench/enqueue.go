@@ -130,7 +130,7 @@ func enqueueMode(ctx context.Context, o Options, per int) (Result, error) {
 		mode = "1 msg/txn"
 	}
 	res := Result{Scenario: ScenarioEnqueue, Mode: mode, Messages: o.Messages}
-	env, err := Open(ctx, o.Dialect, o.DSN, o.poolSize())
+	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
 	if err != nil {
 		return res, err
 	}

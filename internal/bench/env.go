@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	_ "github.com/lib/pq"  // PostgreSQL driver
-	_ "modernc.org/sqlite" // SQLite driver
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx" (--driver pgx)
+	_ "github.com/lib/pq"              // PostgreSQL driver "postgres"
+	_ "modernc.org/sqlite"             // SQLite driver
 
 	"github.com/modkit-go/db/dialect"
 	mysqld "github.com/modkit-go/db/dialect/mysql"
@@ -55,6 +56,8 @@ type Env struct {
 	DB      *sql.DB
 	D       dialect.Dialect
 	Where   string // schema, database or file
+	Driver  string // the database/sql driver name
+	DSN     string // opens this isolated database (another process's pool)
 	drop    func() error
 	closeMu sync.Once
 }
@@ -75,6 +78,12 @@ func randomName() string {
 // the baseline table and warms up a pool of poolSize connections (SQLite:
 // always one).
 func Open(ctx context.Context, dialectName, dsn string, poolSize int) (*Env, error) {
+	return OpenDriver(ctx, dialectName, "", dsn, poolSize)
+}
+
+// OpenDriver is Open with a database/sql driver other than the default
+// for PostgreSQL: "pgx" (pgx's stdlib) instead of lib/pq ("" or "pq").
+func OpenDriver(ctx context.Context, dialectName, driver, dsn string, poolSize int) (*Env, error) {
 	if dsn == "" {
 		dsn = DefaultDSN(dialectName)
 	}
@@ -82,7 +91,7 @@ func Open(ctx context.Context, dialectName, dsn string, poolSize int) (*Env, err
 	var err error
 	switch dialectName {
 	case "postgres":
-		env, err = openPostgres(ctx, dsn)
+		env, err = openPostgres(ctx, driver, dsn)
 	case "mysql":
 		env, err = openMySQL(ctx, dsn)
 	case "sqlite":
@@ -141,7 +150,7 @@ func warmPool(ctx context.Context, db *sql.DB, n int) error {
 	return nil
 }
 
-func openPostgres(ctx context.Context, dsn string) (*Env, error) {
+func openPostgres(ctx context.Context, driver, dsn string) (*Env, error) {
 	admin, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -166,12 +175,31 @@ func openPostgres(ctx context.Context, dsn string) (*Env, error) {
 		_ = drop()
 		return nil, err
 	}
-	db, err := sql.Open("postgres", u)
+	if driver == "pgx" {
+		u = PGXDSN(u)
+	} else {
+		driver = "postgres"
+	}
+	db, err := sql.Open(driver, u)
 	if err != nil {
 		_ = drop()
 		return nil, err
 	}
-	return &Env{Name: "postgres", DB: db, D: postgres.New(), Where: "schema " + schema, drop: drop}, nil
+	return &Env{Name: "postgres", DB: db, D: postgres.New(), Where: "schema " + schema, drop: drop,
+		Driver: driver, DSN: u}, nil
+}
+
+// PGXDSN drops from a URL DSN the parameters only lib/pq knows (pgx would
+// send them to the server as settings, which rejects them).
+func PGXDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return dsn
+	}
+	q := u.Query()
+	q.Del("binary_parameters")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // withParam adds a parameter to a URL or key=value DSN.
@@ -221,7 +249,8 @@ func openMySQL(ctx context.Context, dsn string) (*Env, error) {
 		_ = drop()
 		return nil, err
 	}
-	return &Env{Name: "mysql", DB: db, D: mysqld.New(), Where: "database " + name, drop: drop}, nil
+	return &Env{Name: "mysql", DB: db, D: mysqld.New(), Where: "database " + name, drop: drop,
+		Driver: "mysql", DSN: cfg.FormatDSN()}, nil
 }
 
 func openSQLite(dir string) (*Env, error) {

@@ -66,6 +66,10 @@ type Chunk struct {
 	N     int
 	Query string
 	Args  []any
+	// Counted says Query returns the number of rows it inserted as the
+	// first column of its one row (an INSERT inside a CTE, say; further
+	// columns are ignored), instead of reporting it as rows affected.
+	Counted bool
 }
 
 // insertSavepoint guards an insert that takes several statements.
@@ -112,13 +116,20 @@ func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, ne
 }
 
 func execChunk(ctx context.Context, q dialect.DBTX, c Chunk) error {
-	res, err := q.ExecContext(ctx, c.Query, c.Args...)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
+	var n int64
+	if c.Counted {
+		var err error
+		if n, err = firstInt(ctx, q, c.Query, c.Args); err != nil {
+			return err
+		}
+	} else {
+		res, err := q.ExecContext(ctx, c.Query, c.Args...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
 	}
 	if int(n) != c.N {
 		return fmt.Errorf("%w: %d of %d rows name a partition that does not exist", dialect.ErrQueueNotFound, int(c.N)-int(n), c.N)
@@ -193,4 +204,34 @@ func NullBytes(b []byte) any {
 		return nil
 	}
 	return string(b)
+}
+
+// firstInt runs query and returns the first column of its first row,
+// ignoring any other column.
+func firstInt(ctx context.Context, q dialect.DBTX, query string, args []any) (int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return 0, err
+	}
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		return 0, sql.ErrNoRows
+	}
+	var n int64
+	dest := make([]any, len(cols))
+	dest[0] = &n
+	for i := 1; i < len(dest); i++ {
+		dest[i] = new(any)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return 0, err
+	}
+	return n, rows.Close()
 }

@@ -1,0 +1,81 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// Reconnect backoff of the wake-up listener: capped exponential with
+// jitter (see backoff), so a database restart is not met by a reconnect
+// storm from every worker process.
+const (
+	listenRetryBase = 100 * time.Millisecond
+	listenRetryMax  = 10 * time.Second
+)
+
+// goListen starts the wake-up listener when the dialect can wake other
+// processes (dialect.Waker): one goroutine that keeps a listening
+// connection open until ctx ends and wakes the sequencers and processors on
+// every wake-up. Polling goes on regardless; the listener only cuts latency.
+func (o *Outbox) goListen(ctx context.Context) {
+	w, ok := o.d.(dialect.Waker)
+	if !ok {
+		return
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.listen(ctx, w)
+	}()
+}
+
+// listen runs w.Listen until ctx ends, reconnecting after failures. It logs
+// the first failure of an outage and the recovery, not every retry.
+func (o *Outbox) listen(ctx context.Context, w dialect.Waker) {
+	failures := 0
+	params := &dialect.ListenParams{
+		Ready: func() {
+			o.log.Debug("outbox: wake-up listener ready")
+			if failures > 0 {
+				o.log.Info("outbox: wake-up listener reconnected", "failures", failures)
+			}
+			failures = 0
+			// Wake-ups sent while nobody listened are lost: look now.
+			o.wake()
+		},
+		Wake: func(string) { o.wake() },
+	}
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		err := w.Listen(ctx, o.db, params)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, dialect.ErrNoWakeups) {
+			o.log.Debug("outbox: no wake-up listener; polling only", "dialect", o.d.Name())
+			return
+		}
+		failures++
+		if failures == 1 {
+			o.log.Warn("outbox: wake-up listener failed; polling until it reconnects", "err", err)
+		}
+		timer.Reset(backoff(failures, listenRetryBase, listenRetryMax, jitter))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+	}
+}
+
+// wake wakes the sequencers (a producer committed) and the processors
+// (another process's sequencer may have sequenced the rows already).
+func (o *Outbox) wake() {
+	o.seqWake.broadcast()
+	o.procWake.broadcast()
+}
