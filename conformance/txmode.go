@@ -767,9 +767,10 @@ func testTxMixedModes(t *testing.T, b *Backend) {
 	e.checkEffects(keys...)
 }
 
-// testTxSlowHandler: the bookkeeping bound (ShutdownTimeout) limits each
-// library statement, not a batch of handler calls: per-message handlers
-// that together run longer than it still get their acks.
+// testTxSlowHandler: ShutdownTimeout bounds only the writes made after
+// Stop's context ended, never a batch of handler calls in normal
+// operation: per-message handlers that together run longer than it still
+// get their acks.
 func testTxSlowHandler(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	e.createEffects()

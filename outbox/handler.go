@@ -208,6 +208,7 @@ func (out outcome) settled(n int) outcome {
 	case out.kind == kindSuccess && out.done == n:
 		return out
 	case out.done < 0 || out.done >= n:
+		// An impossible count: nothing of the outcome can be trusted.
 	case out.kind == kindSuccess:
 		out.kind = kindRetry
 		out.reason = fmt.Sprintf("outbox: the handler call ended without a result for messages %d..%d", out.done+1, n)
