@@ -60,9 +60,13 @@ func ForDialect(dir, prefix string) fs.FS {
 // prefix, returns ErrInvalidDialect; when d implements dialect.Checker and
 // db is not its kind of database, the error wraps dialect.ErrWrongDatabase.
 //
-// Concurrent calls, from this process or others, are serialized by a lock
-// in the database (see lock.go for each built-in dialect), so any number of
-// processes may call Up at start-up. Under that lock and before any DDL, Up
+// Concurrent calls, from this process or others, are serialized, so any
+// number of processes may call Up at start-up: on PostgreSQL by a session
+// advisory lock (per database, schema and prefix), on MariaDB/MySQL by
+// GET_LOCK (per database and prefix), on SQLite by a per-file lock within
+// the process (across processes, SQLite's single writer and the one
+// transaction per migration keep the schema whole). Other goose dialects
+// are not locked. Under that lock and before any DDL, Up
 // checks that every existing table with an outbox name has the outbox's
 // columns; otherwise it returns a *ConflictError (errors.Is
 // ErrSchemaConflict) naming the table and changes nothing. The statements
