@@ -109,8 +109,8 @@ func TestBookkeepingBounds(t *testing.T) {
 
 		after, done2 := o.bookkeeping(ctx)
 		defer done2()
-		if d, _ := after.Deadline(); d.Sub(time.Now()) != shutdown {
-			t.Errorf("after the hard stop: deadline in %v, want %v (ShutdownTimeout)", d.Sub(time.Now()), shutdown)
+		if d, _ := after.Deadline(); time.Until(d) != shutdown {
+			t.Errorf("after the hard stop: deadline in %v, want %v (ShutdownTimeout)", time.Until(d), shutdown)
 		}
 	})
 }

@@ -32,7 +32,7 @@ import (
 // (pqlisten or pgxlisten, by --driver); MariaDB relies on adaptive polling.
 const ScenarioCross = "cross"
 
-// CrossWorkerArg, as the first argument of the bench binary, runs the
+// CrossWorkerArg is the first argument that makes the bench binary run the
 // worker side of the cross scenario (see RunCrossWorker).
 const CrossWorkerArg = "-cross-worker"
 

@@ -167,7 +167,7 @@ func drivers() string {
 	var out []string
 	for _, m := range info.Deps {
 		switch m.Path {
-		case "github.com/lib/pq", "github.com/go-sql-driver/mysql", "modernc.org/sqlite":
+		case "github.com/lib/pq", "github.com/jackc/pgx/v5", "github.com/go-sql-driver/mysql", "modernc.org/sqlite":
 			out = append(out, m.Path+" "+m.Version)
 		}
 	}
