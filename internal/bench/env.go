@@ -271,6 +271,35 @@ func openSQLite(dir string) (*Env, error) {
 		drop: func() error { return os.RemoveAll(tmp) }}, nil
 }
 
+// Attach opens another pool on the isolated database that Open made (in
+// this or another process; dsn is that Env's DSN). Closing the returned Env
+// closes the pool and drops nothing. PostgreSQL and MariaDB only: SQLite is
+// one writer process.
+func Attach(ctx context.Context, dialectName, dsn string, poolSize int) (*Env, error) {
+	var env *Env
+	switch dialectName {
+	case "postgres":
+		env = &Env{Name: dialectName, D: postgres.New()}
+	case "mysql":
+		env = &Env{Name: dialectName, D: mysqld.New()}
+	default:
+		return nil, fmt.Errorf("attach: dialect %q is not supported (postgres or mysql)", dialectName)
+	}
+	db, err := sql.Open(dialectName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	env.DB, env.DSN, env.Where = db, dsn, "attached"
+	env.drop = func() error { return nil }
+	db.SetMaxOpenConns(poolSize)
+	db.SetMaxIdleConns(poolSize)
+	if err := warmPool(ctx, db, poolSize); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
 // Close closes the pool and drops the isolated database.
 func (e *Env) Close() {
 	e.closeMu.Do(func() {
