@@ -217,6 +217,9 @@ func printTable(w io.Writer, rep bench.Report) {
 				fmt.Fprintf(w, "  %s/%s: producers committed %.0f msg/s (%.2fs); delivered %.0f msg/s from the first commit to the last handler call\n",
 					r.Scenario, r.Mode, v, d["producing_seconds"], r.Rate)
 			}
+			if v, ok := d["pipeline_write_tx_per_msg"]; ok {
+				fmt.Fprintf(w, "  %s/%s: pipeline write transactions per message (sequencer, claims, acks, vacuum): %.3f\n", r.Scenario, r.Mode, v)
+			}
 			if v, ok := d["rows_max"]; ok {
 				fmt.Fprintf(w, "  %s/%s: message rows max %v end %v; table bytes max %v end %v; heap warm %v end %v (limit %v)\n",
 					r.Scenario, r.Mode, v, d["rows_end"], d["table_bytes_max"], d["table_bytes_end"],

@@ -101,6 +101,7 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	o.Logf("%s concurrent %s: %d messages, %d producers at full speed", o.Dialect, mode, n, o.Producers)
 
 	commitNS := make([]atomic.Int64, n)
+	tx0 := env.Tx.total()
 	t0 := time.Now()
 	produced, prodErr := runProducers(ctx, o.Producers, n, 1, retry, func(ctx context.Context, s, _ int) error {
 		if err := outboxInsert(ctx, ob, o, s, s+1); err != nil {
@@ -132,6 +133,9 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 		return []Result{res}, fmt.Errorf("producer: %w", prodErr)
 	}
 	delivered := time.Duration(lastNS.Load() - t0.UnixNano())
+	// The producers' n commits and whatever the pipeline (and the vacuum)
+	// wrote in this process meanwhile.
+	pipelineTx := env.Tx.total() - tx0 - int64(n)
 
 	base2, err := rawRun(half, n)
 	if err != nil {
@@ -161,6 +165,9 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	res.Details = map[string]any{
 		"producing_seconds":  produced.Seconds(),
 		"producer_msg_per_s": rate(n, produced),
+	}
+	if workers == nil {
+		res.Details["pipeline_write_tx_per_msg"] = float64(pipelineTx) / float64(n)
 	}
 	if o.Dialect == "sqlite" {
 		res.Target = ">= 0.50x baseline"
