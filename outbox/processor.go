@@ -107,11 +107,12 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 	token := res.token
 	var firstErr error
 	for i, c := range res.claimed {
-		// The partitions are worked one after another. One whose lease is
-		// half gone (a slow handler before it), or all of them once the
-		// outbox stops or a database error occurred, go back unworked:
-		// a release is not an attempt.
-		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > o.cfg.LeaseDuration/2) {
+		// The partitions are worked one after another. Once a tenth of the
+		// lease is gone (a slow handler before them), the outbox stops or a
+		// database error occurred, the rest go back unworked (a release is
+		// not an attempt), so a handler always starts with at least 70% of
+		// the lease before its context ends.
+		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > o.cfg.LeaseDuration/10) {
 			ids := make([]int64, 0, len(res.claimed)-i)
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
