@@ -425,10 +425,21 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 // nothing at all. tx is the transactional handler's transaction, or nil.
 func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateProcessorParams, dead []deadGroup) error {
 	o := p.o
-	bk, cancel := o.bookkeeping(ctx)
-	defer cancel()
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
+	if tx == nil && len(dead) == 0 {
+		// A plain ack: combined with other goroutines' acks into one
+		// commit. If the round fails, this ack is retried alone below,
+		// with a bookkeeping bound of its own.
+		if updated, err := p.acks.do(up); err == nil {
+			if !updated {
+				return errLostLease
+			}
+			return nil
+		}
+	}
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
 	apply := func(q dialect.DBTX) error {
 		// Dead letters first: they copy rows the ack may delete. If the
 		// fenced ack then fails, the transaction, dead letters included,
@@ -460,16 +471,6 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 			return fmt.Errorf("commit: %w", err)
 		}
 		return nil
-	}
-	if len(dead) == 0 {
-		// A plain ack: combined with other goroutines' acks into one
-		// commit. If the round fails, this ack is retried alone below.
-		if updated, err := p.acks.do(up); err == nil {
-			if !updated {
-				return errLostLease
-			}
-			return nil
-		}
 	}
 	// Our own statement or transaction: a transient conflict (deadlock,
 	// busy) is worth another try rather than an abandoned lease.
