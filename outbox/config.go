@@ -34,7 +34,9 @@ type Config struct {
 	// 100; 1–10000.
 	BatchSize int
 	// MaxConcurrency bounds concurrent handler calls (one partition each),
-	// one goroutine each. Default 4; 1–1024.
+	// one goroutine each. Each goroutine claims up to
+	// ceil(partitions of decoupled queues / MaxConcurrency) partitions at
+	// once (at most 8) and works them in turn. Default 4; 1–1024.
 	MaxConcurrency int
 	// Sequencers is the number of sequencer goroutines; they split the
 	// pending partitions between them. Default 2; 1–64.

@@ -49,6 +49,14 @@
 // cancelled on shutdown and at 80% of the lease. Delivery is at-least-once:
 // make handlers idempotent, for example with the Seq check above.
 //
+// Under load the pipeline batches its own bookkeeping, not the guarantees:
+// the sequencer assigns seqs to many partitions in one transaction; one
+// claim statement leases several partitions (each lease is the pair of
+// partition and token); and acknowledgements that several processors write
+// at the same moment share one transaction, each still fenced by its own
+// lease, so one that lost its lease changes nothing while the others
+// commit.
+//
 // Transactional handlers (TxBatch, TxPerMessage) receive the *sql.Tx that
 // locks the partition's row and acknowledges the batch. Their writes commit
 // if and only if the messages they belong to are acknowledged: effects are
@@ -144,8 +152,10 @@
 // # Lifecycle
 //
 // Start launches the sequencer, MaxConcurrency processor goroutines (each
-// works one partition at a time, so at most that many handler calls run at
-// once) and the vacuum, which deletes delivered rows in bounded batches
+// calls one handler at a time, so at most that many handler calls run at
+// once; a goroutine may lease a few partitions together and work them one
+// after another, handing back unworked those whose lease is a tenth gone,
+// so every handler starts with at least 70% of the lease) and the vacuum, which deletes delivered rows in bounded batches
 // every VacuumInterval (on PostgreSQL each ack also deletes its own batch). Stop stops claiming, lets in-flight handlers finish
 // until its context ends (then cancels theirs), writes their
 // acknowledgements, releases the leases it holds, and returns once every

@@ -50,7 +50,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 		o.goLoop(runCtx, "sequencer", o.cfg.PollInterval, o.seqWake, o.sequencePass)
 	}
 	if len(decoupled)+len(transactional) > 0 {
-		w := &processor{o: o, decoupled: decoupled, transactional: transactional}
+		w := newProcessor(o, decoupled, transactional)
 		for range o.cfg.MaxConcurrency {
 			o.goLoop(runCtx, "processor", o.cfg.PollInterval, o.procWake, w.pass)
 		}
@@ -213,7 +213,12 @@ func (o *Outbox) sequencePass(ctx context.Context) (bool, error) {
 }
 
 // sequenceRound sequences the partitions that have committed unsequenced
-// rows, each in its own transactions of up to SequencerBatch rows.
+// rows. Under load many partitions have a few rows each, so one transaction
+// takes them all, up to SequencerBatch rows in total: one commit instead of
+// one per partition. Each SequencePartition locks its partition (skipping
+// one another sequencer holds, so sequencers never wait on each other and
+// cannot deadlock however many partition locks one holds) and only then
+// picks rows, in a later statement that sees the previous holder's work.
 func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
 	pend, err := o.d.PendingPartitions(ctx, o.db, &dialect.PendingPartitionsParams{Limit: 1024})
 	if err != nil {
@@ -225,33 +230,45 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		// the same locks.
 		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	}
-	for _, id := range ids {
-		for {
-			var res *dialect.SequencePartitionResult
-			err := o.withTx(ctx, func(tx *sql.Tx) error {
-				var err error
-				res, err = o.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: id, Limit: o.cfg.SequencerBatch})
-				return err
-			})
-			if err != nil {
-				if o.d.IsRetryable(err) {
-					skipped++
+	for len(ids) > 0 {
+		var n, skip int
+		var full []int64 // partitions that may have more rows
+		var next int     // ids[:next] were tried in this transaction
+		err := o.withTx(ctx, func(tx *sql.Tx) error {
+			n, skip, full, next = 0, 0, nil, 0
+			for _, id := range ids {
+				budget := o.cfg.SequencerBatch - n
+				if budget <= 0 {
 					break
 				}
-				return assigned, skipped, fmt.Errorf("sequence partition %d: %w", id, err)
+				next++
+				res, err := o.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: id, Limit: budget})
+				if err != nil {
+					return fmt.Errorf("sequence partition %d: %w", id, err)
+				}
+				if !res.Locked {
+					skip++
+					continue
+				}
+				n += res.Assigned
+				if res.Assigned == budget {
+					full = append(full, id)
+				}
 			}
-			if !res.Locked {
-				skipped++
-				break
+			return nil
+		})
+		if err != nil {
+			if o.d.IsRetryable(err) {
+				return assigned, skipped + len(ids), nil
 			}
-			assigned += res.Assigned
-			if res.Assigned > 0 {
-				o.procWake.broadcast()
-			}
-			if res.Assigned < o.cfg.SequencerBatch {
-				break
-			}
+			return assigned, skipped, err
 		}
+		assigned += n
+		skipped += skip
+		if n > 0 {
+			o.procWake.broadcast()
+		}
+		ids = append(full, ids[next:]...)
 	}
 	return assigned, skipped, nil
 }

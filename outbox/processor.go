@@ -19,7 +19,45 @@ type processor struct {
 	o             *Outbox
 	decoupled     []string
 	transactional []string
+	// Claims and decoupled acks of all goroutines are combined: under load
+	// one statement and commit serves several of them (see combiner).
+	claimDecoupled, claimTx combiner[claimReq, claimRes]
+	acks                    combiner[*dialect.UpdateProcessorParams, bool]
+	claimMax                int // see claimLimit
 }
+
+func newProcessor(o *Outbox, decoupled, transactional []string) *processor {
+	p := &processor{o: o, decoupled: decoupled, transactional: transactional}
+	p.claimDecoupled.run = o.claimRound
+	p.claimTx.run = o.claimRound
+	p.acks.run = o.ackRound
+	parts := 0
+	o.queuesMu.RLock()
+	for _, q := range decoupled {
+		parts += o.queues[q] // cached by Start
+	}
+	o.queuesMu.RUnlock()
+	conc := o.cfg.MaxConcurrency
+	p.claimMax = min(max(1, (parts+conc-1)/conc), maxClaim)
+	return p
+}
+
+// claim claims up to limit partitions of queues through c.
+func (p *processor) claim(c *combiner[claimReq, claimRes], queues []string, limit int) (claimRes, error) {
+	return c.do(claimReq{queues: queues, limit: limit})
+}
+
+// claimLimit is how many partitions one decoupled pass claims: enough for
+// the goroutines together to cover every partition in one pass each when
+// all have work (so that under load a partition waits for one pass, not
+// partitions/MaxConcurrency passes), and 1 for a lone partition.
+func (p *processor) claimLimit() int {
+	return p.claimMax
+}
+
+// maxClaim bounds the partitions one pass holds, so that a slow handler
+// delays few others.
+const maxClaim = 8
 
 // errLostLease: a fenced write found the lease gone; another processor owns
 // the partition now.
@@ -55,33 +93,44 @@ func newToken() string {
 // asks for a retry, the lease is lost, or the outbox stops.
 func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 	o := p.o
-	token := newToken()
 	granted := time.Now() // before the claim: the local deadline errs early
-	// Not cancelled by a stop mid-statement: a claim that committed on the
-	// server but looked failed here would strand its lease until expiry.
-	bk, cancel := o.bookkeeping(ctx)
-	res, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
-		Queues: p.decoupled, Limit: 1, Token: token, Lease: o.cfg.LeaseDuration,
-	})
-	cancel()
+	res, err := p.claim(&p.claimDecoupled, p.decoupled, p.claimLimit())
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("claim: %w", err)
 	}
-	if len(res.Partitions) == 0 {
+	if len(res.claimed) == 0 {
 		return false, nil
 	}
-	c := res.Partitions[0]
-	if err := p.runLeased(ctx, c, token, granted); err != nil {
-		if errors.Is(err, errLostLease) {
-			o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
-			return true, nil
+	token := res.token
+	var firstErr error
+	for i, c := range res.claimed {
+		// The partitions are worked one after another. Once a tenth of the
+		// lease is gone (a slow handler before them), the outbox stops or a
+		// database error occurred, the rest go back unworked (a release is
+		// not an attempt), so a handler always starts with at least 70% of
+		// the lease before its context ends.
+		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > o.cfg.LeaseDuration/10) {
+			ids := make([]int64, 0, len(res.claimed)-i)
+			for _, r := range res.claimed[i:] {
+				ids = append(ids, r.PartitionID)
+			}
+			bk, cancel := o.bookkeeping(ctx)
+			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+			cancel()
+			return true, errors.Join(firstErr, err)
 		}
-		return true, err
+		if err := p.runLeased(ctx, c, token, granted); err != nil {
+			if errors.Is(err, errLostLease) {
+				o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
+				continue
+			}
+			firstErr = err
+		}
 	}
-	return true, nil
+	return true, firstErr
 }
 
 func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
@@ -153,25 +202,23 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 // commits the handler's writes with the ack, which also drops the lease.
 func (p *processor) txPass(ctx context.Context) (bool, error) {
 	o := p.o
-	token := newToken()
-	bk, cancel := o.bookkeeping(ctx)
-	defer cancel()
-	claim, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
-		Queues: p.transactional, Limit: 1, Token: token, Lease: o.cfg.LeaseDuration,
-	})
+	cl, err := p.claim(&p.claimTx, p.transactional, 1)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("claim: %w", err)
 	}
-	if len(claim.Partitions) == 0 {
+	if len(cl.claimed) == 0 {
 		return false, nil
 	}
+	claim, token := cl.claimed[0], cl.token
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
 	release := func() {
 		rctx, cancel := o.bookkeeping(ctx)
 		defer cancel()
-		_, _ = o.d.ReleaseLeases(rctx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.Partitions[0].PartitionID}, Token: token})
+		_, _ = o.d.ReleaseLeases(rctx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.PartitionID}, Token: token})
 	}
 	// The transaction outlives a soft stop: it ends by commit or rollback,
 	// never by the stop cancelling its context mid-ack. Cancelling txCtx
@@ -185,7 +232,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := o.d.LockPartition(bk, tx, &dialect.LockPartitionParams{PartitionID: claim.Partitions[0].PartitionID, Token: token})
+	res, err := o.d.LockPartition(bk, tx, &dialect.LockPartitionParams{PartitionID: claim.PartitionID, Token: token})
 	if err != nil || len(res.Partitions) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -378,10 +425,21 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 // nothing at all. tx is the transactional handler's transaction, or nil.
 func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateProcessorParams, dead []deadGroup) error {
 	o := p.o
-	bk, cancel := o.bookkeeping(ctx)
-	defer cancel()
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
+	if tx == nil && len(dead) == 0 {
+		// A plain ack: combined with other goroutines' acks into one
+		// commit. If the round fails, this ack is retried alone below,
+		// with a bookkeeping bound of its own.
+		if updated, err := p.acks.do(up); err == nil {
+			if !updated {
+				return errLostLease
+			}
+			return nil
+		}
+	}
+	bk, cancel := o.bookkeeping(ctx)
+	defer cancel()
 	apply := func(q dialect.DBTX) error {
 		// Dead letters first: they copy rows the ack may delete. If the
 		// fenced ack then fails, the transaction, dead letters included,

@@ -1,7 +1,7 @@
 // Command outbox-bench measures the outbox on PostgreSQL, MariaDB/MySQL or
 // SQLite against the raw database: enqueue versus INSERT+COMMIT, draining a
 // backlog versus a SKIP LOCKED delete-drain, end-to-end latency at a fixed
-// rate, and (opt-in) a soak. Every run creates its own schema, database or
+// rate, producers and workers at once (concurrent), and (opt-in) a soak. Every run creates its own schema, database or
 // file and drops it at the end. It verifies the order and completeness of
 // what was delivered and exits 1 if that fails (2 on a setup or database
 // error; 3 with --strict when a target is missed).
@@ -11,6 +11,8 @@
 //	go run ./cmd/outbox-bench --dialect sqlite --scenarios drain
 //	go run ./cmd/outbox-bench --dialect postgres --soak-duration 5m
 //	go run ./cmd/outbox-bench --dialect postgres --driver pgx --scenarios cross
+//	go run ./cmd/outbox-bench --dialect postgres --scenarios concurrent --messages 20000
+//	go run ./cmd/outbox-bench --dialect mysql --scenarios concurrent --messages 20000 --processes 2
 package main
 
 import (
@@ -43,6 +45,16 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 2 && args[0] == bench.WorkerFlag {
+		// A worker process of --processes: not for direct use.
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer cancel()
+		if err := bench.ServeWorker(ctx, args[1], os.Stdin, stdout); err != nil {
+			fmt.Fprintf(stderr, "outbox-bench worker: %v\n", err)
+			return 2
+		}
+		return 0
+	}
 	fs := flag.NewFlagSet("outbox-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options
@@ -54,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Producers, "producers", 4, "concurrent producers (outbox and baseline)")
 	fs.IntVar(&o.Consumers, "consumers", 4, "outbox MaxConcurrency and baseline drain workers")
 	fs.IntVar(&o.Sequencers, "sequencers", 0, "outbox Config.Sequencers (0: the library default)")
+	fs.IntVar(&o.Processes, "processes", 1, "concurrent scenario: 1 runs producers and workers in this process; N > 1 runs the workers in N-1 child processes (postgres, mysql)")
 	fs.IntVar(&o.Batch, "batch", 100, "messages per transaction in the batch enqueue mode")
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")
 	fs.IntVar(&o.Rate, "rate", 500, "e2e and soak producer rate, msg/s")
@@ -79,6 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "postgres", "mysql", "sqlite":
 	default:
 		fmt.Fprintf(stderr, "outbox-bench: --dialect must be postgres, mysql or sqlite (got %q)\n", o.Dialect)
+		return 2
+	}
+	if o.Processes < 1 {
+		fmt.Fprintln(stderr, "outbox-bench: --processes must be >= 1")
 		return 2
 	}
 	if o.Messages < 1 || o.Partitions < 1 || o.Partitions > 1024 || o.Producers < 1 || o.Consumers < 1 ||
@@ -195,6 +212,13 @@ func printTable(w io.Writer, rep bench.Report) {
 		if d := r.Details; d != nil {
 			if v, ok := d["delivered_seconds"]; ok {
 				fmt.Fprintf(w, "  %s/%s: all delivered at %.2fs, vacuumed by %.2fs\n", r.Scenario, r.Mode, v, r.Seconds)
+			}
+			if v, ok := d["producer_msg_per_s"]; ok {
+				fmt.Fprintf(w, "  %s/%s: producers committed %.0f msg/s (%.2fs); delivered %.0f msg/s from the first commit to the last handler call\n",
+					r.Scenario, r.Mode, v, d["producing_seconds"], r.Rate)
+			}
+			if v, ok := d["pipeline_write_tx_per_msg"]; ok {
+				fmt.Fprintf(w, "  %s/%s: pipeline write transactions per message (sequencer, claims, acks, vacuum): %.3f\n", r.Scenario, r.Mode, v)
 			}
 			if v, ok := d["rows_max"]; ok {
 				fmt.Fprintf(w, "  %s/%s: message rows max %v end %v; table bytes max %v end %v; heap warm %v end %v (limit %v)\n",

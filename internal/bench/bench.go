@@ -18,6 +18,9 @@
 //   - e2e: producers at a fixed rate through InTx, latency from commit
 //     return to handler start, with the default poll interval so that the
 //     in-process wake-up is what is measured.
+//   - concurrent: producers at full speed and Start running at once (the
+//     steady state of a loaded service), delivered rate versus INSERT+COMMIT
+//     with as many clients; optionally with the workers in other processes.
 //   - soak: e2e at a steady rate for minutes, sampling table sizes and the
 //     Go heap.
 package bench
@@ -45,23 +48,27 @@ const (
 )
 
 // DefaultScenarios run when none are chosen; soak is opt-in.
-var DefaultScenarios = []string{ScenarioEnqueue, ScenarioDrain, ScenarioE2E}
+var DefaultScenarios = []string{ScenarioEnqueue, ScenarioDrain, ScenarioE2E, ScenarioConcurrent}
 
 // Options configure a run. Zero fields take the defaults of withDefaults.
 type Options struct {
-	Dialect      string        `json:"dialect"`
-	DSN          string        `json:"-"`
-	Driver       string        `json:"driver,omitempty"`     // PostgreSQL: "pq" (default) or "pgx"
-	Messages     int           `json:"messages"`             // per enqueue mode, and the drain backlog
-	Partitions   int           `json:"partitions"`           // default 16
-	Producers    int           `json:"producers"`            // default 4
-	Consumers    int           `json:"consumers"`            // outbox MaxConcurrency and baseline drain workers; default 4
-	Batch        int           `json:"batch"`                // messages per transaction in the batch enqueue mode; default 100
-	PayloadBytes int           `json:"payload_bytes"`        // default 256, at least 16
-	Sequencers   int           `json:"sequencers,omitempty"` // outbox Config.Sequencers; 0: the library default (1)
-	Rate         int           `json:"rate"`                 // e2e and soak msg/s; default 500
-	E2EDuration  time.Duration `json:"e2e_duration"`         // default 10s
-	SoakDuration time.Duration `json:"soak_duration"`        // default 2m
+	Dialect      string `json:"dialect"`
+	DSN          string `json:"-"`
+	Driver       string `json:"driver,omitempty"`     // PostgreSQL: "pq" (default) or "pgx"
+	Messages     int    `json:"messages"`             // per enqueue mode, and the drain backlog
+	Partitions   int    `json:"partitions"`           // default 16
+	Producers    int    `json:"producers"`            // default 4
+	Consumers    int    `json:"consumers"`            // outbox MaxConcurrency and baseline drain workers; default 4
+	Batch        int    `json:"batch"`                // messages per transaction in the batch enqueue mode; default 100
+	PayloadBytes int    `json:"payload_bytes"`        // default 256, at least 16
+	Sequencers   int    `json:"sequencers,omitempty"` // outbox Config.Sequencers; 0: the library default
+	// Processes > 1 runs the concurrent scenario's workers in Processes-1
+	// child processes (the outbox-bench binary re-executed with WorkerFlag);
+	// the producers stay in this one. 0 or 1: all in-process.
+	Processes    int           `json:"processes,omitempty"`
+	Rate         int           `json:"rate"`          // e2e and soak msg/s; default 500
+	E2EDuration  time.Duration `json:"e2e_duration"`  // default 10s
+	SoakDuration time.Duration `json:"soak_duration"` // default 2m
 	// Timeout bounds each wait for deliveries; default 2m (plus the
 	// producing time for e2e and soak).
 	Timeout time.Duration `json:"timeout"`
@@ -184,11 +191,12 @@ func Run(ctx context.Context, o Options, scenarios []string) (Report, error) {
 }
 
 var scenarioFuncs = map[string]func(context.Context, Options) ([]Result, error){
-	ScenarioEnqueue: Enqueue,
-	ScenarioDrain:   Drain,
-	ScenarioE2E:     EndToEnd,
-	ScenarioSoak:    Soak,
-	ScenarioCross:   CrossProcess,
+	ScenarioEnqueue:    Enqueue,
+	ScenarioDrain:      Drain,
+	ScenarioE2E:        EndToEnd,
+	ScenarioSoak:       Soak,
+	ScenarioCross:      CrossProcess,
+	ScenarioConcurrent: Concurrent,
 }
 
 // ScenarioNames lists the known scenarios.

@@ -121,8 +121,8 @@ func TestSmokeSQLite(t *testing.T) {
 	if bad := rep.VerificationErrors(); len(bad) > 0 {
 		t.Fatalf("verification failed: %s", strings.Join(bad, "; "))
 	}
-	if len(rep.Results) != 6 {
-		t.Fatalf("%d result lines, want 6", len(rep.Results))
+	if len(rep.Results) != 7 {
+		t.Fatalf("%d result lines, want 7", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if r.Rate <= 0 {
@@ -204,4 +204,18 @@ func TestSummarize(t *testing.T) {
 	if l.P50 != 50 || l.P95 != 95 || l.P99 != 99 || l.Max != 100 {
 		t.Fatalf("got %+v", l)
 	}
+}
+
+// BenchmarkConcurrent: producers at full speed with Start running in the
+// same process, b.N messages; x-baseline is delivered msg/s over raw
+// INSERT+COMMIT with as many clients.
+func BenchmarkConcurrent(b *testing.B) {
+	forEachBackend(b, func(b *testing.B, o Options) {
+		rs, err := Concurrent(context.Background(), leaf(b, o))
+		var r Result
+		if len(rs) > 0 {
+			r = rs[0]
+		}
+		report(b, r, err)
+	})
 }

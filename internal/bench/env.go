@@ -52,12 +52,14 @@ func DefaultDSN(dialectName string) string {
 // database or a SQLite file, plus the raw baseline table bench_raw. Close
 // drops it.
 type Env struct {
-	Name    string // "postgres", "mysql" or "sqlite"
-	DB      *sql.DB
-	D       dialect.Dialect
-	Where   string // schema, database or file
-	Driver  string // the database/sql driver name
-	DSN     string // opens this isolated database (another process's pool)
+	Name   string // "postgres", "mysql" or "sqlite"
+	DB     *sql.DB
+	D      dialect.Dialect
+	Where  string // schema, database or file
+	Driver string // the database/sql driver name
+	DSN    string // opens this isolated database (another process's pool)
+	// Tx counts the write transactions of DB.
+	Tx      *txCounter
 	drop    func() error
 	closeMu sync.Once
 }
@@ -180,13 +182,13 @@ func openPostgres(ctx context.Context, driver, dsn string) (*Env, error) {
 	} else {
 		driver = "postgres"
 	}
-	db, err := sql.Open(driver, u)
+	db, txc, err := openCounting(driver, u)
 	if err != nil {
 		_ = drop()
 		return nil, err
 	}
 	return &Env{Name: "postgres", DB: db, D: postgres.New(), Where: "schema " + schema, drop: drop,
-		Driver: driver, DSN: u}, nil
+		Driver: driver, DSN: u, Tx: txc}, nil
 }
 
 // PGXDSN drops from a URL DSN the parameters only lib/pq knows (pgx would
@@ -244,13 +246,13 @@ func openMySQL(ctx context.Context, dsn string) (*Env, error) {
 	cfg.DBName = name
 	cfg.ParseTime = true
 	cfg.InterpolateParams = true
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	db, txc, err := openCounting("mysql", cfg.FormatDSN())
 	if err != nil {
 		_ = drop()
 		return nil, err
 	}
 	return &Env{Name: "mysql", DB: db, D: mysqld.New(), Where: "database " + name, drop: drop,
-		Driver: "mysql", DSN: cfg.FormatDSN()}, nil
+		Driver: "mysql", DSN: cfg.FormatDSN(), Tx: txc}, nil
 }
 
 func openSQLite(dir string) (*Env, error) {
@@ -262,13 +264,42 @@ func openSQLite(dir string) (*Env, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	path := filepath.Join(tmp, "bench.db")
-	db, err := sql.Open("sqlite", SQLiteDSN(path))
+	db, txc, err := openCounting("sqlite", SQLiteDSN(path))
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return &Env{Name: "sqlite", DB: db, D: sqlite.New(), Where: "file " + path,
+	return &Env{Name: "sqlite", DB: db, Tx: txc, D: sqlite.New(), Where: "file " + path,
 		drop: func() error { return os.RemoveAll(tmp) }}, nil
+}
+
+// Attach opens another pool on the isolated database that Open made (in
+// this or another process; dsn is that Env's DSN). Closing the returned Env
+// closes the pool and drops nothing. PostgreSQL and MariaDB only: SQLite is
+// one writer process.
+func Attach(ctx context.Context, dialectName, dsn string, poolSize int) (*Env, error) {
+	var env *Env
+	switch dialectName {
+	case "postgres":
+		env = &Env{Name: dialectName, D: postgres.New()}
+	case "mysql":
+		env = &Env{Name: dialectName, D: mysqld.New()}
+	default:
+		return nil, fmt.Errorf("attach: dialect %q is not supported (postgres or mysql)", dialectName)
+	}
+	db, txc, err := openCounting(dialectName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	env.DB, env.Tx, env.DSN, env.Where = db, txc, dsn, "attached"
+	env.drop = func() error { return nil }
+	db.SetMaxOpenConns(poolSize)
+	db.SetMaxIdleConns(poolSize)
+	if err := warmPool(ctx, db, poolSize); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
 }
 
 // Close closes the pool and drops the isolated database.

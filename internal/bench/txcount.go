@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"strings"
+	"sync/atomic"
+)
+
+// txCounter counts write transactions at the driver: explicit commits, and
+// statements run outside a transaction that write (autocommit, one
+// transaction each). On a machine shared with other work the rates move a
+// lot between runs; the count of write transactions per message does not,
+// and it is what the pipeline's batching is meant to cut.
+type txCounter struct {
+	commits    atomic.Int64
+	autocommit atomic.Int64
+}
+
+func (c *txCounter) total() int64 { return c.commits.Load() + c.autocommit.Load() }
+
+// countingConnector wraps a driver.Connector so that every connection it
+// makes counts into c.
+type countingConnector struct {
+	driver.Connector
+	c *txCounter
+}
+
+func (cc countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := cc.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, c: cc.c}, nil
+}
+
+// countingConn forwards to the driver's connection. It implements the
+// optional interfaces database/sql uses on the hot paths and that the three
+// drivers of the project implement; a missing one reports driver.ErrSkip
+// (database/sql then prepares the statement instead).
+type countingConn struct {
+	driver.Conn
+	c    *txCounter
+	inTx bool
+}
+
+func writes(query string) bool {
+	return strings.Contains(query, "UPDATE ") || strings.Contains(query, "DELETE ") || strings.Contains(query, "INSERT ")
+}
+
+func (cn *countingConn) note(query string) {
+	if !cn.inTx && writes(query) {
+		cn.c.autocommit.Add(1)
+	}
+}
+
+func (cn *countingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := cn.Conn.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	cn.note(query)
+	return e.ExecContext(ctx, query, args)
+}
+
+func (cn *countingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := cn.Conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	cn.note(query)
+	return q.QueryContext(ctx, query, args)
+}
+
+func (cn *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	// Prepared statements (drivers that prepare instead of ErrSkip) are
+	// counted at preparation: the project's hot paths do not reuse them.
+	cn.note(query)
+	if p, ok := cn.Conn.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return cn.Conn.Prepare(query)
+}
+
+func (cn *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	var tx driver.Tx
+	var err error
+	if b, ok := cn.Conn.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
+		tx, err = cn.Conn.Begin() //nolint:staticcheck // fallback for old drivers
+	}
+	if err != nil {
+		return nil, err
+	}
+	cn.inTx = true
+	return &countingTx{Tx: tx, cn: cn}, nil
+}
+
+func (cn *countingConn) ResetSession(ctx context.Context) error {
+	if r, ok := cn.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (cn *countingConn) IsValid() bool {
+	if v, ok := cn.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+func (cn *countingConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if c, ok := cn.Conn.(driver.NamedValueChecker); ok {
+		return c.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+type countingTx struct {
+	driver.Tx
+	cn *countingConn
+}
+
+func (t *countingTx) Commit() error {
+	t.cn.inTx = false
+	err := t.Tx.Commit()
+	if err == nil {
+		t.cn.c.commits.Add(1)
+	}
+	return err
+}
+
+func (t *countingTx) Rollback() error {
+	t.cn.inTx = false
+	return t.Tx.Rollback()
+}
+
+// openCounting is sql.Open with a txCounter between database/sql and the
+// driver.
+func openCounting(driverName, dsn string) (*sql.DB, *txCounter, error) {
+	probe, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	drv := probe.Driver()
+	_ = probe.Close()
+	var conn driver.Connector
+	if dc, ok := drv.(driver.DriverContext); ok {
+		if conn, err = dc.OpenConnector(dsn); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		conn = dsnConnector{dsn: dsn, drv: drv}
+	}
+	c := &txCounter{}
+	return sql.OpenDB(countingConnector{Connector: conn, c: c}), c, nil
+}
+
+type dsnConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (d dsnConnector) Connect(context.Context) (driver.Conn, error) { return d.drv.Open(d.dsn) }
+func (d dsnConnector) Driver() driver.Driver                        { return d.drv }

@@ -1,0 +1,170 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"sync"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// combiner merges concurrent requests into one database round, so that
+// under load many workers' claims (or acks) cost one commit, and when idle a
+// lone request runs at once. It is group commit: the first request of an
+// idle combiner leads and runs; requests arriving while a round is in
+// flight queue up, and when the round ends the first of them leads the
+// next round with all of them. A leader runs exactly one round, so nobody
+// waits for more than the round in flight plus its own.
+type combiner[Req, Res any] struct {
+	run func(reqs []Req) ([]Res, error) // len(res) == len(reqs) when err == nil
+
+	mu      sync.Mutex
+	running bool
+	pending []*combined[Req, Res]
+}
+
+type combined[Req, Res any] struct {
+	req  Req
+	res  Res
+	err  error
+	lead bool // woken to lead the next round, not with a result
+	done chan struct{}
+}
+
+// do runs req in a round and returns its result. Once a request is queued it
+// is seen through: a claim made for a waiter that had given up would strand
+// its lease until expiry, so run must bound itself (bookkeeping contexts).
+func (c *combiner[Req, Res]) do(req Req) (Res, error) {
+	me := &combined[Req, Res]{req: req, done: make(chan struct{})}
+	c.mu.Lock()
+	c.pending = append(c.pending, me)
+	if c.running {
+		c.mu.Unlock()
+		<-me.done
+		if !me.lead {
+			return me.res, me.err
+		}
+		c.mu.Lock()
+	}
+	c.running = true
+	round := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+
+	reqs := make([]Req, len(round))
+	for i, x := range round {
+		reqs[i] = x.req
+	}
+	res, err := c.run(reqs)
+	for i, x := range round {
+		x.err = err
+		if err == nil {
+			x.res = res[i]
+		}
+		if x != me {
+			close(x.done)
+		}
+	}
+
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		next := c.pending[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		c.running = false
+	}
+	c.mu.Unlock()
+	return me.res, me.err
+}
+
+// claimReq asks for up to limit partitions of queues; the requests of one
+// round are served by one claim statement.
+type claimReq struct {
+	queues []string
+	limit  int
+}
+
+type claimRes struct {
+	claimed []dialect.ClaimedPartition
+	token   string
+}
+
+// claimRound claims, in one statement and commit, up to the sum of the
+// requests' limits, and shares the partitions out in request order. Every
+// request of a round names the same queues (one combiner per mode). The
+// partitions share the round's token: a lease is the pair (partition,
+// token), fresh for each acquisition of a partition.
+func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
+	token := newToken()
+	limit := 0
+	for _, r := range reqs {
+		limit += r.limit
+	}
+	// Not cancelled by a stop mid-statement: a claim that committed on the
+	// server but looked failed here would strand its leases until expiry.
+	bk, cancel := o.bookkeeping(context.Background())
+	defer cancel()
+	res, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
+		Queues: reqs[0].queues, Limit: limit, Token: token, Lease: o.cfg.LeaseDuration,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]claimRes, len(reqs))
+	got := res.Partitions
+	for i, r := range reqs {
+		n := min(r.limit, len(got))
+		out[i] = claimRes{claimed: got[:n:n], token: token}
+		got = got[n:]
+	}
+	if len(got) > 0 {
+		// More than Limit would be a dialect bug; hand them back.
+		ids := make([]int64, len(got))
+		for i, c := range got {
+			ids[i] = c.PartitionID
+		}
+		_, _ = o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+	}
+	return out, nil
+}
+
+// ackRound writes several decoupled acks (fenced processor updates without
+// dead letters) in one transaction. Each update is fenced by its own token
+// and reports for itself: one whose lease is gone matches no row, changes
+// nothing and does not stop the others from committing. Rows are updated in
+// partition order, so two rounds never wait on each other in a cycle.
+func (o *Outbox) ackRound(reqs []*dialect.UpdateProcessorParams) ([]bool, error) {
+	bk, cancel := o.bookkeeping(context.Background())
+	defer cancel()
+	if len(reqs) == 1 {
+		res, err := o.d.UpdateProcessor(bk, o.db, reqs[0])
+		if err != nil {
+			return nil, err
+		}
+		return []bool{res.Updated}, nil
+	}
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return int(max(min(reqs[a].PartitionID-reqs[b].PartitionID, 1), -1))
+	})
+	out := make([]bool, len(reqs))
+	err := o.withTx(bk, func(tx *sql.Tx) error {
+		for _, i := range order {
+			res, err := o.d.UpdateProcessor(bk, tx, reqs[i])
+			if err != nil {
+				return err
+			}
+			out[i] = res.Updated
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
