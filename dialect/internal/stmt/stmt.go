@@ -79,14 +79,22 @@ const insertSavepoint = "outbox_insert"
 // in q: one statement when next covers every row at once (atomic by
 // itself, the common case), otherwise under a savepoint that is rolled
 // back when a statement fails or inserts fewer rows than it covers. A short
-// statement is reported as dialect.ErrQueueNotFound.
+// statement is reported as dialect.ErrQueueNotFound. On a *sql.DB (no
+// transaction; the core always passes one) chunks commit one by one.
 func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, next func([]dialect.InsertRow) Chunk) (*dialect.InsertMessagesResult, error) {
 	c := next(rows)
-	if c.N == len(rows) {
-		if err := execChunk(ctx, q, c); err != nil {
-			return nil, err
+	// On a pool every statement commits by itself: there is no
+	// transaction to keep clean, and a savepoint would not survive to the
+	// next statement's connection.
+	if _, pool := q.(*sql.DB); c.N == len(rows) || pool {
+		for done := 0; ; c = next(rows[done:]) {
+			if err := execChunk(ctx, q, c); err != nil {
+				return nil, err
+			}
+			if done += c.N; done == len(rows) {
+				return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
+			}
 		}
-		return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
 	}
 	if _, err := q.ExecContext(ctx, "SAVEPOINT "+insertSavepoint); err != nil {
 		return nil, err
