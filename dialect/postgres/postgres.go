@@ -310,8 +310,13 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	if len(p.Rows) == 1 {
 		// The common Enqueue: a plain INSERT … SELECT, cheaper to plan.
 		r := p.Rows[0]
-		return stmt.InsertAll(ctx, q, p.Rows, func([]dialect.InsertRow) stmt.Chunk {
-			return stmt.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers)}}
+		return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
+			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers)}
+			if notify := d.notify.due(rows); len(notify) > 0 {
+				// See the multi-row case below.
+				return stmt.Chunk{N: 1, Query: "WITH ins AS (" + d.qs().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
+			}
+			return stmt.Chunk{N: 1, Query: d.qs().insertOne, Args: args}
 		})
 	}
 	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
