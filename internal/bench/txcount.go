@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
 	"strings"
 	"sync/atomic"
 )
@@ -84,13 +85,11 @@ func (cn *countingConn) PrepareContext(ctx context.Context, query string) (drive
 }
 
 func (cn *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	var tx driver.Tx
-	var err error
-	if b, ok := cn.Conn.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else {
-		tx, err = cn.Conn.Begin() //nolint:staticcheck // fallback for old drivers
+	b, ok := cn.Conn.(driver.ConnBeginTx)
+	if !ok { // every driver the bench links implements it
+		return nil, fmt.Errorf("bench: driver %T has no BeginTx", cn.Conn)
 	}
+	tx, err := b.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
