@@ -180,8 +180,8 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	return []Result{res}, nil
 }
 
-// WorkerFlag, as the first argument of the outbox-bench command, makes it
-// a worker process of the concurrent scenario (see ServeWorker).
+// WorkerFlag is the first argument that makes the outbox-bench command a
+// worker process of the concurrent scenario (see ServeWorker).
 const WorkerFlag = "--internal-concurrent-worker"
 
 // workerSpec is what a worker process is told on its command line.
