@@ -169,7 +169,7 @@ func nap(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// testConnectionLoss: while producers enqueue 2000 messages over several
+// testConnectionLoss: while producers enqueue 600 messages over several
 // partitions and the outbox delivers them in mode m, every session of the
 // test database except the killer's is terminated every 100-300 ms, until
 // production ends (at least minRounds times).
@@ -182,7 +182,7 @@ func testConnectionLoss(t *testing.T, b *Backend, m lossMode) {
 	e := newEnv(t, b)
 	e.exec(e.db, "CREATE TABLE app_sent (k VARCHAR(200) PRIMARY KEY)")
 	e.exec(e.db, "CREATE TABLE app_loss_effects (k VARCHAR(200) NOT NULL)")
-	const producers, chunks, chunkSize, parts = 2, 100, 10, 4
+	const producers, chunks, chunkSize, parts = 2, 30, 10, 4
 	const total = producers * chunks * chunkSize
 	ob := e.outbox(nil, fast(outbox.Config{LeaseDuration: 2 * time.Second, BatchSize: 20}))
 	e.declare(ob, "q", parts)

@@ -287,6 +287,19 @@ func (f *failingExec) ExecContext(ctx context.Context, query string, args ...any
 	return f.DBTX.ExecContext(ctx, query, args...)
 }
 
+// QueryContext counts and fails an INSERT sent as a query (an insert inside
+// a CTE that reports its row count, as PostgreSQL's wake-up form is) like
+// ExecContext does.
+func (f *failingExec) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if strings.Contains(query, "INSERT INTO") {
+		f.n++
+		if f.n-1 == f.failAt {
+			return nil, errors.New("conformance: injected failure of a later insert chunk")
+		}
+	}
+	return f.DBTX.QueryContext(ctx, query, args...)
+}
+
 // chunkFailer is b's dialect with InsertMessages running on a failingExec.
 type chunkFailer struct {
 	dialect.Dialect
