@@ -146,22 +146,7 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	res.Seconds, res.Rate = delivered.Seconds(), rate(n, delivered)
 	res.BaselineSeconds, res.BaselineRate = base.Seconds(), rate(n, base)
 	res.Ratio = ratio(res.Rate, res.BaselineRate)
-	var lat []time.Duration
-	neg := 0
-	for id := range n {
-		c, s := commitNS[id].Load(), rec.startNS[id].Load()
-		if c == 0 || s == 0 {
-			continue
-		}
-		d := time.Duration(s - c)
-		if d < 0 {
-			neg++
-			d = 0
-		}
-		lat = append(lat, d)
-	}
-	res.Latency = summarize(lat)
-	res.Latency.Negative = neg
+	res.Latency = commitToStart(commitNS, rec.startNS)
 	res.Details = map[string]any{
 		"producing_seconds":  produced.Seconds(),
 		"producer_msg_per_s": rate(n, produced),

@@ -127,22 +127,7 @@ func crossRun(ctx context.Context, o Options, perSec int) (Result, error) {
 		waitErr = errors.Join(waitErr, err)
 	}
 	res.Seconds, res.Rate = elapsed.Seconds(), rate(n, elapsed)
-	var lat []time.Duration
-	neg := 0
-	for id := range n {
-		c, s := commitNS[id].Load(), rec.startNS[id].Load()
-		if c == 0 || s == 0 {
-			continue
-		}
-		d := time.Duration(s - c)
-		if d < 0 {
-			neg++
-			d = 0
-		}
-		lat = append(lat, d)
-	}
-	res.Latency = summarize(lat)
-	res.Latency.Negative = neg
+	res.Latency = commitToStart(commitNS, rec.startNS)
 	res.Details = map[string]any{"offered_rate": perSec, "driver": env.Driver}
 	switch {
 	case o.Dialect == "postgres":

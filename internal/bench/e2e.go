@@ -204,22 +204,7 @@ pace:
 	}
 
 	res.Seconds, res.Rate = elapsed.Seconds(), rate(n, elapsed)
-	var lat []time.Duration
-	neg := 0
-	for id := range n {
-		c, s := commitNS[id].Load(), rec.startNS[id].Load()
-		if c == 0 || s == 0 {
-			continue
-		}
-		d := time.Duration(s - c)
-		if d < 0 {
-			neg++
-			d = 0
-		}
-		lat = append(lat, d)
-	}
-	res.Latency = summarize(lat)
-	res.Latency.Negative = neg
+	res.Latency = commitToStart(commitNS, rec.startNS)
 	res.Details = map[string]any{"producing_seconds": produced.Seconds(), "offered_rate": o.Rate}
 	if !soak {
 		res.Target = "p50 <= 5ms, p99 <= 25ms"

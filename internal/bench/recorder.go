@@ -213,3 +213,27 @@ func summarize(d []time.Duration) *Latency {
 	l.Mean = ms(sum / time.Duration(len(d)))
 	return l
 }
+
+// commitToStart summarizes, per message id, the time from its producer's
+// commit (commitNS) to its handler's start (startNS), both unix
+// nanoseconds; ids missing either are left out, and a start before the
+// commit returned counts as 0 and in Negative.
+func commitToStart(commitNS, startNS []atomic.Int64) *Latency {
+	var lat []time.Duration
+	neg := 0
+	for id := range min(len(commitNS), len(startNS)) {
+		c, s := commitNS[id].Load(), startNS[id].Load()
+		if c == 0 || s == 0 {
+			continue
+		}
+		d := time.Duration(s - c)
+		if d < 0 {
+			neg++
+			d = 0
+		}
+		lat = append(lat, d)
+	}
+	l := summarize(lat)
+	l.Negative = neg
+	return l
+}
