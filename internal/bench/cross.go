@@ -62,18 +62,11 @@ func crossRun(ctx context.Context, o Options, perSec int) (Result, error) {
 	if o.Dialect == "postgres" {
 		res.Mode += " " + cmpOr(o.Driver, "pq")
 	}
-	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
+	env, ob, err := openOutbox(ctx, o)
 	if err != nil {
 		return res, err
 	}
 	defer env.Close()
-	ob, err := outbox.New(env.DB, env.D, o.config())
-	if err != nil {
-		return res, err
-	}
-	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
-		return res, err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return res, err

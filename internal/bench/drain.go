@@ -55,18 +55,11 @@ func drainMode(ctx context.Context, o Options, transactional, withBaseline bool)
 		mode = "transactional TxBatch"
 	}
 	res := Result{Scenario: ScenarioDrain, Mode: mode, Messages: o.Messages}
-	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
+	env, ob, err := openOutbox(ctx, o)
 	if err != nil {
 		return res, 0, err
 	}
 	defer env.Close()
-	ob, err := outbox.New(env.DB, env.D, o.config())
-	if err != nil {
-		return res, 0, err
-	}
-	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
-		return res, 0, err
-	}
 	// The backlog: in id order from one producer, so that each message's
 	// index in its partition must come back as its seq.
 	o.Logf("%s drain %s: enqueueing a backlog of %d messages over %d partitions", o.Dialect, mode, o.Messages, o.Partitions)

@@ -60,18 +60,11 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 	n := max(int(float64(o.Rate)*dur.Seconds()), 1)
 	mode = fmt.Sprintf("%s @%d/s", mode, o.Rate)
 	res := Result{Scenario: scenario, Mode: mode, Messages: n}
-	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
+	env, ob, err := openOutbox(ctx, o)
 	if err != nil {
 		return res, err
 	}
 	defer env.Close()
-	ob, err := outbox.New(env.DB, env.D, o.config())
-	if err != nil {
-		return res, err
-	}
-	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
-		return res, err
-	}
 	rec := newRecorder(n, o.Partitions, o.PayloadBytes, false, true)
 	commitNS := make([]atomic.Int64, n)
 	recordAll := func(ms []outbox.Delivery) {

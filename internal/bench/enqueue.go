@@ -130,18 +130,11 @@ func enqueueMode(ctx context.Context, o Options, per int) (Result, error) {
 		mode = "1 msg/txn"
 	}
 	res := Result{Scenario: ScenarioEnqueue, Mode: mode, Messages: o.Messages}
-	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
+	env, ob, err := openOutbox(ctx, o)
 	if err != nil {
 		return res, err
 	}
 	defer env.Close()
-	ob, err := outbox.New(env.DB, env.D, o.config())
-	if err != nil {
-		return res, err
-	}
-	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
-		return res, err
-	}
 	if err := ob.DeclareQueue(ctx, "bench.warmup", 1); err != nil {
 		return res, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/modkit-go/db/dialect/postgres"
 	"github.com/modkit-go/db/dialect/sqlite"
 	"github.com/modkit-go/db/migrations"
+	"github.com/modkit-go/db/outbox"
 )
 
 // Default DSNs: the local servers (and, for SQLite, the directory that
@@ -419,4 +420,22 @@ func (e *Env) TableBytes(ctx context.Context) (int64, error) {
 		err = e.DB.QueryRowContext(ctx, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").Scan(&n)
 	}
 	return n.Int64, err
+}
+
+// openOutbox opens o's database and an Outbox over it with the bench
+// queue declared; the caller closes env.
+func openOutbox(ctx context.Context, o Options) (*Env, *outbox.Outbox, error) {
+	env, err := OpenDriver(ctx, o.Dialect, o.Driver, o.DSN, o.poolSize())
+	if err != nil {
+		return nil, nil, err
+	}
+	ob, err := outbox.New(env.DB, env.D, o.config())
+	if err == nil {
+		err = ob.DeclareQueue(ctx, Queue, o.Partitions)
+	}
+	if err != nil {
+		env.Close()
+		return nil, nil, err
+	}
+	return env, ob, nil
 }
