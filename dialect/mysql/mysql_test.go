@@ -233,13 +233,13 @@ func testLifecycle(t *testing.T, parseTime bool) {
 
 	// Fencing: a wrong token changes nothing; the right one does, even when
 	// no value but version changes.
-	up := &dialect.UpdateProcessorParams{PartitionID: pid, Token: "tok-2", ProcessedSeq: 10, Renew: time.Minute}
-	if r, err := d.UpdateProcessor(ctx, db, up); err != nil || r.Updated {
+	up := &dialect.UpdateCursorParams{PartitionID: pid, Token: "tok-2", ProcessedSeq: 10, Renew: time.Minute}
+	if r, err := d.UpdateCursor(ctx, db, up); err != nil || r.Updated {
 		t.Fatalf("update with a foreign token: %+v %v", r, err)
 	}
 	up.Token = "tok-1"
 	for range 2 {
-		if r, err := d.UpdateProcessor(ctx, db, up); err != nil || !r.Updated {
+		if r, err := d.UpdateCursor(ctx, db, up); err != nil || !r.Updated {
 			t.Fatalf("update with the token: %+v %v", r, err)
 		}
 	}
@@ -248,7 +248,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		t.Fatalf("after renew: %+v", st)
 	}
 	// Retry with backoff, keeping the lease, then release with Renew 0.
-	if r, err := d.UpdateProcessor(ctx, db, &dialect.UpdateProcessorParams{PartitionID: pid, Token: "tok-1", ProcessedSeq: 10,
+	if r, err := d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, Token: "tok-1", ProcessedSeq: 10,
 		Attempts: 1, LastError: "boom", RetryAfter: time.Hour}); err != nil || !r.Updated {
 		t.Fatalf("release with backoff: %+v %v", r, err)
 	}
@@ -257,7 +257,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		st.NextAttemptAt.Sub(st.Now) < 59*time.Minute {
 		t.Fatalf("after release: %+v", st)
 	}
-	if r, _ := d.UpdateProcessor(ctx, db, up); r.Updated {
+	if r, _ := d.UpdateCursor(ctx, db, up); r.Updated {
 		t.Fatal("released token still updates")
 	}
 	// Backoff: not claimable.
@@ -265,7 +265,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		t.Fatalf("claimed during backoff: %+v", cl)
 	}
 	// Transactional mode: empty token, row lock.
-	if r, err := d.UpdateProcessor(ctx, db, &dialect.UpdateProcessorParams{PartitionID: pid, ProcessedSeq: 10, Attempts: 1}); err != nil || !r.Updated {
+	if r, err := d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 10, Attempts: 1}); err != nil || !r.Updated {
 		t.Fatalf("unfenced update: %+v %v", r, err)
 	}
 
@@ -275,7 +275,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		t.Fatalf("claim: %+v %v", cl, err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	if r, _ := d.UpdateProcessor(ctx, db, &dialect.UpdateProcessorParams{PartitionID: pid, Token: "tok-4", ProcessedSeq: 11}); r.Updated {
+	if r, _ := d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, Token: "tok-4", ProcessedSeq: 11}); r.Updated {
 		t.Fatal("expired lease still updates")
 	}
 	cl, err = d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"orders.v1"}, Limit: 10, Token: "tok-5", Lease: time.Minute})
@@ -313,7 +313,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		t.Fatal("sequencer skipped a partition locked by a processor")
 	}
 	for _, op := range []dialect.SavepointOp{dialect.SavepointCreate, dialect.SavepointRollback, dialect.SavepointRelease} {
-		if err := d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: op}); err != nil {
+		if err := dialect.Savepoint(ctx, tx, "sp_1", op); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -321,7 +321,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 	if err != nil || dl.Inserted != 2 {
 		t.Fatalf("dead letters: %+v %v", dl, err)
 	}
-	if r, err := d.UpdateProcessor(ctx, tx, &dialect.UpdateProcessorParams{PartitionID: pid, ProcessedSeq: 2000}); err != nil || !r.Updated {
+	if r, err := d.UpdateCursor(ctx, tx, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 2000}); err != nil || !r.Updated {
 		t.Fatalf("ack: %+v %v", r, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -418,7 +418,7 @@ func TestSequencerNeverWaitsOnProducers(t *testing.T) {
 		// Vacuum and claims must not wait either.
 		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if _, err := d.UpdateProcessor(vctx, db, &dialect.UpdateProcessorParams{PartitionID: ids[0], ProcessedSeq: 1}); err != nil {
+		if _, err := d.UpdateCursor(vctx, db, &dialect.UpdateCursorParams{PartitionID: ids[0], ProcessedSeq: 1}); err != nil {
 			t.Error(err)
 		}
 		if v, err := d.Vacuum(vctx, db, &dialect.VacuumParams{Limit: 100}); err != nil || v.Deleted != 1 {

@@ -119,9 +119,9 @@ func state(t *testing.T, db *sql.DB, d *sqlite.Dialect, queue string, partition 
 	return must(d.PartitionState(context.Background(), db, &dialect.PartitionStateParams{Queue: queue, Partition: partition}))(t)
 }
 
-func update(t *testing.T, db *sql.DB, d *sqlite.Dialect, p dialect.UpdateProcessorParams) bool {
+func update(t *testing.T, db *sql.DB, d *sqlite.Dialect, p dialect.UpdateCursorParams) bool {
 	t.Helper()
-	return must(d.UpdateProcessor(context.Background(), db, &p))(t).Updated
+	return must(d.UpdateCursor(context.Background(), db, &p))(t).Updated
 }
 
 func TestMigrationsOneConnection(t *testing.T) {
@@ -247,10 +247,10 @@ func TestDialect(t *testing.T) {
 
 	// Fencing: a wrong token changes nothing; the right one moves the cursor
 	// and keeps the lease when renewing.
-	if update(t, db, d, dialect.UpdateProcessorParams{PartitionID: p0, Token: "B", ProcessedSeq: 600}) {
+	if update(t, db, d, dialect.UpdateCursorParams{PartitionID: p0, Token: "B", ProcessedSeq: 600}) {
 		t.Fatal("update with a wrong token succeeded")
 	}
-	if !update(t, db, d, dialect.UpdateProcessorParams{PartitionID: p0, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
+	if !update(t, db, d, dialect.UpdateCursorParams{PartitionID: p0, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
 		t.Fatal("update with the lease's token failed")
 	}
 	if st := state(t, db, d, "q", 0); st.ProcessedSeq != 1 || st.LeaseToken != "A" || st.LeaseUntil.IsZero() {
@@ -272,7 +272,7 @@ func TestDialect(t *testing.T) {
 	if n := len(must(d.ListDeadLetters(ctx, db, &dialect.ListDeadLettersParams{Status: "resolved", Limit: 10}))(t).DeadLetters); n != 0 {
 		t.Fatalf("resolved dead letters: %d", n)
 	}
-	if !update(t, db, d, dialect.UpdateProcessorParams{PartitionID: p0, Token: "A", ProcessedSeq: 3}) {
+	if !update(t, db, d, dialect.UpdateCursorParams{PartitionID: p0, Token: "A", ProcessedSeq: 3}) {
 		t.Fatal("releasing update failed")
 	}
 	if st := state(t, db, d, "q", 0); st.ProcessedSeq != 3 || st.LeaseToken != "" || !st.LeaseUntil.IsZero() {
@@ -307,13 +307,13 @@ func TestDialect(t *testing.T) {
 		}
 		for _, step := range []func() error{
 			insert,
-			func() error { return d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1"}) },
+			func() error { return dialect.Savepoint(ctx, tx, "sp_1", dialect.SavepointCreate) },
 			insert,
 			func() error {
-				return d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: dialect.SavepointRollback})
+				return dialect.Savepoint(ctx, tx, "sp_1", dialect.SavepointRollback)
 			},
 			func() error {
-				return d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: dialect.SavepointRelease})
+				return dialect.Savepoint(ctx, tx, "sp_1", dialect.SavepointRelease)
 			},
 		} {
 			if err := step(); err != nil {
@@ -356,7 +356,7 @@ func TestLeaseExpiry(t *testing.T) {
 
 	// The lease is over: A's update is fenced off and B takes over; the
 	// unreleased lease counts as a failed attempt.
-	if update(t, db, d, dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 2}) {
+	if update(t, db, d, dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 2}) {
 		t.Fatal("update with an expired lease succeeded")
 	}
 	got := claim(t, db, d, "B", time.Hour, "q")
@@ -365,7 +365,7 @@ func TestLeaseExpiry(t *testing.T) {
 	}
 
 	// Backoff: a released partition is not claimable before next_attempt_at.
-	if !update(t, db, d, dialect.UpdateProcessorParams{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 0, RetryAfter: 50 * time.Millisecond}) {
+	if !update(t, db, d, dialect.UpdateCursorParams{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 0, RetryAfter: 50 * time.Millisecond}) {
 		t.Fatal("update B failed")
 	}
 	st = state(t, db, d, "q", 0)
