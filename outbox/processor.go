@@ -125,6 +125,7 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 		if err := p.runLeased(ctx, c, token, granted); err != nil {
 			if errors.Is(err, errLostLease) {
 				o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
+				o.tel.lostLease(ctx, c.Queue)
 				continue
 			}
 			firstErr = err
@@ -164,7 +165,7 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		} else {
 			ds := deliveries(c, msgs, attempts)
 			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(o.cfg.LeaseDuration*8/10))
-			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
+			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout, tel: o.tel}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
@@ -187,6 +188,7 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 			}
 			return p.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
+		o.tel.recorded(ctx, c, msgs, cursor, pl)
 		if !more {
 			return nil
 		}
@@ -239,6 +241,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("lock partition: %w", err)
 		}
+		o.tel.lostLease(ctx, claim.Queue) // expired before the lock, and taken
 		return true, nil
 	}
 	c := res.Partitions[0]
@@ -297,6 +300,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
 		return fail(err)
 	}
+	o.tel.recorded(ctx, c, msgs, c.ProcessedSeq, pl)
 	return true, nil
 }
 
@@ -321,12 +325,14 @@ func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, 
 	case err != nil:
 		return fmt.Errorf("%w; counting the failed attempt: %w", cause, err)
 	case !res.Updated:
+		o.tel.lostLease(ctx, c.Queue)
 		o.log.Warn("outbox: a delivery's result could not be recorded and its lease is gone; the takeover counts the attempt",
 			"queue", c.Queue, "partition", c.Partition, "err", cause)
 		return nil
 	}
 	o.log.Warn("outbox: a delivery's result could not be recorded; counted as a failed attempt",
 		"queue", c.Queue, "partition", c.Partition, "attempts", next, "err", cause)
+	o.tel.countRetry(ctx, c.Queue)
 	return nil
 }
 
@@ -350,7 +356,7 @@ func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Deliver
 		}
 		return nil
 	}
-	return h.deliver(&callScope{ctx: ctx, timeout: p.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
+	return h.deliver(&callScope{ctx: ctx, timeout: p.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp, tel: p.o.tel}, ds)
 }
 
 // undo rolls back to the savepoint name and releases it.
@@ -368,7 +374,7 @@ func (s *callScope) txPerMessage(ds []Delivery, fn TxMessageFunc) (outcome, erro
 		if err := s.sp(spMessage, dialect.SavepointCreate); err != nil {
 			return out, err
 		}
-		r := s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, m) })
+		r := s.call(ds[i:i+1], func(ctx context.Context) Result { return fn(ctx, s.tx, m) })
 		if r.kind == kindSuccess {
 			if err := s.sp(spMessage, dialect.SavepointRelease); err != nil {
 				return out, err
@@ -402,7 +408,7 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 			return final, err
 		}
 		batch := ds[:n]
-		out := batchOutcome(s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, batch) }), n)
+		out := batchOutcome(s.call(batch, func(ctx context.Context) Result { return fn(ctx, s.tx, batch) }), n)
 		if out.done == n {
 			return final, s.sp(spBatch, dialect.SavepointRelease)
 		}
@@ -458,10 +464,7 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 		if !res.Updated {
 			return errLostLease
 		}
-		for _, g := range dead {
-			o.log.Warn("outbox: dead-lettered", "queue", c.Queue, "partition", c.Partition, "seqs", g.seqs, "reason", g.reason)
-		}
-		return nil
+		return nil // dead letters are logged once committed (telemetry.recorded)
 	}
 	if tx != nil {
 		if err := apply(tx); err != nil {
