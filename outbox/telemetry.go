@@ -59,8 +59,9 @@ var (
 )
 
 // telemetry holds an Outbox's metric instruments, its tracer and propagator
-// and its rate-bounded logs. A nil *telemetry records nothing (unit tests
-// build callScopes without one). With no MeterProvider and no
+// and its rate-bounded logs. A nil *telemetry records nothing: every hook
+// the core calls accepts one (unit tests build an Outbox or a callScope
+// without telemetry). With no MeterProvider and no
 // TracerProvider configured, every hook returns after one boolean test, so
 // the hot paths cost nothing measurable.
 type telemetry struct {
@@ -203,7 +204,7 @@ func (t *telemetry) queue(queue string) *queueAttrs {
 // or nil when ctx carries no valid span context: then nothing is added to
 // the messages' headers, whatever the propagator.
 func (t *telemetry) traceFields(ctx context.Context) map[string]string {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	if t == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return nil
 	}
 	f := make(map[string]string, 2)
@@ -229,7 +230,7 @@ func withTraceFields(fields, h map[string]string) map[string]string {
 
 // enqueuedRows counts inserted rows per queue.
 func (t *telemetry) enqueuedRows(ctx context.Context, rows []dialect.InsertRow) {
-	if !t.metrics {
+	if t == nil || !t.metrics {
 		return
 	}
 	for i := 0; i < len(rows); {
@@ -244,21 +245,21 @@ func (t *telemetry) enqueuedRows(ctx context.Context, rows []dialect.InsertRow) 
 
 // sequencedRows counts rows the sequencer committed.
 func (t *telemetry) sequencedRows(ctx context.Context, n int) {
-	if t.metrics && n > 0 {
+	if t != nil && t.metrics && n > 0 {
 		t.sequenced.Add(ctx, int64(n))
 	}
 }
 
 // workerError counts a failed pass of the named worker.
 func (t *telemetry) workerError(ctx context.Context, worker string) {
-	if t.metrics {
+	if t != nil && t.metrics {
 		t.workerErrors.Add(ctx, 1, metric.WithAttributes(attribute.String(attrWorker, worker)))
 	}
 }
 
 // lostLease counts a lease found gone when a result was to be recorded.
 func (t *telemetry) lostLease(ctx context.Context, queue string) {
-	if t.metrics {
+	if t != nil && t.metrics {
 		t.leaseLost.Add(ctx, 1, t.queue(queue).add...)
 	}
 }
@@ -337,6 +338,9 @@ func (t *telemetry) endCall(ds []Delivery, span trace.Span, start time.Time, r R
 // wrote and the retry it scheduled, and logs the last two. before is the
 // cursor before the batch.
 func (t *telemetry) recorded(ctx context.Context, c dialect.ClaimedPartition, msgs []dialect.Message, before int64, pl plan) {
+	if t == nil {
+		return
+	}
 	if t.metrics {
 		qa := t.queue(c.Queue)
 		now := time.Now()
@@ -388,7 +392,7 @@ func (t *telemetry) retry(ctx context.Context, c dialect.ClaimedPartition, seq i
 
 // countRetry counts a failed attempt that will be retried.
 func (t *telemetry) countRetry(ctx context.Context, queue string) {
-	if t.metrics {
+	if t != nil && t.metrics {
 		t.retried.Add(ctx, 1, t.queue(queue).add...)
 	}
 }
