@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"testing"
@@ -13,6 +14,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/sqlite"
+	"github.com/modkit-go/db/internal/testdb"
+	"github.com/modkit-go/db/migrations"
 )
 
 // levelRecorder is a logRecorder that wants only levels from min up.
@@ -156,4 +160,69 @@ func TestWorkerErrorsCounted(t *testing.T) {
 			t.Errorf("outbox.worker.errors{outbox.worker=vacuum} = %d, want 3", got)
 		}
 	})
+}
+
+// A fenced write that finds its lease gone counts outbox.lease.lost for the
+// partition's queue.
+func TestLeaseLostCounted(t *testing.T) {
+	ctx := t.Context()
+	db := testdb.SQLite(t)()
+	d := sqlite.New()
+	if err := migrations.Up(ctx, db, d); err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	o, err := New(db, d, Config{MeterProvider: mp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.DeclareQueue(ctx, "q", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.InTx(ctx, func(tx *sql.Tx) error {
+		return o.Enqueue(ctx, tx, Message{Queue: "q", Payload: []byte("x"), PayloadType: "t"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.SequenceAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "mine", Lease: time.Minute})
+	if err != nil || len(res.Partitions) != 1 {
+		t.Fatalf("claim: %v %v", res, err)
+	}
+	// The lease goes (as if it expired and another worker claimed it).
+	if _, err := d.ReleaseLeases(ctx, db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{res.Partitions[0].PartitionID}, Token: "mine"}); err != nil {
+		t.Fatal(err)
+	}
+	p := &processor{o: o}
+	if err := p.unrecorded(ctx, res.Partitions[0], "mine", 0, 0, errors.New("ack failed")); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	var lost, retried int64
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		s, ok := m.Data.(metricdata.Sum[int64])
+		if !ok {
+			continue
+		}
+		for _, pt := range s.DataPoints {
+			if v, _ := pt.Attributes.Value(attrQueue); v.AsString() != "q" {
+				continue
+			}
+			switch m.Name {
+			case "outbox.lease.lost":
+				lost += pt.Value
+			case "outbox.messages.retried":
+				retried += pt.Value
+			}
+		}
+	}
+	if lost != 1 || retried != 0 {
+		t.Errorf("lease.lost %d, messages.retried %d; want 1 and 0 (the takeover counts the attempt)", lost, retried)
+	}
 }
