@@ -226,3 +226,44 @@ func TestLeaseLostCounted(t *testing.T) {
 		t.Errorf("lease.lost %d, messages.retried %d; want 1 and 0 (the takeover counts the attempt)", lost, retried)
 	}
 }
+
+// With no MeterProvider and no TracerProvider (the defaults) the hooks on
+// the enqueue and delivery paths allocate nothing and run no handler call
+// differently: the hot paths cost what they cost before telemetry.
+func TestDisabledTelemetryAllocatesNothing(t *testing.T) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := newTelemetry(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rows := []dialect.InsertRow{{Queue: "q"}, {Queue: "q"}}
+	c := dialect.ClaimedPartition{Queue: "q"}
+	msgs := []dialect.Message{{Seq: 1}, {Seq: 2}}
+	ds := []Delivery{{Queue: "q", Seq: 1}}
+	pl := plan{cursor: 2}
+	s := &callScope{ctx: ctx, tel: tel}
+	for name, fn := range map[string]func(){
+		"traceFields":   func() { _ = tel.traceFields(ctx) },
+		"enqueuedRows":  func() { tel.enqueuedRows(ctx, rows) },
+		"sequencedRows": func() { tel.sequencedRows(ctx, 2) },
+		"recorded":      func() { tel.recorded(ctx, c, msgs, 0, pl) },
+		"startCall/endCall": func() {
+			_, span, start := tel.startCall(ctx, ds)
+			tel.endCall(ds, span, start, Success())
+		},
+	} {
+		if n := testing.AllocsPerRun(100, fn); n != 0 {
+			t.Errorf("%s: %v allocations per call with telemetry off, want 0", name, n)
+		}
+	}
+	// The call wrapper adds nothing to what a bare run costs.
+	bare := testing.AllocsPerRun(100, func() { _ = s.run(ctx, func(context.Context) Result { return Success() }) })
+	wrapped := testing.AllocsPerRun(100, func() { _ = s.call(ds, func(context.Context) Result { return Success() }) })
+	if wrapped != bare {
+		t.Errorf("call allocates %v per call, a bare run %v", wrapped, bare)
+	}
+}

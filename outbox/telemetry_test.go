@@ -429,7 +429,7 @@ func gaugeF(ms map[string]metricdata.Aggregation, name, queue string) (float64, 
 
 func hasAttrs(set attribute.Set, kv []string) bool {
 	for i := 0; i+1 < len(kv); i += 2 {
-		if v, ok := set.Value(attribute.Key(kv[i])); !ok || v.Emit() != kv[i+1] {
+		if v, ok := set.Value(attribute.Key(kv[i])); !ok || v.String() != kv[i+1] {
 			return false
 		}
 	}
