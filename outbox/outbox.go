@@ -207,7 +207,8 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 // *ValidationError carries its index. A failure in the database part way
 // through (or a partition that tx's database lacks: ErrUnknownQueue) is
 // undone (the dialect uses a savepoint when it needs several statements),
-// so tx holds all of msgs or none of them.
+// so tx holds all of msgs or none of them. Like Enqueue, it adds the trace
+// context of ctx to every message's stored headers.
 func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
 	if len(msgs) == 0 {
 		return ErrEmptyBatch

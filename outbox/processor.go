@@ -241,7 +241,9 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("lock partition: %w", err)
 		}
-		o.tel.lostLease(ctx, claim.Queue) // expired before the lock, and taken
+		// The token's lease is gone (expired, and claimed by another) or
+		// another transaction holds the row: the partition is not ours.
+		o.tel.lostLease(ctx, claim.Queue)
 		return true, nil
 	}
 	c := res.Partitions[0]
