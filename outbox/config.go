@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config tunes an Outbox. The zero value is valid: every zero field takes
@@ -15,8 +19,28 @@ import (
 // count) or exceeding a database limit (MariaDB's 65535 placeholders, its
 // 16 MiB max_allowed_packet).
 type Config struct {
-	// Logger receives the outbox's logs. Default: discard.
+	// Logger receives the outbox's logs. Default: discard. Retries are
+	// logged at debug level, dead letters and blocked partitions (a head
+	// message that failed 3 times in a row) at warn level, each kind at
+	// most 10 lines a second (the next line written says how many were
+	// suppressed).
 	Logger *slog.Logger
+	// MeterProvider receives the outbox's metrics (README.md,
+	// Observability, lists them). Default (nil): no metrics, and no cost.
+	// An Outbox registers a callback for its backlog gauges at New; Stop
+	// unregisters it.
+	MeterProvider metric.MeterProvider
+	// TracerProvider creates a span per handler call, linked to the spans
+	// that enqueued its messages; the handler's context carries it.
+	// Default (nil): no spans. The library never reads the global
+	// provider: pass otel.GetTracerProvider() to use it.
+	TracerProvider trace.TracerProvider
+	// Propagator writes the trace context of Enqueue's ctx into the
+	// message's headers (when ctx carries a span, and never over a header
+	// the caller set) and reads it back at delivery. Default (nil): W3C
+	// Trace Context (propagation.TraceContext). To add nothing to headers,
+	// pass propagation.NewCompositeTextMapPropagator() (it has no fields).
+	Propagator propagation.TextMapPropagator
 	// MaxPayloadBytes limits a message's payload. Default 64 KiB; at most
 	// 4 MiB (MaxPayloadLimit), so that a message, escaped by the MySQL
 	// driver's interpolateParams (up to twice its size), still fits
@@ -126,6 +150,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Propagator == nil {
+		c.Propagator = propagation.TraceContext{}
 	}
 	defInt(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
 	def(&c.PollInterval, 200*time.Millisecond)

@@ -176,5 +176,19 @@
 // The outbox logs through Config.Logger (a *slog.Logger) and is silent by
 // default. It never writes to stdout. A failing worker logs its first
 // failure as a warning and its recovery at info level; the retries in
-// between are logged at debug level.
+// between are logged at debug level. A handler's Retry is logged at debug
+// level, at warn level once the partition's head has failed 3 times in a row
+// (a blocked partition); dead letters at warn level once committed. These
+// lines carry queue, partition, seq, reason and attempts, and each kind is
+// bounded to 10 lines a second (the next line says how many were dropped).
+//
+// # Metrics and traces
+//
+// Config.MeterProvider and Config.TracerProvider take any OpenTelemetry
+// implementation; the package imports the API only, and nil (the default)
+// records nothing. Enqueue writes the trace context of its ctx into the
+// message's headers (Config.Propagator, W3C Trace Context by default) when
+// ctx carries a span; each handler call runs in a span linked to the
+// producers' spans, and the handler's context carries it. README.md
+// (Observability) lists the instruments, their units and attributes.
 package outbox

@@ -9,6 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	_ "modernc.org/sqlite"
 
 	"github.com/modkit-go/db/dialect/sqlite"
@@ -153,4 +158,81 @@ func ExamplePartitionFor() {
 	again := outbox.PartitionFor("customer-42", 16)
 	fmt.Println(first == again, first >= 0 && first < 16)
 	// Output: true true
+}
+
+// Observability: metrics through any MeterProvider, a span per handler
+// call through any TracerProvider, and the producer's trace context carried
+// in the message's headers (W3C traceparent by default). The library
+// imports only the OpenTelemetry API; the SDK (here with an in-memory
+// reader and exporter) is the application's choice.
+func Example_observability() {
+	ctx := context.Background()
+	db, cleanup := openSQLite()
+	defer cleanup()
+	d := sqlite.New()
+	if err := migrations.Up(ctx, db, d); err != nil {
+		log.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	ob, err := outbox.New(db, d, outbox.Config{MeterProvider: mp, TracerProvider: tp})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ob.DeclareQueue(ctx, "orders", 1); err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan struct{})
+	err = ob.Handle("orders", outbox.PerMessage(func(ctx context.Context, m outbox.Delivery) outbox.Result {
+		// The handler's context carries the delivery span; spans the
+		// handler starts are its children.
+		fmt.Println("traceparent header:", m.Headers["traceparent"] != "")
+		fmt.Println("handler span recording:", trace.SpanFromContext(ctx).IsRecording())
+		close(done)
+		return outbox.Success()
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ob.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// The producer's request span: the delivery span is its child.
+	pctx, span := tp.Tracer("shop").Start(ctx, "place order")
+	err = ob.InTx(pctx, func(tx *sql.Tx) error {
+		return ob.Enqueue(pctx, tx, outbox.Message{Queue: "orders", Payload: []byte(`{"id":1}`), PayloadType: "application/json"})
+	})
+	span.End()
+	if err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	if err := ob.Stop(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	for _, s := range spans.GetSpans() {
+		if s.Name == "process orders" {
+			fmt.Println("delivery span in the producer's trace:", s.SpanContext.TraceID() == span.SpanContext().TraceID())
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		log.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok && (m.Name == "outbox.messages.enqueued" || m.Name == "outbox.messages.delivered") {
+				fmt.Println(m.Name, s.DataPoints[0].Value)
+			}
+		}
+	}
+	// Unordered output:
+	// traceparent header: true
+	// handler span recording: true
+	// delivery span in the producer's trace: true
+	// outbox.messages.enqueued 1
+	// outbox.messages.delivered 1
 }

@@ -114,12 +114,12 @@ func (h txBatchHandler) isNil() bool   { return h.fn == nil }
 func (h txMessageHandler) isNil() bool { return h.fn == nil }
 
 func (h batchHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
-	return batchOutcome(s.call(func(ctx context.Context) Result { return h.fn(ctx, ds) }), len(ds)), nil
+	return batchOutcome(s.call(ds, func(ctx context.Context) Result { return h.fn(ctx, ds) }), len(ds)), nil
 }
 
 func (h messageHandler) deliver(s *callScope, ds []Delivery) (outcome, error) {
 	return perMessage(ds, func(d Delivery) Result {
-		return s.call(func(ctx context.Context) Result { return h.fn(ctx, d) })
+		return s.call([]Delivery{d}, func(ctx context.Context) Result { return h.fn(ctx, d) })
 	}), nil
 }
 
@@ -231,17 +231,30 @@ type callScope struct {
 	expire func()
 	tx     *sql.Tx
 	sp     func(name string, op dialect.SavepointOp) error
+	tel    *telemetry // nil: no spans or handler metrics
 }
 
-// call runs fn in a goroutine of its own and returns its result. A panic
+// call runs fn, the handler's call on ds, and records it: a span that fn's
+// context carries, and its duration (see telemetry.startCall).
+func (s *callScope) call(ds []Delivery, fn func(ctx context.Context) Result) Result {
+	if s.tel == nil {
+		return s.run(s.ctx, fn)
+	}
+	ctx, span, start := s.tel.startCall(s.ctx, ds)
+	r := s.run(ctx, fn)
+	s.tel.endCall(ds, span, start, r)
+	return r
+}
+
+// run runs fn in a goroutine of its own and returns its result. A panic
 // becomes a Retry whose reason is the panic value; a call that ended
 // without returning (runtime.Goexit) becomes a Retry too, so neither ends
 // the worker. The worker waits for fn however long it takes, which keeps
 // at most MaxConcurrency calls running.
-func (s *callScope) call(fn func(ctx context.Context) Result) Result {
-	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+func (s *callScope) run(base context.Context, fn func(ctx context.Context) Result) Result {
+	ctx, cancel := base, context.CancelFunc(func() {})
 	if s.timeout > 0 {
-		ctx, cancel = context.WithTimeout(s.ctx, s.timeout)
+		ctx, cancel = context.WithTimeout(base, s.timeout)
 	}
 	defer cancel()
 	res := make(chan Result, 1)

@@ -82,16 +82,16 @@ func TestHandleRefusesEmptyWrappers(t *testing.T) {
 // ends as a Retry, and the caller goes on.
 func TestCallEndsEveryWayAsAResult(t *testing.T) {
 	s := &callScope{ctx: context.Background()}
-	if r := s.call(func(context.Context) Result { runtime.Goexit(); return Success() }); !r.IsRetry() || !strings.Contains(r.Reason(), "Goexit") {
+	if r := s.call(nil, func(context.Context) Result { runtime.Goexit(); return Success() }); !r.IsRetry() || !strings.Contains(r.Reason(), "Goexit") {
 		t.Errorf("Goexit: %v, want a Retry naming Goexit", r)
 	}
-	if r := s.call(func(context.Context) Result { panic("kaboom") }); !r.IsRetry() || r.Reason() != "panic: kaboom" {
+	if r := s.call(nil, func(context.Context) Result { panic("kaboom") }); !r.IsRetry() || r.Reason() != "panic: kaboom" {
 		t.Errorf("panic: %v, want Retry(panic: kaboom)", r)
 	}
-	if r := s.call(func(context.Context) Result { panic(nil) }); !r.IsRetry() || !strings.HasPrefix(r.Reason(), "panic: ") {
+	if r := s.call(nil, func(context.Context) Result { panic(nil) }); !r.IsRetry() || !strings.HasPrefix(r.Reason(), "panic: ") {
 		t.Errorf("panic(nil): %v, want a Retry", r)
 	}
-	if r := s.call(func(context.Context) Result { return Reject("no") }); !r.IsReject() {
+	if r := s.call(nil, func(context.Context) Result { return Reject("no") }); !r.IsReject() {
 		t.Errorf("a returned result: %v, want it unchanged", r)
 	}
 
@@ -105,7 +105,7 @@ func TestCallEndsEveryWayAsAResult(t *testing.T) {
 		close(release)
 	}}
 	var ctxErr error
-	r := s.call(func(ctx context.Context) Result {
+	r := s.call(nil, func(ctx context.Context) Result {
 		<-release // ignores its context
 		ctxErr = ctx.Err()
 		return Success()
@@ -120,7 +120,7 @@ func TestCallEndsEveryWayAsAResult(t *testing.T) {
 	}
 	// A call that returns in time is not expired.
 	s.expire = func() { t.Error("expire ran for a call that returned in time") }
-	if r := s.call(func(context.Context) Result { return Success() }); !r.IsSuccess() {
+	if r := s.call(nil, func(context.Context) Result { return Success() }); !r.IsSuccess() {
 		t.Errorf("a call in time: %v, want Success", r)
 	}
 }

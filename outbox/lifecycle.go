@@ -73,6 +73,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 // It returns ctx.Err() if handlers had to be cancelled. Stop before Start,
 // and a second Stop, return nil at once (after the first Stop finished).
 func (o *Outbox) Stop(ctx context.Context) error {
+	o.tel.close()
 	o.mu.Lock()
 	if !o.started {
 		o.stopped = true
@@ -130,6 +131,7 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 			busy, err := fn(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled):
+				o.tel.workerError(ctx, name)
 				if failures == 0 {
 					failingSince = time.Now()
 					o.log.Warn("outbox: "+name+" failed; retrying with backoff", "err", err)
@@ -265,6 +267,7 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		}
 		assigned += n
 		skipped += skip
+		o.tel.sequencedRows(ctx, n)
 		if n > 0 {
 			o.workWake.broadcast()
 		}

@@ -20,6 +20,7 @@ type Outbox struct {
 	d   dialect.Dialect
 	cfg Config
 	log *slog.Logger
+	tel *telemetry
 
 	queuesMu sync.RWMutex
 	queues   map[string]int // partition counts, for validation only
@@ -59,16 +60,25 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Outbox{
+	tel, err := newTelemetry(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	o := &Outbox{
 		db:       db,
 		d:        d,
 		cfg:      cfg,
 		log:      cfg.Logger,
+		tel:      tel,
 		queues:   make(map[string]int),
 		seqWake:  newSignal(),
 		workWake: newSignal(),
 		handlers: make(map[string]Handler),
-	}, nil
+	}
+	if err := tel.observeBacklog(o.queueBacklog); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // DeclareQueue creates queue with the given number of partitions, or checks
@@ -186,6 +196,10 @@ func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
 // Enqueue does not wake the workers (the transaction is not committed yet);
 // use InTx, or call Notify after Commit, for low latency. Polling delivers
 // the message otherwise.
+//
+// When ctx carries a span, Config.Propagator adds its trace context (W3C
+// traceparent and tracestate by default) to the stored headers; msg itself
+// is not changed. See Config.Propagator.
 func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 	return o.enqueue(ctx, tx, []Message{msg}, -1)
 }
@@ -195,7 +209,8 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, msg Message) error {
 // *ValidationError carries its index. A failure in the database part way
 // through (or a partition that tx's database lacks: ErrUnknownQueue) is
 // undone (the dialect uses a savepoint when it needs several statements),
-// so tx holds all of msgs or none of them.
+// so tx holds all of msgs or none of them. Like Enqueue, it adds the trace
+// context of ctx to every message's stored headers.
 func (o *Outbox) EnqueueBatch(ctx context.Context, tx *sql.Tx, msgs []Message) error {
 	if len(msgs) == 0 {
 		return ErrEmptyBatch
@@ -216,11 +231,19 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 		return base + i
 	}
 	rows := make([]dialect.InsertRow, len(msgs))
+	fields := o.tel.traceFields(ctx)
 	for i := range msgs {
 		m := &msgs[i]
 		h, err := validateMessage(idx(i), m, o.cfg.MaxPayloadBytes)
 		if err != nil {
 			return err
+		}
+		if fields != nil {
+			// Tracing never fails an enqueue: headers that the trace
+			// context would push past the limits go without it.
+			if th, err := encodeHeaders(withTraceFields(fields, m.Headers)); err == nil {
+				h = th
+			}
 		}
 		n, err := o.partitionCount(ctx, tx, m.Queue)
 		if err != nil {
@@ -234,7 +257,11 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 			rows[i].Payload = []byte{}
 		}
 	}
-	return o.insert(ctx, tx, rows, base)
+	if err := o.insert(ctx, tx, rows, base); err != nil {
+		return err
+	}
+	o.tel.enqueuedRows(ctx, rows)
+	return nil
 }
 
 // insert writes rows in tx. The dialect writes all of them or none (see

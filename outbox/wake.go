@@ -61,6 +61,7 @@ func (o *Outbox) listen(ctx context.Context, w dialect.Waker) {
 			return
 		}
 		failures++
+		o.tel.workerError(ctx, "listener")
 		if failures == 1 {
 			o.log.Warn("outbox: wake-up listener failed; polling until it reconnects", "err", err)
 		}

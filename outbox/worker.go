@@ -125,6 +125,7 @@ func (w *worker) leasedPass(ctx context.Context) (bool, error) {
 		if err := w.runLeased(ctx, c, token, granted); err != nil {
 			if errors.Is(err, errLostLease) {
 				o.log.Warn("outbox: lease lost; another worker took the partition", "queue", c.Queue, "partition", c.Partition)
+				o.tel.lostLease(ctx, c.Queue)
 				continue
 			}
 			firstErr = err
@@ -164,7 +165,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		} else {
 			ds := deliveries(c, msgs, attempts)
 			hctx, hcancel := context.WithDeadline(o.handlerCtx, granted.Add(o.cfg.LeaseDuration*8/10))
-			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
+			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout, tel: o.tel}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
@@ -187,6 +188,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 			}
 			return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
+		o.tel.recorded(ctx, c, msgs, cursor, cc)
 		if !more {
 			return nil
 		}
@@ -239,6 +241,9 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("lock partition: %w", err)
 		}
+		// The token's lease is gone (expired, and claimed by another) or
+		// another transaction holds the row: the partition is not ours.
+		o.tel.lostLease(ctx, claim.Queue)
 		return true, nil
 	}
 	c := res.Partitions[0]
@@ -297,6 +302,7 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 	if err := w.write(ctx, tx, c, up, cc.dead); err != nil {
 		return fail(err)
 	}
+	o.tel.recorded(ctx, c, msgs, c.ProcessedSeq, cc)
 	return true, nil
 }
 
@@ -321,12 +327,14 @@ func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, tok
 	case err != nil:
 		return fmt.Errorf("%w; counting the failed attempt: %w", cause, err)
 	case !res.Updated:
+		o.tel.lostLease(ctx, c.Queue)
 		o.log.Warn("outbox: a delivery's result could not be recorded and its lease is gone; the takeover counts the attempt",
 			"queue", c.Queue, "partition", c.Partition, "err", cause)
 		return nil
 	}
 	o.log.Warn("outbox: a delivery's result could not be recorded; counted as a failed attempt",
 		"queue", c.Queue, "partition", c.Partition, "attempts", next, "err", cause)
+	o.tel.countRetry(ctx, c.Queue)
 	return nil
 }
 
@@ -350,7 +358,7 @@ func (w *worker) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, 
 		}
 		return nil
 	}
-	return h.deliver(&callScope{ctx: ctx, timeout: w.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
+	return h.deliver(&callScope{ctx: ctx, timeout: w.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp, tel: w.o.tel}, ds)
 }
 
 // undo rolls back to the savepoint name and releases it.
@@ -368,7 +376,7 @@ func (s *callScope) txPerMessage(ds []Delivery, fn TxMessageFunc) (outcome, erro
 		if err := s.sp(spMessage, dialect.SavepointCreate); err != nil {
 			return out, err
 		}
-		r := s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, m) })
+		r := s.call(ds[i:i+1], func(ctx context.Context) Result { return fn(ctx, s.tx, m) })
 		if r.kind == kindSuccess {
 			if err := s.sp(spMessage, dialect.SavepointRelease); err != nil {
 				return out, err
@@ -402,7 +410,7 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 			return final, err
 		}
 		batch := ds[:n]
-		out := batchOutcome(s.call(func(ctx context.Context) Result { return fn(ctx, s.tx, batch) }), n)
+		out := batchOutcome(s.call(batch, func(ctx context.Context) Result { return fn(ctx, s.tx, batch) }), n)
 		if out.done == n {
 			return final, s.sp(spBatch, dialect.SavepointRelease)
 		}
@@ -458,10 +466,7 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 		if !res.Updated {
 			return errLostLease
 		}
-		for _, g := range dead {
-			o.log.Warn("outbox: dead-lettered", "queue", c.Queue, "partition", c.Partition, "seqs", g.seqs, "reason", g.reason)
-		}
-		return nil
+		return nil // dead letters are logged once committed (telemetry.recorded)
 	}
 	if tx != nil {
 		if err := apply(tx); err != nil {
