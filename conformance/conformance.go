@@ -80,15 +80,7 @@ type test struct {
 // Run runs every conformance case against b as parallel subtests.
 func Run(t *testing.T, b Backend) {
 	t.Helper()
-	if b.Dialect == nil || b.NewDatabase == nil {
-		t.Fatal("conformance: Backend needs Dialect and NewDatabase")
-	}
-	if b.BindType == 0 {
-		b.BindType = sqlx.BindType(b.Name)
-		if b.BindType == sqlx.UNKNOWN {
-			b.BindType = sqlx.QUESTION
-		}
-	}
+	b.init(t)
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests,
@@ -105,6 +97,20 @@ func Run(t *testing.T, b Backend) {
 				t.Parallel()
 				tc.fn(t, &b)
 			})
+		}
+	}
+}
+
+// init checks b and fills in its defaults.
+func (b *Backend) init(t testing.TB) {
+	t.Helper()
+	if b.Dialect == nil || b.NewDatabase == nil {
+		t.Fatal("conformance: Backend needs Dialect and NewDatabase")
+	}
+	if b.BindType == 0 {
+		b.BindType = sqlx.BindType(b.Name)
+		if b.BindType == sqlx.UNKNOWN {
+			b.BindType = sqlx.QUESTION
 		}
 	}
 }

@@ -34,6 +34,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestDialectContract checks each dialect method's invariant directly.
+func TestDialectContract(t *testing.T) {
+	testdb.DSN(t, testdb.MySQLEnv)
+	conformance.RunDialect(t, conformance.Backend{
+		Name:        "mysql",
+		Dialect:     mysql.New(),
+		NewDatabase: testdb.MySQL,
+	})
+}
+
 // terminateSessions KILLs every other connection to db's database (each
 // test has its own database).
 func terminateSessions(ctx context.Context, db *sql.DB) (int, error) {

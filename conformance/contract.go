@@ -1,0 +1,746 @@
+package conformance
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/migrations"
+)
+
+// contractCase is one per-method contract case. It takes a testing.TB, not
+// a *testing.T, and never calls Run, so that the mutation tests can run it
+// with a recorder and expect it to fail.
+type contractCase struct {
+	name string
+	fn   func(t testing.TB, b *Backend)
+}
+
+// contractCases check the invariants of dialect/doc.go one by one, by
+// calling the dialect's methods directly.
+var contractCases = []contractCase{
+	{"SequenceGapFree", testSequenceGapFree},
+	{"SequenceSkipsUncommitted", testSequenceSkipsUncommitted},
+	{"SequenceConcurrent", testSequenceConcurrent},
+	{"ClaimExclusive", testClaimExclusive},
+	{"ClaimConcurrent", testClaimConcurrent},
+	{"UpdateFenced", testUpdateFenced},
+	{"TakeoverCountsOneAttempt", testTakeoverCountsOneAttempt},
+	{"ReleaseNeedsToken", testReleaseNeedsToken},
+	{"LockPartitionSkipsHeld", testLockPartitionSkipsHeld},
+	{"VacuumBehindCursor", testVacuumBehindCursor},
+	{"DatabaseClock", testDatabaseClock},
+	{"InsertAllOrNothing", testInsertAllOrNothing},
+	{"ReadInSeqOrder", testReadInSeqOrder},
+}
+
+// RunDialect runs the per-method contract cases against b as parallel
+// subtests: each calls the dialect's methods directly on a fresh database
+// and checks one invariant of the dialect package's contract (the
+// sequencer never waits on uncommitted rows and never double-assigns, a
+// claim is exclusive, fenced updates need the live token, a takeover counts
+// one attempt, LockPartition skips held rows, Vacuum stays behind the
+// cursor, database time decides leases, inserts are all or nothing). Where
+// Run proves the outbox built on a dialect, RunDialect points at the method
+// that breaks; a dialect author runs both.
+func RunDialect(t *testing.T, b Backend) {
+	t.Helper()
+	b.init(t)
+	for _, c := range contractCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, &b)
+		})
+	}
+}
+
+// contractTimeout bounds each blocking call of a contract case; a call that
+// would wait on another transaction's lock fails by it instead of hanging.
+const contractTimeout = 10 * time.Second
+
+// dialectEnv is one contract case's database and dialect.
+type dialectEnv struct {
+	t    testing.TB
+	b    *Backend
+	d    dialect.Dialect
+	open func() *sql.DB
+	db   *sql.DB
+	ctx  context.Context
+}
+
+func newDialectEnv(t testing.TB, b *Backend) *dialectEnv {
+	t.Helper()
+	open := b.NewDatabase(t)
+	x := &dialectEnv{t: t, b: b, d: b.Dialect, open: open, db: open(), ctx: t.Context()}
+	if err := migrations.Up(x.ctx, x.db, b.Dialect); err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	return x
+}
+
+// bounded returns a context that ends after contractTimeout.
+func (x *dialectEnv) bounded() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(x.ctx, contractTimeout)
+}
+
+// inTx runs fn in a pipeline transaction on db (x.db when nil) and commits.
+func (x *dialectEnv) inTx(db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if db == nil {
+		db = x.db
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	tx, err := db.BeginTx(ctx, x.d.TxOptions())
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// declare declares queue and returns its partition ids.
+func (x *dialectEnv) declare(queue string, partitions int) []int64 {
+	x.t.Helper()
+	var ids []int64
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
+		if err == nil {
+			ids = r.PartitionIDs
+		}
+		return err
+	})
+	if err != nil || len(ids) != partitions {
+		x.t.Fatalf("DeclareQueue(%q, %d): ids %v, %v", queue, partitions, ids, err)
+	}
+	return ids
+}
+
+// insert inserts one message per payload into a partition through q.
+func (x *dialectEnv) insert(q dialect.DBTX, queue string, partition int, payloads ...string) {
+	x.t.Helper()
+	rows := make([]dialect.InsertRow, len(payloads))
+	for i, p := range payloads {
+		rows[i] = dialect.InsertRow{Queue: queue, Partition: partition, Payload: []byte(p), PayloadType: "text/plain"}
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if _, err := x.d.InsertMessages(ctx, q, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		x.t.Fatalf("InsertMessages: %v", err)
+	}
+}
+
+// sequence runs one SequencePartition step in its own transaction.
+func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+	var r *dialect.SequencePartitionResult
+	err := x.inTx(db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		r, err = x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
+		return err
+	})
+	return r, err
+}
+
+func (x *dialectEnv) mustSequence(pid int64, limit int) *dialect.SequencePartitionResult {
+	x.t.Helper()
+	r, err := x.sequence(nil, pid, limit)
+	if err != nil {
+		x.t.Fatalf("SequencePartition(%d): %v", pid, err)
+	}
+	return r
+}
+
+// ready declares queue with partitions partitions and gives each one
+// sequenced message, so that every partition is claimable.
+func (x *dialectEnv) ready(queue string, partitions int) []int64 {
+	x.t.Helper()
+	ids := x.declare(queue, partitions)
+	for i, pid := range ids {
+		x.insert(x.db, queue, i, fmt.Sprintf("%s-%d", queue, i))
+		if r := x.mustSequence(pid, 10); r.Assigned != 1 {
+			x.t.Fatalf("sequencing partition %d: %+v, want 1 assigned", i, r)
+		}
+	}
+	return ids
+}
+
+func (x *dialectEnv) claim(token string, lease time.Duration, limit int, queues ...string) []dialect.ClaimedPartition {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: queues, Limit: limit, Token: token, Lease: lease})
+	if err != nil {
+		x.t.Fatalf("ClaimLease(%s): %v", token, err)
+	}
+	return r.Partitions
+}
+
+func (x *dialectEnv) update(p dialect.UpdateProcessorParams) bool {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.UpdateProcessor(ctx, x.db, &p)
+	if err != nil {
+		x.t.Fatalf("UpdateProcessor(%+v): %v", p, err)
+	}
+	return r.Updated
+}
+
+func (x *dialectEnv) state(queue string, partition int) *dialect.PartitionStateResult {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	s, err := x.d.PartitionState(ctx, x.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
+	if err != nil {
+		x.t.Fatalf("PartitionState(%s/%d): %v", queue, partition, err)
+	}
+	return s
+}
+
+func (x *dialectEnv) read(pid, after int64, limit int) []dialect.Message {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ReadMessages(ctx, x.db, &dialect.ReadMessagesParams{PartitionID: pid, AfterSeq: after, Limit: limit})
+	if err != nil {
+		x.t.Fatalf("ReadMessages(%d): %v", pid, err)
+	}
+	return r.Messages
+}
+
+func (x *dialectEnv) stats() *dialect.StatsResult {
+	x.t.Helper()
+	s, err := x.d.Stats(x.ctx, x.db, &dialect.StatsParams{})
+	if err != nil {
+		x.t.Fatalf("Stats: %v", err)
+	}
+	return s
+}
+
+// awaitDBTime waits until the database's clock, as PartitionState reports
+// it, is past until: lease expiry is the database's business, so the test
+// asks the database rather than sleeping on the client's clock.
+func (x *dialectEnv) awaitDBTime(queue string, until time.Time) {
+	x.t.Helper()
+	deadline := time.Now().Add(contractTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !x.state(queue, 0).Now.After(until) {
+		if time.Now().After(deadline) {
+			x.t.Fatalf("the database clock did not pass %v", until)
+		}
+		select {
+		case <-x.ctx.Done():
+			x.t.Fatalf("waiting for the database clock: %v", x.ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// checkSeqs asserts that the partition's messages carry seqs 1..n in id
+// order and that the partition's counter is n.
+func (x *dialectEnv) checkSeqs(queue string, partition int, pid int64, n int) {
+	x.t.Helper()
+	msgs := x.read(pid, 0, n+10)
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) || (i > 0 && m.ID <= msgs[i-1].ID) {
+			x.t.Fatalf("message %d of %d: id %d seq %d (previous id %d); want seq %d in id order",
+				i, len(msgs), m.ID, m.Seq, msgs[max(i-1, 0)].ID, i+1)
+		}
+	}
+	if len(msgs) != n {
+		x.t.Fatalf("%d sequenced messages, want %d", len(msgs), n)
+	}
+	if s := x.state(queue, partition); s.LastSeq != int64(n) {
+		x.t.Fatalf("partition counter last_seq = %d after sequencing %d messages", s.LastSeq, n)
+	}
+}
+
+// skipSingleWriter skips a case that needs two transactions open at once.
+func skipSingleWriter(t testing.TB, b *Backend, why string) {
+	t.Helper()
+	if b.SingleWriter {
+		t.Skipf("single writer: %s", why)
+	}
+}
+
+// testSequenceGapFree: steps of Limit rows give seq = last_seq+1, … in id
+// order and report the counter; an empty step assigns nothing.
+func testSequenceGapFree(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e", "f", "g")
+	for i, want := range []dialect.SequencePartitionResult{
+		{Locked: true, Assigned: 3, LastSeq: 3},
+		{Locked: true, Assigned: 3, LastSeq: 6},
+		{Locked: true, Assigned: 1, LastSeq: 7},
+		{Locked: true, Assigned: 0, LastSeq: 7},
+	} {
+		if got := x.mustSequence(pid, 3); *got != want {
+			t.Fatalf("step %d: %+v, want %+v", i, *got, want)
+		}
+	}
+	x.checkSeqs("q", 0, pid, 7)
+}
+
+// testSequenceSkipsUncommitted: a producer's open transaction neither
+// blocks the sequencer nor is sequenced; rows committed after it are
+// sequenced now, and its row gets the next seq once it commits (commit
+// order, which is the order a cursor can rely on).
+func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "an open producer transaction excludes every other writer")
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 2)
+	producer, err := x.open().BeginTx(x.ctx, nil) // the application's own transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = producer.Rollback() }()
+	x.insert(producer, "q", 0, "late")  // lower id, commits last
+	x.insert(producer, "q", 1, "other") // a neighbouring partition
+	x.insert(x.db, "q", 0, "early")     // higher id, committed now
+
+	// The sequencer's context ends after contractTimeout: a sequencer that
+	// waits on the producer's rows fails here instead of hanging.
+	r, err := x.sequence(nil, pids[0], 100)
+	if err != nil {
+		t.Fatalf("SequencePartition beside an open producer: %v (it must not wait on uncommitted rows)", err)
+	}
+	if !r.Locked || r.Assigned != 1 || r.LastSeq != 1 {
+		t.Fatalf("SequencePartition beside an open producer: %+v, want the committed row only (seq 1)", *r)
+	}
+	if r, err := x.sequence(nil, pids[1], 100); err != nil || r.Assigned != 0 {
+		t.Fatalf("SequencePartition of a partition with only uncommitted rows: %+v, %v", r, err)
+	}
+	if err := producer.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := x.mustSequence(pids[0], 100); r.Assigned != 1 || r.LastSeq != 2 {
+		t.Fatalf("after the producer committed: %+v, want its row as seq 2", *r)
+	}
+	msgs := x.read(pids[0], 0, 10)
+	if len(msgs) != 2 || string(msgs[0].Payload) != "early" || string(msgs[1].Payload) != "late" {
+		t.Fatalf("messages %+v, want early (seq 1) then late (seq 2)", msgs)
+	}
+}
+
+// testSequenceConcurrent: sequencers racing over one partition assign
+// seqs 1..n exactly once, in id order, and together report n assigned.
+func testSequenceConcurrent(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	const n, callers = 40, 4
+	payloads := make([]string, n)
+	for i := range payloads {
+		payloads[i] = fmt.Sprint(i)
+	}
+	x.insert(x.db, "q", 0, payloads...)
+
+	var (
+		mu       sync.Mutex
+		assigned int
+		wg       sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for c := range callers {
+		db := x.db
+		if !b.SingleWriter {
+			db = x.open() // another process
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for {
+				r, err := x.sequence(db, pid, 5)
+				if err != nil {
+					t.Errorf("sequencer %d: %v", c, err)
+					return
+				}
+				mu.Lock()
+				assigned += r.Assigned
+				mu.Unlock()
+				if r.Locked && r.Assigned == 0 {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if assigned != n {
+		t.Fatalf("concurrent sequencers reported %d rows assigned in total, want %d (each row once)", assigned, n)
+	}
+	x.checkSeqs("q", 0, pid, n)
+}
+
+// testClaimExclusive: a partition with a live lease goes to nobody else,
+// and the claim stamps the claimer's token.
+func testClaimExclusive(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	ids := x.ready("q", 2)
+	got := x.claim("A", time.Hour, 10, "q", "other")
+	if len(got) != 2 {
+		t.Fatalf("claim A: %+v, want both partitions", got)
+	}
+	for _, c := range got {
+		want := dialect.ClaimedPartition{PartitionID: ids[c.Partition], Queue: "q", Partition: c.Partition, LastSeq: 1}
+		if c != want {
+			t.Fatalf("claimed %+v, want %+v", c, want)
+		}
+	}
+	if got := x.claim("B", time.Hour, 10, "q"); len(got) != 0 {
+		t.Fatalf("claim B while A's lease is live: %+v, want none", got)
+	}
+	if s := x.state("q", 1); s.LeaseToken != "A" {
+		t.Fatalf("lease token %q after B's claim, want A's", s.LeaseToken)
+	}
+}
+
+// testClaimConcurrent: claimers racing over many partitions get each one
+// at most once, all of them in the end, never more than Limit per call.
+func testClaimConcurrent(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	const parts, claimers, limit = 12, 4, 2
+	x.ready("q", parts)
+	var (
+		mu    sync.Mutex
+		owner = map[int64]string{}
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for c := range claimers {
+		db := x.db
+		if !b.SingleWriter {
+			db = x.open()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range parts {
+				token := fmt.Sprintf("c%d-%d", c, i)
+				ctx, cancel := x.bounded()
+				r, err := x.d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: time.Hour})
+				cancel()
+				if err != nil {
+					t.Errorf("ClaimLease(%s): %v", token, err)
+					return
+				}
+				if len(r.Partitions) > limit {
+					t.Errorf("ClaimLease(%s) returned %d partitions, limit %d", token, len(r.Partitions), limit)
+				}
+				mu.Lock()
+				for _, p := range r.Partitions {
+					if prev, ok := owner[p.PartitionID]; ok {
+						t.Errorf("partition %d handed to %s and %s", p.PartitionID, prev, token)
+					}
+					owner[p.PartitionID] = token
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if !t.Failed() && len(owner) != parts {
+		t.Fatalf("%d of %d partitions claimed", len(owner), parts)
+	}
+}
+
+// testUpdateFenced: an update with a token that does not hold the lease
+// changes nothing and says so; the lease's token moves the cursor.
+func testUpdateFenced(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", time.Hour, 1, "q")
+	before := x.state("q", 0)
+	if x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 5, LastError: "stale"}) {
+		t.Fatal("UpdateProcessor with a token that does not hold the lease reported Updated")
+	}
+	after := x.state("q", 0)
+	if after.ProcessedSeq != before.ProcessedSeq || after.Attempts != before.Attempts || after.LastError != before.LastError ||
+		after.LeaseToken != "A" || !after.LeaseUntil.Equal(before.LeaseUntil) {
+		t.Fatalf("a fenced-off update changed the row: %+v, was %+v", after, before)
+	}
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
+		t.Fatal("UpdateProcessor with the lease's token was fenced off")
+	}
+	if s := x.state("q", 0); s.ProcessedSeq != 1 || s.LeaseToken != "A" || s.LeaseUntil.IsZero() {
+		t.Fatalf("after a renewing update: %+v, want cursor 1 and A's lease kept", s)
+	}
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+		t.Fatal("releasing update with the lease's token was fenced off")
+	}
+	if s := x.state("q", 0); s.LeaseToken != "" || !s.LeaseUntil.IsZero() {
+		t.Fatalf("after a releasing update (Renew 0): %+v, want no lease", s)
+	}
+	if x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 0}) {
+		t.Fatal("UpdateProcessor with a released token reported Updated")
+	}
+}
+
+// testTakeoverCountsOneAttempt: taking over an expired lease that was
+// never released counts exactly one failed attempt, and fences the old
+// holder off; taking a released partition counts none.
+func testTakeoverCountsOneAttempt(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	if got := x.claim("A", 50*time.Millisecond, 1, "q"); len(got) != 1 || got[0].Attempts != 0 {
+		t.Fatalf("first claim: %+v, want one partition with 0 attempts", got)
+	}
+	x.awaitDBTime("q", x.state("q", 0).LeaseUntil)
+
+	if x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+		t.Fatal("UpdateProcessor with an expired lease's token reported Updated")
+	}
+	got := x.claim("B", time.Hour, 1, "q")
+	if len(got) != 1 || got[0].Attempts != 1 {
+		t.Fatalf("takeover of an expired, unreleased lease: %+v, want one partition with exactly 1 attempt", got)
+	}
+	if s := x.state("q", 0); s.Attempts != 1 || s.LeaseToken != "B" || s.ProcessedSeq != 0 {
+		t.Fatalf("after the takeover: %+v, want attempts 1, B's lease, cursor 0", s)
+	}
+
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if r, err := x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{pid}, Token: "B"}); err != nil || r.Released != 1 {
+		t.Fatalf("ReleaseLeases(B): %+v, %v", r, err)
+	}
+	if got := x.claim("C", time.Hour, 1, "q"); len(got) != 1 || got[0].Attempts != 1 {
+		t.Fatalf("claim of a released partition: %+v, want attempts still 1", got)
+	}
+}
+
+// testReleaseNeedsToken: ReleaseLeases drops only the leases its token
+// holds.
+func testReleaseNeedsToken(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	ids := x.ready("q", 2)
+	x.claim("A", time.Hour, 1, "q")
+	x.claim("B", time.Hour, 1, "q")
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: "C"})
+	if err != nil || r.Released != 0 {
+		t.Fatalf("ReleaseLeases with a token holding nothing: %+v, %v; want 0 released", r, err)
+	}
+	r, err = x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: "A"})
+	if err != nil || r.Released != 1 {
+		t.Fatalf("ReleaseLeases(A): %+v, %v; want 1 released", r, err)
+	}
+	tokens := map[string]bool{}
+	for i := range ids {
+		s := x.state("q", i)
+		tokens[s.LeaseToken] = true
+		if (s.LeaseToken == "") != s.LeaseUntil.IsZero() {
+			t.Fatalf("partition %d: token %q but lease until %v", i, s.LeaseToken, s.LeaseUntil)
+		}
+	}
+	if !tokens[""] || !tokens["B"] || tokens["A"] {
+		t.Fatalf("leases after releasing A's: %v, want B's and a free one", tokens)
+	}
+}
+
+// testLockPartitionSkipsHeld: a processor row locked by one transaction is
+// skipped, without waiting, by LockPartition in another and by claims,
+// even once its lease has expired, until that transaction ends.
+func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "the transaction holding the row is the only writer")
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", 50*time.Millisecond, 1, "q")
+	lease := x.state("q", 0).LeaseUntil
+
+	holder, err := x.db.BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback() }()
+	got, err := x.d.LockPartition(x.ctx, holder, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
+	if err != nil || len(got.Partitions) != 1 {
+		t.Fatalf("LockPartition(A): %+v, %v; want the partition", got, err)
+	}
+
+	other := x.open()
+	err = x.inTx(other, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.LockPartition(ctx, tx, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
+		if err != nil {
+			return fmt.Errorf("%w (it must skip a held row, not wait on it)", err)
+		}
+		if len(r.Partitions) != 0 {
+			return fmt.Errorf("returned %+v while another transaction holds the row", r.Partitions)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("second LockPartition: %v", err)
+	}
+
+	x.awaitDBTime("q", lease)
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ClaimLease(ctx, other, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "B", Lease: time.Hour})
+	if err != nil || len(r.Partitions) != 0 {
+		t.Fatalf("ClaimLease of an expired lease whose row a transaction holds: %+v, %v; want none, at once", r, err)
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.claim("B", time.Hour, 1, "q"); len(got) != 1 {
+		t.Fatalf("claim after the holder ended: %+v, want the partition", got)
+	}
+}
+
+// testVacuumBehindCursor: Vacuum deletes exactly the rows at or below
+// their partition's cursor, in batches of at most Limit, and nothing above
+// it, unsequenced, or in a partition whose cursor has not moved.
+func testVacuumBehindCursor(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 2)
+	x.insert(x.db, "q", 0, "1", "2", "3", "4", "5", "6")
+	x.insert(x.db, "q", 1, "1", "2")
+	x.mustSequence(pids[0], 100)
+	x.mustSequence(pids[1], 100)
+	x.insert(x.db, "q", 0, "unsequenced")
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pids[0], ProcessedSeq: 3}) {
+		t.Fatal("unfenced UpdateProcessor did not update")
+	}
+	deleted := 0
+	for {
+		ctx, cancel := x.bounded()
+		r, err := x.d.Vacuum(ctx, x.db, &dialect.VacuumParams{Limit: 2})
+		cancel()
+		if err != nil {
+			t.Fatalf("Vacuum: %v", err)
+		}
+		if r.Deleted > 2 {
+			t.Fatalf("Vacuum with Limit 2 deleted %d rows", r.Deleted)
+		}
+		if r.Deleted == 0 {
+			break
+		}
+		deleted += r.Deleted
+		if deleted > 9 {
+			t.Fatalf("Vacuum keeps deleting: %d rows so far", deleted)
+		}
+	}
+	msgs := x.read(pids[0], 0, 10)
+	seqs := make([]int64, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+	}
+	if fmt.Sprint(seqs) != "[4 5 6]" || deleted != 3 {
+		t.Fatalf("after vacuum with cursor 3: seqs %v remain (%d deleted), want [4 5 6] (3 deleted)", seqs, deleted)
+	}
+	if n := len(x.read(pids[1], 0, 10)); n != 2 {
+		t.Fatalf("vacuum deleted %d rows of a partition whose cursor is 0", 2-n)
+	}
+	if s := x.stats(); s.Messages != 6 || s.Unsequenced != 1 {
+		t.Fatalf("after vacuum: %+v, want 6 messages, 1 unsequenced", s)
+	}
+}
+
+// testDatabaseClock: leases and backoff are stated in database time: the
+// lease ends at the database's now()+Lease and the next attempt at its
+// now()+RetryAfter, as PartitionState reads them beside the database's now.
+// (Client and server share a clock here, so this proves the arithmetic is
+// done in the database's time, not that the client's clock is never read;
+// the expiry cases wait on the database's clock, never the client's.)
+func testDatabaseClock(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	const lease, retry, slack = time.Hour, 40 * time.Minute, 30 * time.Second
+	x.claim("A", lease, 1, "q")
+	s := x.state("q", 0)
+	if d := s.LeaseUntil.Sub(s.Now); d > lease || d < lease-slack {
+		t.Fatalf("lease_until - database now = %v, want %v (lease_until %v, now %v)", d, lease, s.LeaseUntil, s.Now)
+	}
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", Attempts: 1, RetryAfter: retry}) {
+		t.Fatal("UpdateProcessor with the lease's token was fenced off")
+	}
+	s = x.state("q", 0)
+	if d := s.NextAttemptAt.Sub(s.Now); d > retry || d < retry-slack {
+		t.Fatalf("next_attempt_at - database now = %v, want %v", d, retry)
+	}
+	if got := x.claim("B", time.Hour, 1, "q"); len(got) != 0 {
+		t.Fatalf("claimed during backoff: %+v", got)
+	}
+}
+
+// testInsertAllOrNothing: a call with a row whose partition does not exist
+// returns ErrQueueNotFound and leaves none of its rows, inside a
+// transaction that goes on and outside one.
+func testInsertAllOrNothing(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	x.declare("q", 2)
+	rows := []dialect.InsertRow{
+		{Queue: "q", Partition: 0, Payload: []byte("a"), PayloadType: "t"},
+		{Queue: "q", Partition: 1, Payload: []byte("b"), PayloadType: "t"},
+		{Queue: "q", Partition: 2, Payload: []byte("no such partition"), PayloadType: "t"},
+		{Queue: "q", Partition: 0, Payload: []byte("c"), PayloadType: "t"},
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if _, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages with a missing partition: %v, want ErrQueueNotFound", err)
+	}
+	if s := x.stats(); s.Messages != 0 {
+		t.Fatalf("%d messages after a failed insert, want 0", s.Messages)
+	}
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	x.insert(tx, "q", 1, "kept")
+	if _, err := x.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages in a transaction with a missing partition: %v, want ErrQueueNotFound", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("the application's transaction cannot commit after a failed insert: %v", err)
+	}
+	if s := x.stats(); s.Messages != 1 {
+		t.Fatalf("%d messages after the transaction, want only its earlier row", s.Messages)
+	}
+}
+
+// testReadInSeqOrder: ReadMessages returns seq > AfterSeq in seq order, at
+// most Limit, with payload, type and headers as inserted.
+func testReadInSeqOrder(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	ctx, cancel := x.bounded()
+	defer cancel()
+	_, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{
+		{Queue: "q", Partition: 0, Payload: []byte("first"), PayloadType: "a/b", Headers: []byte(`{"k":"v"}`)},
+		{Queue: "q", Partition: 0, Payload: []byte{0, 255}, PayloadType: "bin"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.insert(x.db, "q", 0, "3", "4", "5")
+	x.mustSequence(pid, 100)
+	msgs := x.read(pid, 0, 2)
+	if len(msgs) != 2 || msgs[0].Seq != 1 || string(msgs[0].Payload) != "first" || msgs[0].PayloadType != "a/b" ||
+		string(msgs[0].Headers) != `{"k":"v"}` || msgs[1].Seq != 2 || string(msgs[1].Payload) != "\x00\xff" || msgs[1].Headers != nil {
+		t.Fatalf("ReadMessages(after 0, limit 2): %+v", msgs)
+	}
+	if c := msgs[0].CreatedAt; c.IsZero() {
+		t.Fatal("created_at is zero")
+	}
+	msgs = x.read(pid, 2, 10)
+	if len(msgs) != 3 || msgs[0].Seq != 3 || msgs[2].Seq != 5 || string(msgs[2].Payload) != "5" {
+		t.Fatalf("ReadMessages(after 2): %+v, want seqs 3..5", msgs)
+	}
+}
