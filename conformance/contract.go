@@ -63,6 +63,10 @@ func RunDialect(t *testing.T, b Backend) {
 // would wait on another transaction's lock fails by it instead of hanging.
 const contractTimeout = 10 * time.Second
 
+// noWait bounds a call that must not wait on another transaction: one
+// that does fails by it.
+const noWait = 3 * time.Second
+
 // dialectEnv is one contract case's database and dialect.
 type dialectEnv struct {
 	t    testing.TB
@@ -90,10 +94,15 @@ func (x *dialectEnv) bounded() (context.Context, context.CancelFunc) {
 
 // inTx runs fn in a pipeline transaction on db (x.db when nil) and commits.
 func (x *dialectEnv) inTx(db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return x.inTxWithin(db, contractTimeout, fn)
+}
+
+// inTxWithin is inTx bounded by d.
+func (x *dialectEnv) inTxWithin(db *sql.DB, d time.Duration, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	if db == nil {
 		db = x.db
 	}
-	ctx, cancel := x.bounded()
+	ctx, cancel := context.WithTimeout(x.ctx, d)
 	defer cancel()
 	tx, err := db.BeginTx(ctx, x.d.TxOptions())
 	if err != nil {
@@ -139,8 +148,13 @@ func (x *dialectEnv) insert(q dialect.DBTX, queue string, partition int, payload
 
 // sequence runs one SequencePartition step in its own transaction.
 func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+	return x.sequenceWithin(db, contractTimeout, pid, limit)
+}
+
+// sequenceWithin is sequence bounded by d.
+func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
 	var r *dialect.SequencePartitionResult
-	err := x.inTx(db, func(ctx context.Context, tx *sql.Tx) error {
+	err := x.inTxWithin(db, d, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		r, err = x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
 		return err
@@ -307,16 +321,15 @@ func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
 	x.insert(producer, "q", 1, "other") // a neighbouring partition
 	x.insert(x.db, "q", 0, "early")     // higher id, committed now
 
-	// The sequencer's context ends after contractTimeout: a sequencer that
-	// waits on the producer's rows fails here instead of hanging.
-	r, err := x.sequence(nil, pids[0], 100)
+	// A sequencer that waits on the producer's rows fails by noWait.
+	r, err := x.sequenceWithin(nil, noWait, pids[0], 100)
 	if err != nil {
 		t.Fatalf("SequencePartition beside an open producer: %v (it must not wait on uncommitted rows)", err)
 	}
 	if !r.Locked || r.Assigned != 1 || r.LastSeq != 1 {
 		t.Fatalf("SequencePartition beside an open producer: %+v, want the committed row only (seq 1)", *r)
 	}
-	if r, err := x.sequence(nil, pids[1], 100); err != nil || r.Assigned != 0 {
+	if r, err := x.sequenceWithin(nil, noWait, pids[1], 100); err != nil || r.Assigned != 0 {
 		t.Fatalf("SequencePartition of a partition with only uncommitted rows: %+v, %v", r, err)
 	}
 	if err := producer.Commit(); err != nil {
@@ -573,7 +586,7 @@ func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
 	}
 
 	other := x.open()
-	err = x.inTx(other, func(ctx context.Context, tx *sql.Tx) error {
+	err = x.inTxWithin(other, noWait, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := x.d.LockPartition(ctx, tx, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
 		if err != nil {
 			return fmt.Errorf("%w (it must skip a held row, not wait on it)", err)
@@ -588,7 +601,7 @@ func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
 	}
 
 	x.awaitDBTime("q", lease)
-	ctx, cancel := x.bounded()
+	ctx, cancel := context.WithTimeout(x.ctx, noWait)
 	defer cancel()
 	r, err := x.d.ClaimLease(ctx, other, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "B", Lease: time.Hour})
 	if err != nil || len(r.Partitions) != 0 {

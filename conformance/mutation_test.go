@@ -1,0 +1,361 @@
+package conformance
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/mysql"
+	"github.com/modkit-go/db/dialect/postgres"
+	"github.com/modkit-go/db/dialect/sqlite"
+	"github.com/modkit-go/db/internal/testdb"
+)
+
+// TestMutants runs the contract cases against deliberately broken wrappers
+// of each built-in dialect: every mutant must make the case that guards its
+// invariant fail, and the unbroken dialect must pass them all. A contract a
+// broken dialect passes would prove nothing.
+func TestMutants(t *testing.T) {
+	backends := []struct {
+		env string
+		b   Backend
+	}{
+		{"", Backend{Name: "sqlite", Dialect: sqlite.New(), NewDatabase: testdb.SQLite, SingleWriter: true}},
+		{testdb.PostgresEnv, Backend{Name: "postgres", Dialect: postgres.New(), NewDatabase: testdb.Postgres}},
+		{testdb.MySQLEnv, Backend{Name: "mysql", Dialect: mysql.New(), NewDatabase: testdb.MySQL}},
+	}
+	for _, be := range backends {
+		t.Run(be.b.Name, func(t *testing.T) {
+			if be.env != "" {
+				testdb.DSN(t, be.env)
+			}
+			t.Parallel()
+			b := be.b
+			b.init(t)
+			t.Run("unbroken", func(t *testing.T) {
+				t.Parallel()
+				for _, r := range runRecorded(t, &b) {
+					if r.failed {
+						t.Errorf("%s failed against the unbroken dialect: %s", r.name, strings.Join(r.msgs, "; "))
+					}
+				}
+			})
+			for _, m := range mutants {
+				t.Run(m.name, func(t *testing.T) {
+					if m.needsConcurrentWriters && b.SingleWriter {
+						t.Skip("needs two writers at once: a single-writer backend has no lock to skip")
+					}
+					t.Parallel()
+					mb := b
+					mb.Dialect = m.wrap(b.Dialect, b.BindType)
+					var failed []string
+					for _, r := range runRecorded(t, &mb) {
+						if r.failed {
+							failed = append(failed, r.name)
+							t.Logf("%s fails: %s", r.name, firstLine(r.msgs))
+						}
+					}
+					if !slices.Contains(failed, m.caught) {
+						t.Errorf("mutant %q (%s) did not fail %s; failed: %v", m.name, m.what, m.caught, failed)
+					}
+				})
+			}
+		})
+	}
+}
+
+func firstLine(msgs []string) string {
+	if len(msgs) == 0 {
+		return "(no message)"
+	}
+	return msgs[0]
+}
+
+// caseResult is what a contract case reported through a recorder.
+type caseResult struct {
+	name   string
+	failed bool
+	msgs   []string
+}
+
+// runRecorded runs every contract case against b, each with a recorder in
+// its own goroutine, all at once, and returns what each reported.
+func runRecorded(t *testing.T, b *Backend) []caseResult {
+	t.Helper()
+	res := make([]caseResult, len(contractCases))
+	var wg sync.WaitGroup
+	for i, c := range contractCases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := &recordingT{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c.fn(rec, b)
+			}()
+			<-done
+			rec.mu.Lock()
+			res[i] = caseResult{name: c.name, failed: rec.failed, msgs: rec.msgs}
+			rec.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// recordingT records failures instead of reporting them. Fatal and Skip end
+// the case's goroutine as they would a test's; everything else (Cleanup,
+// TempDir, Context, Log) goes to the enclosing test.
+type recordingT struct {
+	testing.TB
+	mu      sync.Mutex
+	failed  bool
+	skipped bool
+	msgs    []string
+}
+
+func (r *recordingT) record(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = true
+	r.msgs = append(r.msgs, msg)
+}
+
+func (r *recordingT) Helper()                   {}
+func (r *recordingT) Fail()                     { r.record("Fail") }
+func (r *recordingT) Error(args ...any)         { r.record(fmt.Sprint(args...)) }
+func (r *recordingT) Errorf(f string, a ...any) { r.record(fmt.Sprintf(f, a...)) }
+func (r *recordingT) FailNow()                  { r.record("FailNow"); runtime.Goexit() }
+func (r *recordingT) Fatal(args ...any)         { r.record(fmt.Sprint(args...)); runtime.Goexit() }
+func (r *recordingT) Fatalf(f string, a ...any) { r.record(fmt.Sprintf(f, a...)); runtime.Goexit() }
+func (r *recordingT) SkipNow()                  { r.skip(); runtime.Goexit() }
+func (r *recordingT) Skip(...any)               { r.skip(); runtime.Goexit() }
+func (r *recordingT) Skipf(string, ...any)      { r.skip(); runtime.Goexit() }
+
+func (r *recordingT) skip() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.skipped = true
+}
+
+func (r *recordingT) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+func (r *recordingT) Skipped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.skipped
+}
+
+// mutant is a dialect broken in one method.
+type mutant struct {
+	name, what string
+	// caught is the contract case that must fail.
+	caught string
+	// needsConcurrentWriters: the breakage only shows with two writing
+	// transactions at once.
+	needsConcurrentWriters bool
+	wrap                   func(d dialect.Dialect, bind int) dialect.Dialect
+}
+
+var mutants = []mutant{
+	{
+		name: "ClaimIgnoresLeases", what: "claims as if every live lease had expired", caught: "ClaimExclusive",
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &claimIgnoresLeases{mutated{d, bind}} },
+	},
+	{
+		name: "UpdateIgnoresToken", what: "updates the cursor whoever holds the lease", caught: "UpdateFenced",
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &updateIgnoresToken{mutated{d, bind}} },
+	},
+	{
+		name: "VacuumPastCursor", what: "deletes through processed_seq+1", caught: "VacuumBehindCursor",
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &vacuumPastCursor{mutated{d, bind}} },
+	},
+	{
+		name: "SequenceWithoutLock", what: "reads last_seq without locking the partition", caught: "SequenceConcurrent",
+		needsConcurrentWriters: true,
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect {
+			return &sequenceWithoutLock{mutated: mutated{d, bind}}
+		},
+	},
+	{
+		name: "TakeoverNotCounted", what: "treats an expired lease like a released one", caught: "TakeoverCountsOneAttempt",
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &takeoverNotCounted{mutated{d, bind}} },
+	},
+}
+
+// mutated embeds the real dialect; each mutant overrides one method, with
+// SQL of its own where it needs some ("?" placeholders, rebound).
+type mutated struct {
+	dialect.Dialect
+	bind int
+}
+
+func (m mutated) q(query string) string {
+	return sqlx.Rebind(m.bind, strings.ReplaceAll(query, "{p}", m.Prefix()))
+}
+
+type claimIgnoresLeases struct{ mutated }
+
+func (m *claimIgnoresLeases) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	if _, err := db.ExecContext(ctx, m.q(`UPDATE {p}processors SET lease_until = NULL WHERE lease_token IS NOT NULL`)); err != nil {
+		return nil, err
+	}
+	return m.Dialect.ClaimLease(ctx, db, p)
+}
+
+type updateIgnoresToken struct{ mutated }
+
+func (m *updateIgnoresToken) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+	unfenced := *p
+	unfenced.Token = ""
+	return m.Dialect.UpdateProcessor(ctx, q, &unfenced)
+}
+
+type vacuumPastCursor struct{ mutated }
+
+func (m *vacuumPastCursor) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
+	rows, err := q.QueryContext(ctx, m.q(`SELECT m.id FROM {p}messages m JOIN {p}processors pr ON pr.partition_id = m.partition_id
+		WHERE m.seq <= pr.processed_seq + 1 ORDER BY m.id LIMIT ?`), p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if _, err := q.ExecContext(ctx, m.q(`DELETE FROM {p}messages WHERE id = ?`), id); err != nil {
+			return nil, err
+		}
+	}
+	return &dialect.VacuumResult{Deleted: len(ids)}, rows.Err()
+}
+
+// sequenceWithoutLock reads the counter and the unsequenced rows without
+// locking the partition row, then adds what it assigned to the counter. A
+// rendezvous holds a caller briefly after its read until another caller
+// has read too: the race the partition lock exists to exclude, made
+// certain instead of likely.
+type sequenceWithoutLock struct {
+	mutated
+	meet rendezvous
+}
+
+func (m *sequenceWithoutLock) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
+	var last int64
+	if err := tx.QueryRowContext(ctx, m.q(`SELECT last_seq FROM {p}partitions WHERE id = ?`), p.PartitionID).Scan(&last); err != nil {
+		return nil, err
+	}
+	m.meet.meet(ctx, 250*time.Millisecond)
+	rows, err := tx.QueryContext(ctx, m.q(`SELECT id FROM {p}messages WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?`), p.PartitionID, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		if _, err := tx.ExecContext(ctx, m.q(`UPDATE {p}messages SET seq = ? WHERE id = ?`), last+int64(i)+1, id); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, m.q(`UPDATE {p}partitions SET last_seq = last_seq + ? WHERE id = ?`), len(ids), p.PartitionID); err != nil {
+		return nil, err
+	}
+	if err := tx.QueryRowContext(ctx, m.q(`SELECT last_seq FROM {p}partitions WHERE id = ?`), p.PartitionID).Scan(&last); err != nil {
+		return nil, err
+	}
+	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: last}, nil
+}
+
+// rendezvous lets a caller wait a little for the next one.
+type rendezvous struct {
+	mu      sync.Mutex
+	waiting chan struct{}
+}
+
+// meet releases a caller that is waiting, or else waits up to d (or until
+// ctx ends) for the next caller.
+func (r *rendezvous) meet(ctx context.Context, d time.Duration) {
+	r.mu.Lock()
+	if r.waiting != nil {
+		close(r.waiting)
+		r.waiting = nil
+		r.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	r.waiting = ch
+	r.mu.Unlock()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	if r.waiting == ch {
+		r.waiting = nil
+	}
+	r.mu.Unlock()
+}
+
+// takeoverNotCounted clears the token of every expired lease of the queues
+// before the real claim (by the database's clock, as PartitionState reads
+// it), so the claim sees a released partition where it should see a
+// takeover.
+type takeoverNotCounted struct{ mutated }
+
+func (m *takeoverNotCounted) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	for _, queue := range p.Queues {
+		lq, err := m.LookupQueue(ctx, db, &dialect.LookupQueueParams{Queue: queue})
+		if err != nil {
+			continue // not declared: nothing to clear
+		}
+		for i := range lq.PartitionIDs {
+			s, err := m.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: queue, Partition: i})
+			if err != nil {
+				return nil, err
+			}
+			if s.LeaseToken != "" && s.LeaseUntil.Before(s.Now) {
+				if _, err := db.ExecContext(ctx, m.q(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL
+					WHERE partition_id = ? AND lease_token = ?`), s.PartitionID, s.LeaseToken); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return m.Dialect.ClaimLease(ctx, db, p)
+}
