@@ -24,7 +24,10 @@ type contractCase struct {
 // contractCases check the invariants of dialect/doc.go one by one, by
 // calling the dialect's methods directly.
 var contractCases = []contractCase{
+	{"DeclareQueue", testContractDeclareQueue},
+	{"InsertManyInOrder", testInsertManyInOrder},
 	{"SequenceGapFree", testSequenceGapFree},
+	{"SequenceSkipsLockedPartition", testSequenceSkipsLockedPartition},
 	{"SequenceSkipsUncommitted", testSequenceSkipsUncommitted},
 	{"SequenceConcurrent", testSequenceConcurrent},
 	{"ClaimExclusive", testClaimExclusive},
@@ -32,11 +35,14 @@ var contractCases = []contractCase{
 	{"UpdateFenced", testUpdateFenced},
 	{"TakeoverCountsOneAttempt", testTakeoverCountsOneAttempt},
 	{"ReleaseNeedsToken", testReleaseNeedsToken},
+	{"BackoffDelaysClaim", testBackoffDelaysClaim},
 	{"LockPartitionSkipsHeld", testLockPartitionSkipsHeld},
 	{"VacuumBehindCursor", testVacuumBehindCursor},
 	{"DatabaseClock", testDatabaseClock},
 	{"InsertAllOrNothing", testInsertAllOrNothing},
 	{"ReadInSeqOrder", testReadInSeqOrder},
+	{"DeadLetters", testDeadLetters},
+	{"Savepoint", testSavepoint},
 }
 
 // RunDialect runs the per-method contract cases against b as parallel
@@ -486,8 +492,10 @@ func testUpdateFenced(t testing.TB, b *Backend) {
 		after.LeaseToken != "A" || !after.LeaseUntil.Equal(before.LeaseUntil) {
 		t.Fatalf("a fenced-off update changed the row: %+v, was %+v", after, before)
 	}
-	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
-		t.Fatal("UpdateProcessor with the lease's token was fenced off")
+	for i := range 2 { // the second changes no value it sets: still an update
+		if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
+			t.Fatalf("UpdateProcessor %d with the lease's token was fenced off", i+1)
+		}
 	}
 	if s := x.state("q", 0); s.ProcessedSeq != 1 || s.LeaseToken != "A" || s.LeaseUntil.IsZero() {
 		t.Fatalf("after a renewing update: %+v, want cursor 1 and A's lease kept", s)
@@ -580,6 +588,10 @@ func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
 		t.Fatal(err)
 	}
 	defer func() { _ = holder.Rollback() }()
+	stale, err := x.d.LockPartition(x.ctx, holder, &dialect.LockPartitionParams{PartitionID: pid, Token: "B"})
+	if err != nil || len(stale.Partitions) != 0 {
+		t.Fatalf("LockPartition with a token that holds no lease: %+v, %v; want none", stale, err)
+	}
 	got, err := x.d.LockPartition(x.ctx, holder, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
 	if err != nil || len(got.Partitions) != 1 {
 		t.Fatalf("LockPartition(A): %+v, %v; want the partition", got, err)
@@ -598,6 +610,13 @@ func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
 	})
 	if err != nil {
 		t.Fatalf("second LockPartition: %v", err)
+	}
+
+	// The sequencer locks the partition row, not the processor row: a
+	// held partition still gets its new messages sequenced.
+	x.insert(x.db, "q", 0, "more")
+	if r, err := x.sequenceWithin(other, noWait, pid, 10); err != nil || !r.Locked || r.Assigned != 1 {
+		t.Fatalf("sequencing a partition whose processor row is held: %+v, %v; want it sequenced at once", r, err)
 	}
 
 	x.awaitDBTime("q", lease)
@@ -755,5 +774,272 @@ func testReadInSeqOrder(t testing.TB, b *Backend) {
 	msgs = x.read(pid, 2, 10)
 	if len(msgs) != 3 || msgs[0].Seq != 3 || msgs[2].Seq != 5 || string(msgs[2].Payload) != "5" {
 		t.Fatalf("ReadMessages(after 2): %+v, want seqs 3..5", msgs)
+	}
+}
+
+// testContractDeclareQueue: declaring is idempotent and agrees under concurrent
+// first declarations; another partition count writes nothing and reports
+// the stored one; LookupQueue knows declared queues only, by exact name.
+func testContractDeclareQueue(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	const callers = 4
+	res := make([][]int64, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		db := x.db
+		if !b.SingleWriter {
+			db = x.open()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := x.inTx(db, func(ctx context.Context, tx *sql.Tx) error {
+				r, err := x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "orders.v1", Partitions: 8})
+				if err == nil {
+					res[c] = r.PartitionIDs
+				}
+				return err
+			})
+			if err != nil {
+				t.Errorf("concurrent DeclareQueue %d: %v", c, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for c, ids := range res {
+		if len(ids) != 8 || fmt.Sprint(ids) != fmt.Sprint(res[0]) {
+			t.Fatalf("concurrent declarations disagree: %v and %v", ids, res[0])
+		}
+		if c == 0 && len(slicesCompact(ids)) != 8 {
+			t.Fatalf("partition ids %v are not distinct", ids)
+		}
+	}
+	if again := x.declare("orders.v1", 8); fmt.Sprint(again) != fmt.Sprint(res[0]) {
+		t.Fatalf("redeclare: %v, want %v", again, res[0])
+	}
+	var other *dialect.DeclareQueueResult
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		other, err = x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "orders.v1", Partitions: 3})
+		return err
+	})
+	if err != nil || other.Partitions != 8 || other.PartitionIDs != nil {
+		t.Fatalf("DeclareQueue with another count: %+v, %v; want the stored count 8 and no ids", other, err)
+	}
+	if s := x.stats(); s.Queues != 1 || s.Partitions != 8 {
+		t.Fatalf("after declarations: %+v, want 1 queue of 8 partitions", s)
+	}
+	lq, err := x.d.LookupQueue(x.ctx, x.db, &dialect.LookupQueueParams{Queue: "orders.v1"})
+	if err != nil || fmt.Sprint(lq.PartitionIDs) != fmt.Sprint(res[0]) {
+		t.Fatalf("LookupQueue: %+v, %v; want %v", lq, err, res[0])
+	}
+	for _, name := range []string{"nope", "ORDERS.v1"} {
+		if _, err := x.d.LookupQueue(x.ctx, x.db, &dialect.LookupQueueParams{Queue: name}); !errors.Is(err, dialect.ErrQueueNotFound) {
+			t.Fatalf("LookupQueue(%q): %v, want ErrQueueNotFound", name, err)
+		}
+	}
+}
+
+// slicesCompact returns the distinct values of ids.
+func slicesCompact(ids []int64) map[int64]bool {
+	m := map[int64]bool{}
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
+// testInsertManyInOrder: one call with more rows than any statement
+// chunk keeps slice order in ids, keeps payload bytes and headers as they
+// were, and only the partition it wrote to is pending.
+func testInsertManyInOrder(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 3)
+	const n = 2500
+	rows := make([]dialect.InsertRow, n)
+	for i := range rows {
+		rows[i] = dialect.InsertRow{Queue: "q", Partition: 2, Payload: []byte{byte(i), byte(i >> 8), 0, '\'', '\\'}, PayloadType: "t.v1"}
+	}
+	rows[0].Headers = []byte(`{"k":"v é"}`)
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if r, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); err != nil || r.Inserted != n {
+		t.Fatalf("InsertMessages(%d rows): %+v, %v", n, r, err)
+	}
+	pend, err := x.d.PendingPartitions(ctx, x.db, &dialect.PendingPartitionsParams{Limit: 10})
+	if err != nil || fmt.Sprint(pend.PartitionIDs) != fmt.Sprint([]int64{pids[2]}) {
+		t.Fatalf("PendingPartitions: %+v, %v; want [%d]", pend, err, pids[2])
+	}
+	for _, want := range []int64{1000, 2000, 2500} {
+		if r := x.mustSequence(pids[2], 1000); r.LastSeq != want {
+			t.Fatalf("sequencing in steps of 1000: %+v, want last seq %d", *r, want)
+		}
+	}
+	msgs := x.read(pids[2], 0, n+1)
+	if len(msgs) != n {
+		t.Fatalf("%d messages read, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) || m.Payload[0] != byte(i) || m.Payload[1] != byte(i>>8) || string(m.Payload[2:]) != "\x00'\\" ||
+			(i > 0 && m.ID <= msgs[i-1].ID) {
+			t.Fatalf("message %d: %+v; want seq %d, payload bytes as inserted, ids in slice order", i, m, i+1)
+		}
+	}
+	if string(msgs[0].Headers) != `{"k":"v é"}` || msgs[1].Headers != nil || msgs[0].PayloadType != "t.v1" {
+		t.Fatalf("headers or type: %+v", msgs[:2])
+	}
+	pend, err = x.d.PendingPartitions(ctx, x.db, &dialect.PendingPartitionsParams{Limit: 10})
+	if err != nil || len(pend.PartitionIDs) != 0 {
+		t.Fatalf("PendingPartitions after sequencing: %+v, %v", pend, err)
+	}
+}
+
+// testSequenceSkipsLockedPartition: while one sequencer holds a partition,
+// another reports it locked (Locked false, nothing assigned) at once.
+func testSequenceSkipsLockedPartition(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "the first sequencer's transaction is the only writer")
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	x.insert(x.db, "q", 0, "a", "b")
+	first, err := x.db.BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Rollback() }()
+	r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 1})
+	if err != nil || !r.Locked || r.Assigned != 1 {
+		t.Fatalf("first sequencer: %+v, %v", r, err)
+	}
+	r, err = x.sequenceWithin(x.open(), noWait, pid, 10)
+	if err != nil || r.Locked || r.Assigned != 0 {
+		t.Fatalf("second sequencer while the first holds the partition: %+v, %v; want Locked false at once", r, err)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := x.mustSequence(pid, 10); !r.Locked || r.Assigned != 1 || r.LastSeq != 2 {
+		t.Fatalf("after the first committed: %+v", *r)
+	}
+	x.checkSeqs("q", 0, pid, 2)
+}
+
+// testBackoffDelaysClaim: a failed attempt's RetryAfter keeps the partition
+// from claims until the database's clock passes next_attempt_at; attempts
+// and the error are stored as given.
+func testBackoffDelaysClaim(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", time.Hour, 1, "q")
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Token: "A", Attempts: 2, LastError: "boom", RetryAfter: 50 * time.Millisecond}) {
+		t.Fatal("UpdateProcessor with the lease's token was fenced off")
+	}
+	s := x.state("q", 0)
+	if s.Attempts != 2 || s.LastError != "boom" || s.LeaseToken != "" || !s.NextAttemptAt.After(s.Now) {
+		t.Fatalf("after a failed attempt: %+v, want attempts 2, error boom, no lease, next attempt ahead", s)
+	}
+	if got := x.claim("B", time.Hour, 1, "q"); len(got) != 0 && x.state("q", 0).Now.Before(s.NextAttemptAt) {
+		t.Fatalf("claimed during backoff: %+v", got)
+	}
+	x.awaitDBTime("q", s.NextAttemptAt)
+	got := x.claim("C", time.Hour, 1, "q")
+	if len(got) == 0 {
+		got = x.claim("B", time.Hour, 1, "q") // B's claim above may have won after the backoff ended
+	}
+	if len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("claim after the backoff: %+v, want the partition with attempts 2", got)
+	}
+	if !x.update(dialect.UpdateProcessorParams{PartitionID: pid, Attempts: 0}) {
+		t.Fatal("unfenced UpdateProcessor (empty token) did not update")
+	}
+	if s := x.state("q", 0); s.Attempts != 0 || s.LastError != "" {
+		t.Fatalf("after an unfenced update: %+v, want attempts 0, no error", s)
+	}
+}
+
+// testDeadLetters: InsertDeadLetters copies the named messages, in the
+// caller's transaction; ListDeadLetters lists them newest first, filtered
+// by queue and status, at most Limit.
+func testDeadLetters(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 3)[2]
+	x.insert(x.db, "q", 2, "1", "2", "3", "4")
+	x.mustSequence(pid, 10)
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.InsertDeadLetters(ctx, tx, &dialect.InsertDeadLettersParams{PartitionID: pid, Seqs: []int64{2, 3}, Reason: "bad", Attempts: 3})
+		if err == nil && r.Inserted != 2 {
+			err = fmt.Errorf("inserted %d, want 2", r.Inserted)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("InsertDeadLetters: %v", err)
+	}
+	list := func(p dialect.ListDeadLettersParams) []dialect.DeadLetter {
+		t.Helper()
+		r, err := x.d.ListDeadLetters(x.ctx, x.db, &p)
+		if err != nil {
+			t.Fatalf("ListDeadLetters(%+v): %v", p, err)
+		}
+		return r.DeadLetters
+	}
+	got := list(dialect.ListDeadLettersParams{Queue: "q", Limit: 10})
+	if len(got) != 2 || got[0].Seq != 3 || got[1].Seq != 2 {
+		t.Fatalf("dead letters %+v, want seqs 3 then 2 (newest first)", got)
+	}
+	d := got[0]
+	if d.Queue != "q" || d.Partition != 2 || string(d.Payload) != "3" || d.PayloadType != "text/plain" || d.LastError != "bad" ||
+		d.Attempts != 3 || d.Status != "pending" || d.CreatedAt.IsZero() || d.FailedAt.IsZero() || d.FailedAt.Before(d.CreatedAt.Add(-time.Second)) {
+		t.Fatalf("dead letter %+v", d)
+	}
+	for _, p := range []dialect.ListDeadLettersParams{{Queue: "other", Limit: 10}, {Status: "resolved", Limit: 10}} {
+		if got := list(p); len(got) != 0 {
+			t.Fatalf("ListDeadLetters(%+v): %+v, want none", p, got)
+		}
+	}
+	if got := list(dialect.ListDeadLettersParams{Status: "pending", Limit: 1}); len(got) != 1 || got[0].Seq != 3 {
+		t.Fatalf("ListDeadLetters(pending, limit 1): %+v", got)
+	}
+	if s := x.stats(); s.DeadLetters != 2 || s.Messages != 4 {
+		t.Fatalf("stats %+v, want 2 dead letters beside 4 messages (copied, not moved)", s)
+	}
+}
+
+// testSavepoint: rolling back to a savepoint undoes only what followed
+// it, and the transaction goes on.
+func testSavepoint(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	x.declare("q", 1)
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		x.insert(tx, "q", 0, "kept")
+		for _, step := range []func() error{
+			func() error {
+				return x.d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: dialect.SavepointCreate})
+			},
+			func() error {
+				_, err := x.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{{Queue: "q", Payload: []byte("undone"), PayloadType: "t"}}})
+				return err
+			},
+			func() error {
+				return x.d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: dialect.SavepointRollback})
+			},
+			func() error {
+				return x.d.Savepoint(ctx, tx, &dialect.SavepointParams{Name: "sp_1", Op: dialect.SavepointRelease})
+			},
+		} {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		x.insert(tx, "q", 0, "after")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("transaction with a savepoint: %v", err)
+	}
+	if s := x.stats(); s.Messages != 2 {
+		t.Fatalf("%d messages after rolling back to the savepoint, want 2 (kept, after)", s.Messages)
 	}
 }
