@@ -313,40 +313,61 @@ func testSequenceGapFree(t testing.TB, b *Backend) {
 // testSequenceSkipsUncommitted: a producer's open transaction neither
 // blocks the sequencer nor is sequenced; rows committed after it are
 // sequenced now, and its row gets the next seq once it commits (commit
-// order, which is the order a cursor can rely on).
+// order, which is the order a cursor can rely on). Cursor updates, vacuum
+// and claims beside it do not wait on it either.
 func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
 	skipSingleWriter(t, b, "an open producer transaction excludes every other writer")
 	x := newDialectEnv(t, b)
-	pids := x.declare("q", 2)
+	pids := x.declare("q", 3)
 	producer, err := x.open().BeginTx(x.ctx, nil) // the application's own transaction
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = producer.Rollback() }()
-	x.insert(producer, "q", 0, "late")  // lower id, commits last
-	x.insert(producer, "q", 1, "other") // a neighbouring partition
-	x.insert(x.db, "q", 0, "early")     // higher id, committed now
+	x.insert(producer, "q", 0, "late") // lower ids, committed last
+	x.insert(producer, "q", 1, "late")
+	x.insert(producer, "q", 2, "late")
+	x.insert(x.db, "q", 0, "early") // higher ids, committed now
+	x.insert(x.db, "q", 1, "early")
+	x.insert(producer, "q", 1, "later")
 
-	// A sequencer that waits on the producer's rows fails by noWait.
-	r, err := x.sequenceWithin(nil, noWait, pids[0], 100)
-	if err != nil {
-		t.Fatalf("SequencePartition beside an open producer: %v (it must not wait on uncommitted rows)", err)
+	// Each call is bounded by noWait: one that waits on the producer's
+	// rows (or on locks next to them) fails instead of hanging.
+	for i, pid := range pids {
+		r, err := x.sequenceWithin(nil, noWait, pid, 100)
+		want := dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}
+		if i == 2 {
+			want = dialect.SequencePartitionResult{Locked: true}
+		}
+		if err != nil || *r != want {
+			t.Fatalf("SequencePartition(partition %d) beside an open producer: %+v, %v; want %+v, the committed row only", i, r, err, want)
+		}
 	}
-	if !r.Locked || r.Assigned != 1 || r.LastSeq != 1 {
-		t.Fatalf("SequencePartition beside an open producer: %+v, want the committed row only (seq 1)", *r)
+	ctx, cancel := context.WithTimeout(x.ctx, noWait)
+	defer cancel()
+	if u, err := x.d.UpdateProcessor(ctx, x.db, &dialect.UpdateProcessorParams{PartitionID: pids[0], ProcessedSeq: 1}); err != nil || !u.Updated {
+		t.Fatalf("UpdateProcessor beside an open producer: %+v, %v", u, err)
 	}
-	if r, err := x.sequenceWithin(nil, noWait, pids[1], 100); err != nil || r.Assigned != 0 {
-		t.Fatalf("SequencePartition of a partition with only uncommitted rows: %+v, %v", r, err)
+	if v, err := x.d.Vacuum(ctx, x.db, &dialect.VacuumParams{Limit: 100}); err != nil || v.Deleted != 1 {
+		t.Fatalf("Vacuum beside an open producer: %+v, %v; want 1 deleted at once", v, err)
 	}
+	c, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 10, Token: "A", Lease: time.Hour})
+	if err != nil || len(c.Partitions) != 1 || c.Partitions[0].PartitionID != pids[1] {
+		t.Fatalf("ClaimLease beside an open producer: %+v, %v; want partition 1 at once", c, err)
+	}
+
 	if err := producer.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if r := x.mustSequence(pids[0], 100); r.Assigned != 1 || r.LastSeq != 2 {
-		t.Fatalf("after the producer committed: %+v, want its row as seq 2", *r)
+	if r := x.mustSequence(pids[1], 100); r.Assigned != 2 || r.LastSeq != 3 {
+		t.Fatalf("after the producer committed: %+v, want its rows as seqs 2 and 3", *r)
 	}
-	msgs := x.read(pids[0], 0, 10)
-	if len(msgs) != 2 || string(msgs[0].Payload) != "early" || string(msgs[1].Payload) != "late" {
-		t.Fatalf("messages %+v, want early (seq 1) then late (seq 2)", msgs)
+	var got []string
+	for _, m := range x.read(pids[1], 0, 10) {
+		got = append(got, fmt.Sprintf("%d:%s", m.Seq, m.Payload))
+	}
+	if fmt.Sprint(got) != "[1:early 2:late 3:later]" {
+		t.Fatalf("partition 1 reads %v, want [1:early 2:late 3:later] (commit order, then id order)", got)
 	}
 }
 

@@ -34,14 +34,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestDialectContract checks each dialect method's invariant directly.
+// TestDialectContract checks each dialect method's invariant directly,
+// with times scanned by the driver (parseTime=true) and as text.
 func TestDialectContract(t *testing.T) {
 	testdb.DSN(t, testdb.MySQLEnv)
-	conformance.RunDialect(t, conformance.Backend{
-		Name:        "mysql",
-		Dialect:     mysql.New(),
-		NewDatabase: testdb.MySQL,
-	})
+	for name, open := range map[string]func(testing.TB) func() *sql.DB{
+		"parseTime": testdb.MySQL, "noParseTime": testdb.MySQLNoParseTime,
+	} {
+		t.Run(name, func(t *testing.T) {
+			conformance.RunDialect(t, conformance.Backend{Name: "mysql", Dialect: mysql.New(), NewDatabase: open})
+		})
+	}
 }
 
 // terminateSessions KILLs every other connection to db's database (each
