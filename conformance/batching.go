@@ -135,7 +135,7 @@ func testAcksOneLeaseLost(t *testing.T, b *Backend) {
 		want  bool
 	}{{ids[0], "both", true}, {ids[1], "stale", false}, {ids[2], "both", true}}
 	for _, a := range acks {
-		res, err := d.UpdateProcessor(e.ctx, tx, &dialect.UpdateProcessorParams{
+		res, err := d.UpdateCursor(e.ctx, tx, &dialect.UpdateCursorParams{
 			PartitionID: a.id, Token: a.token, ProcessedSeq: 1, DeleteThrough: 1,
 		})
 		if err != nil {

@@ -131,7 +131,7 @@ type env struct {
 func newEnv(t *testing.T, b *Backend) *env {
 	t.Helper()
 	e := newBareEnv(t, b)
-	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
+	if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); err != nil {
 		t.Fatalf("migrations: %v", err)
 	}
 	return e
@@ -215,7 +215,7 @@ func (e *env) count(query string, args ...any) int {
 }
 
 // table is a table name with the dialect's prefix.
-func (e *env) table(name string) string { return e.b.Dialect.Prefix() + name }
+func (e *env) table(name string) string { return schemaOf(e.b.Dialect).Prefix() + name }
 
 // begin starts an application transaction.
 func (e *env) begin(db *sql.DB) *sql.Tx {
@@ -401,4 +401,18 @@ func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq
 		return st.ProcessedSeq >= seq
 	})
 	return st
+}
+
+// schemaOf is d's schema (migrations.Up takes a dialect.Schema), or nil
+// when d does not own one; Up rejects nil with ErrInvalidDialect.
+func schemaOf(d dialect.Dialect) dialect.Schema {
+	s, _ := d.(dialect.Schema)
+	return s
+}
+
+// inspectorOf is d's dialect.Inspector, or nil. Wrappers of the backend's
+// dialect embed it so that the outbox's inspection methods keep working.
+func inspectorOf(d dialect.Dialect) dialect.Inspector {
+	in, _ := d.(dialect.Inspector)
+	return in
 }

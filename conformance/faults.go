@@ -369,14 +369,15 @@ var errInjected = errors.New("conformance: injected write failure")
 // while failAll is set every processor update fails.
 type faultyDialect struct {
 	dialect.Dialect
+	dialect.Inspector
 	failAll atomic.Bool
 }
 
-func (d *faultyDialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+func (d *faultyDialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	if d.failAll.Load() || strings.Contains(p.LastError, poisonMark) {
 		return nil, errInjected
 	}
-	return d.Dialect.UpdateProcessor(ctx, q, p)
+	return d.Dialect.UpdateCursor(ctx, q, p)
 }
 
 func (d *faultyDialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
@@ -397,7 +398,7 @@ func testUnrecordedResult(t *testing.T, b *Backend, transactional bool) {
 	e := newEnv(t, b)
 	e.createEffects()
 	const maxAttempts = 3
-	fd := &faultyDialect{Dialect: b.Dialect}
+	fd := &faultyDialect{Dialect: b.Dialect, Inspector: inspectorOf(b.Dialect)}
 	newOutbox := func(cfg outbox.Config) *outbox.Outbox {
 		ob, err := outbox.New(e.db, fd, fast(cfg))
 		if err != nil {

@@ -174,34 +174,41 @@ type mutant struct {
 var mutants = []mutant{
 	{
 		name: "ClaimIgnoresLeases", what: "claims as if every live lease had expired", caught: "ClaimExclusive",
-		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &claimIgnoresLeases{mutated{d, bind}} },
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &claimIgnoresLeases{mutate(d, bind)} },
 	},
 	{
 		name: "UpdateIgnoresToken", what: "updates the cursor whoever holds the lease", caught: "UpdateFenced",
-		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &updateIgnoresToken{mutated{d, bind}} },
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &updateIgnoresToken{mutate(d, bind)} },
 	},
 	{
 		name: "VacuumPastCursor", what: "deletes through processed_seq+1", caught: "VacuumBehindCursor",
-		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &vacuumPastCursor{mutated{d, bind}} },
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &vacuumPastCursor{mutate(d, bind)} },
 	},
 	{
 		name: "SequenceWithoutLock", what: "reads last_seq without locking the partition", caught: "SequenceConcurrent",
 		needsConcurrentWriters: true,
 		wrap: func(d dialect.Dialect, bind int) dialect.Dialect {
-			return &sequenceWithoutLock{mutated: mutated{d, bind}}
+			return &sequenceWithoutLock{mutated: mutate(d, bind)}
 		},
 	},
 	{
 		name: "TakeoverNotCounted", what: "treats an expired lease like a released one", caught: "TakeoverCountsOneAttempt",
-		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &takeoverNotCounted{mutated{d, bind}} },
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &takeoverNotCounted{mutate(d, bind)} },
 	},
 }
 
-// mutated embeds the real dialect; each mutant overrides one method, with
-// SQL of its own where it needs some ("?" placeholders, rebound).
+// mutated embeds the real dialect, its Inspector and its Schema; each
+// mutant overrides one method, with SQL of its own where it needs some
+// ("?" placeholders, rebound).
 type mutated struct {
 	dialect.Dialect
+	dialect.Inspector
+	dialect.Schema
 	bind int
+}
+
+func mutate(d dialect.Dialect, bind int) mutated {
+	return mutated{Dialect: d, Inspector: inspectorOf(d), Schema: schemaOf(d), bind: bind}
 }
 
 func (m mutated) q(query string) string {
@@ -219,10 +226,10 @@ func (m *claimIgnoresLeases) ClaimLease(ctx context.Context, db *sql.DB, p *dial
 
 type updateIgnoresToken struct{ mutated }
 
-func (m *updateIgnoresToken) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+func (m *updateIgnoresToken) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	unfenced := *p
 	unfenced.Token = ""
-	return m.Dialect.UpdateProcessor(ctx, q, &unfenced)
+	return m.Dialect.UpdateCursor(ctx, q, &unfenced)
 }
 
 type vacuumPastCursor struct{ mutated }
@@ -340,12 +347,12 @@ type takeoverNotCounted struct{ mutated }
 
 func (m *takeoverNotCounted) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	for _, queue := range p.Queues {
-		lq, err := m.LookupQueue(ctx, db, &dialect.LookupQueueParams{Queue: queue})
+		lq, err := m.Dialect.LookupQueue(ctx, db, &dialect.LookupQueueParams{Queue: queue})
 		if err != nil {
 			continue // not declared: nothing to clear
 		}
 		for i := range lq.PartitionIDs {
-			s, err := m.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: queue, Partition: i})
+			s, err := m.Inspector.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: queue, Partition: i})
 			if err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io/fs"
 	"time"
 )
@@ -63,19 +64,16 @@ type ListenParams struct {
 	Wake func(queue string)
 }
 
-// Dialect is what a database backend implements. See the package
-// documentation for the invariants each method must keep.
+// Dialect is the pipeline contract: what the outbox core needs from a
+// database to enqueue, sequence, claim, deliver, acknowledge and vacuum.
+// See the package documentation for the invariants each method must keep.
+//
+// A dialect usually also implements [Schema] (for migrations.Up) and
+// [Inspector] (for the outbox's inspection methods); the built-in ones
+// implement all three.
 type Dialect interface {
 	// Name is a short lowercase name such as "postgres".
 	Name() string
-	// Prefix is the table-name prefix this dialect was built with.
-	Prefix() string
-	// GooseDialect names the goose dialect used to record applied
-	// migrations (for example "postgres", "mysql", "sqlite3").
-	GooseDialect() string
-	// Migrations returns the schema as goose SQL files, already rewritten
-	// for Prefix.
-	Migrations() fs.FS
 	// TxOptions are the options of every pipeline transaction (sequencer,
 	// claim, ack). Nil means the database default.
 	TxOptions() *sql.TxOptions
@@ -84,7 +82,7 @@ type Dialect interface {
 	IsRetryable(err error) bool
 
 	// DeclareQueue records a queue and, when its stored partition count
-	// equals the requested one, creates its partition and processor rows
+	// equals the requested one, creates its partition and cursor rows
 	// idempotently.
 	DeclareQueue(ctx context.Context, tx *sql.Tx, p *DeclareQueueParams) (*DeclareQueueResult, error)
 	// LookupQueue returns a declared queue's partitions, or ErrQueueNotFound.
@@ -107,31 +105,73 @@ type Dialect interface {
 	// ClaimLease claims up to Limit claimable partitions of Queues with a
 	// lease (decoupled mode), committing before it returns.
 	ClaimLease(ctx context.Context, db *sql.DB, p *ClaimLeaseParams) (*ClaimResult, error)
-	// LockPartition locks, inside tx, the processor row of a partition whose
+	// LockPartition locks, inside tx, the cursor row of a partition whose
 	// lease Token holds (transactional mode), skipping a row another
 	// transaction holds. It returns that partition, or none.
 	LockPartition(ctx context.Context, tx *sql.Tx, p *LockPartitionParams) (*ClaimResult, error)
 	// ReadMessages reads sequenced messages with seq > AfterSeq in seq order.
 	ReadMessages(ctx context.Context, q DBTX, p *ReadMessagesParams) (*ReadMessagesResult, error)
-	// UpdateProcessor moves a partition's cursor, attempts, backoff and
+	// UpdateCursor moves a partition's cursor, attempts, backoff and
 	// lease, fenced by Token when it is not empty.
-	UpdateProcessor(ctx context.Context, q DBTX, p *UpdateProcessorParams) (*UpdateProcessorResult, error)
+	UpdateCursor(ctx context.Context, q DBTX, p *UpdateCursorParams) (*UpdateCursorResult, error)
 	// InsertDeadLetters copies the given messages of a partition into the
 	// dead-letter table.
 	InsertDeadLetters(ctx context.Context, q DBTX, p *InsertDeadLettersParams) (*InsertDeadLettersResult, error)
 	// ReleaseLeases drops the leases that Token holds on the given
 	// partitions.
 	ReleaseLeases(ctx context.Context, q DBTX, p *ReleaseLeasesParams) (*ReleaseLeasesResult, error)
-	// Savepoint creates, rolls back to, or releases a savepoint in tx.
-	Savepoint(ctx context.Context, tx *sql.Tx, p *SavepointParams) error
 	// Vacuum deletes up to Limit delivered messages.
 	Vacuum(ctx context.Context, q DBTX, p *VacuumParams) (*VacuumResult, error)
-	// PartitionState reports one partition's sequencer and processor state.
+}
+
+// Inspector is optionally implemented by a Dialect to report state for
+// operators: the outbox's PartitionState, ListDeadLetters and Stats call
+// it, and return an error wrapping outbox.ErrNotSupported when the dialect
+// lacks it. Nothing in the pipeline depends on it.
+type Inspector interface {
+	// PartitionState reports one partition's sequencer and cursor state,
+	// or ErrQueueNotFound.
 	PartitionState(ctx context.Context, q DBTX, p *PartitionStateParams) (*PartitionStateResult, error)
 	// ListDeadLetters lists dead letters, newest first.
 	ListDeadLetters(ctx context.Context, q DBTX, p *ListDeadLettersParams) (*ListDeadLettersResult, error)
 	// Stats counts rows in the outbox tables.
 	Stats(ctx context.Context, q DBTX, p *StatsParams) (*StatsResult, error)
+}
+
+// Schema is implemented by a dialect that owns its schema; migrations.Up
+// applies it. A Schema value must describe the same tables its Dialect
+// uses (the built-in dialects are one value implementing both).
+type Schema interface {
+	// Prefix is the table-name prefix the schema was built with (see
+	// ValidPrefix).
+	Prefix() string
+	// GooseDialect names the goose dialect used to record applied
+	// migrations (for example "postgres", "mysql", "sqlite3").
+	GooseDialect() string
+	// Migrations returns the schema as goose SQL files, already rewritten
+	// for Prefix.
+	Migrations() fs.FS
+}
+
+// DefaultPrefix is the table-name prefix of the built-in dialects' zero
+// values and of the schema files as stored.
+const DefaultPrefix = "outbox_"
+
+// ValidPrefix reports whether prefix is usable as a table-name prefix:
+// 1–32 lowercase letters, digits and underscores, starting with a letter.
+// Such a prefix needs no quoting in any of the built-in databases.
+func ValidPrefix(prefix string) bool {
+	if prefix == "" || len(prefix) > 32 {
+		return false
+	}
+	for i, c := range prefix {
+		switch {
+		case c >= 'a' && c <= 'z', c == '_' && i > 0, c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // DeclareQueueParams are the arguments of DeclareQueue.
@@ -258,8 +298,8 @@ type ReadMessagesResult struct {
 	Messages []Message
 }
 
-// UpdateProcessorParams are the arguments of UpdateProcessor.
-type UpdateProcessorParams struct {
+// UpdateCursorParams are the arguments of UpdateCursor.
+type UpdateCursorParams struct {
 	PartitionID int64
 	// Token fences the update: when not empty the row changes only while
 	// this token holds an unexpired lease. Empty means the caller holds the
@@ -279,8 +319,8 @@ type UpdateProcessorParams struct {
 	DeleteThrough int64
 }
 
-// UpdateProcessorResult reports whether the fenced update happened.
-type UpdateProcessorResult struct {
+// UpdateCursorResult reports whether the fenced update happened.
+type UpdateCursorResult struct {
 	Updated bool
 }
 
@@ -318,11 +358,44 @@ const (
 	SavepointRelease
 )
 
-// SavepointParams are the arguments of Savepoint. Name is an identifier
-// chosen by the core ([a-z0-9_]).
-type SavepointParams struct {
-	Name string
-	Op   SavepointOp
+// ErrInvalidSavepoint is returned by Savepoint for a name that is not 1–63
+// characters of [a-z0-9_] or for an unknown SavepointOp; nothing is run.
+var ErrInvalidSavepoint = errors.New("dialect: invalid savepoint")
+
+// Savepoint runs SAVEPOINT name, ROLLBACK TO SAVEPOINT name or RELEASE
+// SAVEPOINT name on q, which must be inside a transaction (a *sql.Tx, or a
+// *sql.Conn that began one). PostgreSQL, MySQL/MariaDB and SQLite spell
+// these alike, so it is a function, not a Dialect method. Because the name
+// is part of the statement text, it is checked against [a-z0-9_]{1,63}.
+func Savepoint(ctx context.Context, q DBTX, name string, op SavepointOp) error {
+	if !validSavepoint(name) {
+		return fmt.Errorf("%w: name %q", ErrInvalidSavepoint, name)
+	}
+	var query string
+	switch op {
+	case SavepointCreate:
+		query = "SAVEPOINT " + name
+	case SavepointRollback:
+		query = "ROLLBACK TO SAVEPOINT " + name
+	case SavepointRelease:
+		query = "RELEASE SAVEPOINT " + name
+	default:
+		return fmt.Errorf("%w: op %d", ErrInvalidSavepoint, op)
+	}
+	_, err := q.ExecContext(ctx, query)
+	return err
+}
+
+func validSavepoint(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // VacuumParams are the arguments of Vacuum.
@@ -341,7 +414,7 @@ type PartitionStateParams struct {
 	Partition int
 }
 
-// PartitionStateResult is a partition's state. Times are database times.
+// PartitionStateResult is a partition's state: its row and its cursor row. Times are database times.
 type PartitionStateResult struct {
 	PartitionID   int64
 	LastSeq       int64

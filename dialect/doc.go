@@ -29,7 +29,7 @@
 //     for the rest of the caller's transaction, skipping a row another
 //     transaction holds. Claims skip rows so locked, so a transactional
 //     handler keeps its partition for as long as its transaction lives.
-//   - UpdateProcessor with a non-empty token changes the row only if that
+//   - UpdateCursor with a non-empty token changes the row only if that
 //     token still holds an unexpired lease; it reports whether it did.
 //   - Database time (now() in SQL) decides leases, backoff and timestamps.
 //   - Vacuum deletes only rows with seq <= processed_seq of their partition.

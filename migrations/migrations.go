@@ -1,58 +1,66 @@
-// Package migrations holds the outbox schema for each built-in dialect as
-// embedded goose SQL files and applies it with goose's Provider API.
+// Package migrations applies a dialect's schema ([dialect.Schema]) with
+// goose's Provider API.
 //
-// Users with their own migration pipeline can copy the files out of [FS]
-// (folders postgres/, mysql/ and sqlite/; tables use the default prefix
-// "outbox_"). Everyone else calls [Up].
+// Each dialect owns its schema as embedded goose SQL files (the built-in
+// ones in dialect/postgres, dialect/mysql and dialect/sqlite, under
+// migrations/); [dialect.Schema.Migrations] serves them with the dialect's
+// table prefix. Users with their own migration pipeline can copy them out
+// of [FS] (one folder per built-in dialect, default prefix) or out of their
+// dialect's Migrations. Everyone else calls [Up].
 package migrations
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"reflect"
-	"time"
+	"testing/fstest"
 
 	"github.com/pressly/goose/v3"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/mysql"
+	"github.com/modkit-go/db/dialect/postgres"
+	"github.com/modkit-go/db/dialect/sqlite"
 )
 
-// FS holds the schema of every built-in dialect, one folder per dialect,
-// with the default table prefix "outbox_".
-//
-//go:embed postgres/*.sql mysql/*.sql sqlite/*.sql
-var FS embed.FS
+// FS holds the schema of every built-in dialect, one folder per dialect
+// (postgres/, mysql/, sqlite/), with the default table prefix "outbox_".
+// The files are the dialects' own (see [dialect.Schema]).
+var FS fs.FS = builtinFS()
 
-// DefaultPrefix is the table prefix the files in FS use.
-const DefaultPrefix = "outbox_"
+func builtinFS() fs.FS {
+	m := fstest.MapFS{}
+	for dir, s := range map[string]dialect.Schema{"postgres": postgres.New(), "mysql": mysql.New(), "sqlite": sqlite.New()} {
+		err := fs.WalkDir(s.Migrations(), ".", func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(s.Migrations(), path)
+			m[dir+"/"+path] = &fstest.MapFile{Data: b, Mode: 0o444}
+			return err
+		})
+		if err != nil {
+			// The files are embedded in the binary; reading them cannot fail.
+			panic(fmt.Sprintf("migrations: reading the %s schema: %v", dir, err))
+		}
+	}
+	return m
+}
+
+// DefaultPrefix is the table prefix the files in FS use. It is
+// [dialect.DefaultPrefix].
+const DefaultPrefix = dialect.DefaultPrefix
 
 // ErrInvalidDialect is returned by Up for a nil dialect (also a typed nil
 // such as (*postgres.Dialect)(nil)), one with an invalid table prefix, or
 // one without migrations.
 var ErrInvalidDialect = errors.New("migrations: invalid dialect")
 
-// ForDialect returns the folder of FS named dir with every occurrence of
-// DefaultPrefix rewritten to prefix. Dialect implementations call it from
-// their Migrations method.
-func ForDialect(dir, prefix string) fs.FS {
-	sub, err := fs.Sub(FS, dir)
-	if err != nil {
-		// dir is a constant of ours; a typo is a programming error.
-		panic(fmt.Sprintf("migrations: no folder %q", dir))
-	}
-	if prefix == DefaultPrefix {
-		return sub
-	}
-	return prefixFS{base: sub, prefix: prefix}
-}
-
-// Up applies every pending migration of d to db. It records applied
+// Up applies every pending migration of d (usually a dialect such as
+// postgres.New(), which implements dialect.Schema) to db. It records applied
 // versions in the table <prefix>schema_version, never touches goose's global
 // state and never closes db. Running it again is a no-op.
 //
@@ -72,7 +80,7 @@ func ForDialect(dir, prefix string) fs.FS {
 // ErrSchemaConflict) naming the table and changes nothing. The statements
 // are idempotent (IF NOT EXISTS), so an Up that failed half-way (MariaDB and
 // MySQL commit each DDL statement on its own) completes when run again.
-func Up(ctx context.Context, db *sql.DB, d dialect.Dialect) error {
+func Up(ctx context.Context, db *sql.DB, d dialect.Schema) error {
 	if db == nil {
 		return fmt.Errorf("migrations: nil *sql.DB: %w", ErrInvalidDialect)
 	}
@@ -80,11 +88,11 @@ func Up(ctx context.Context, db *sql.DB, d dialect.Dialect) error {
 		return fmt.Errorf("migrations: nil dialect: %w", ErrInvalidDialect)
 	}
 	if !ValidPrefix(d.Prefix()) {
-		return fmt.Errorf("migrations: dialect %s has table prefix %q: %w", d.Name(), d.Prefix(), ErrInvalidDialect)
+		return fmt.Errorf("migrations: %s schema has table prefix %q: %w", d.GooseDialect(), d.Prefix(), ErrInvalidDialect)
 	}
 	fsys := d.Migrations()
 	if fsys == nil {
-		return fmt.Errorf("migrations: dialect %s has no migrations: %w", d.Name(), ErrInvalidDialect)
+		return fmt.Errorf("migrations: %s schema has no migrations: %w", d.GooseDialect(), ErrInvalidDialect)
 	}
 	// Before goose: a PostgreSQL dialect over MariaDB must say so, not fail
 	// on a missing pg_tables.
@@ -120,7 +128,7 @@ func Up(ctx context.Context, db *sql.DB, d dialect.Dialect) error {
 
 // isNil reports whether d is nil or a nil pointer (or other nil reference)
 // in an interface.
-func isNil(d dialect.Dialect) bool {
+func isNil(d dialect.Schema) bool {
 	if d == nil {
 		return true
 	}
@@ -131,66 +139,7 @@ func isNil(d dialect.Dialect) bool {
 	return false
 }
 
-// prefixFS rewrites the default table prefix in every file it serves.
-type prefixFS struct {
-	base   fs.FS
-	prefix string
-}
-
-func (p prefixFS) Open(name string) (fs.File, error) {
-	f, err := p.base.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		return f, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, err
-	}
-	b = bytes.ReplaceAll(b, []byte(DefaultPrefix), []byte(p.prefix))
-	return &memFile{Reader: bytes.NewReader(b), info: fileInfo{name: st.Name(), size: int64(len(b))}}, nil
-}
-
-func (p prefixFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	return fs.ReadDir(p.base, name)
-}
-
-type memFile struct {
-	*bytes.Reader
-	info fileInfo
-}
-
-func (m *memFile) Stat() (fs.FileInfo, error) { return m.info, nil }
-func (m *memFile) Close() error               { return nil }
-
-type fileInfo struct {
-	name string
-	size int64
-}
-
-func (f fileInfo) Name() string       { return f.name }
-func (f fileInfo) Size() int64        { return f.size }
-func (f fileInfo) Mode() fs.FileMode  { return 0o444 }
-func (f fileInfo) ModTime() time.Time { return time.Time{} }
-func (f fileInfo) IsDir() bool        { return false }
-func (f fileInfo) Sys() any           { return nil }
-
 // ValidPrefix reports whether prefix is usable as a table-name prefix:
 // 1–32 lowercase letters, digits and underscores, starting with a letter.
-func ValidPrefix(prefix string) bool {
-	if prefix == "" || len(prefix) > 32 {
-		return false
-	}
-	for i, c := range prefix {
-		switch {
-		case c >= 'a' && c <= 'z', c == '_' && i > 0, c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// It is [dialect.ValidPrefix].
+func ValidPrefix(prefix string) bool { return dialect.ValidPrefix(prefix) }

@@ -26,7 +26,7 @@ func TestUpWrongDatabase(t *testing.T) {
 		{"postgres", testdb.Postgres},
 		{"mysql", testdb.MySQL},
 	}
-	dialects := map[string]dialect.Dialect{"sqlite": sqlite.New(), "postgres": postgres.New(), "mysql": mysql.New()}
+	dialects := map[string]dialect.Schema{"sqlite": sqlite.New(), "postgres": postgres.New(), "mysql": mysql.New()}
 	for _, p := range pools {
 		for name, d := range dialects {
 			if name == p.name {
@@ -52,7 +52,7 @@ func TestUpWrongDatabase(t *testing.T) {
 // panics.
 func TestUpInvalidDialect(t *testing.T) {
 	db := testdb.SQLite(t)()
-	for name, d := range map[string]dialect.Dialect{
+	for name, d := range map[string]dialect.Schema{
 		"nil":          nil,
 		"nil postgres": (*postgres.Dialect)(nil),
 		"nil mysql":    (*mysql.Dialect)(nil),

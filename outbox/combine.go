@@ -135,11 +135,11 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 // and reports for itself: one whose lease is gone matches no row, changes
 // nothing and does not stop the others from committing. Rows are updated in
 // partition order, so two rounds never wait on each other in a cycle.
-func (o *Outbox) ackRound(reqs []*dialect.UpdateProcessorParams) ([]bool, error) {
+func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 	bk, cancel := o.bookkeeping(context.Background())
 	defer cancel()
 	if len(reqs) == 1 {
-		res, err := o.d.UpdateProcessor(bk, o.db, reqs[0])
+		res, err := o.d.UpdateCursor(bk, o.db, reqs[0])
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +155,7 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateProcessorParams) ([]bool, error)
 	out := make([]bool, len(reqs))
 	err := o.withTx(bk, func(tx *sql.Tx) error {
 		for _, i := range order {
-			res, err := o.d.UpdateProcessor(bk, tx, reqs[i])
+			res, err := o.d.UpdateCursor(bk, tx, reqs[i])
 			if err != nil {
 				return err
 			}

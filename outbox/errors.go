@@ -45,6 +45,10 @@ var (
 	// ErrInvalidFilter: a DeadLetterFilter's Status or Limit is out of
 	// range.
 	ErrInvalidFilter = errors.New("outbox: invalid filter")
+	// ErrNotSupported: the dialect lacks an optional interface the call
+	// needs (PartitionState, DeadLetters and Stats need dialect.Inspector;
+	// every built-in dialect implements it).
+	ErrNotSupported = errors.New("outbox: not supported by this dialect")
 	// ErrNilTx: Enqueue was given a nil *sql.Tx.
 	ErrNilTx = errors.New("outbox: nil transaction")
 	// ErrTxDone: the transaction was already committed or rolled back. It

@@ -44,7 +44,11 @@ func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int
 	if partition < 0 || partition >= MaxPartitions {
 		return PartitionState{}, invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
 	}
-	r, err := o.d.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
+	in, err := o.inspector("partition state")
+	if err != nil {
+		return PartitionState{}, err
+	}
+	r, err := in.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
 	if errors.Is(err, dialect.ErrQueueNotFound) {
 		return PartitionState{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
 	}
@@ -109,7 +113,11 @@ func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLet
 	if f.Limit < 1 || f.Limit > MaxDeadLetterLimit {
 		return nil, invalid(-1, "Limit", ErrInvalidFilter, "%d is not in 1..%d", f.Limit, MaxDeadLetterLimit)
 	}
-	r, err := o.d.ListDeadLetters(ctx, o.db, &dialect.ListDeadLettersParams{Queue: f.Queue, Status: f.Status, Limit: f.Limit})
+	in, err := o.inspector("dead letters")
+	if err != nil {
+		return nil, err
+	}
+	r, err := in.ListDeadLetters(ctx, o.db, &dialect.ListDeadLettersParams{Queue: f.Queue, Status: f.Status, Limit: f.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: dead letters: %w", err)
 	}
@@ -136,11 +144,27 @@ type Stats struct {
 	DeadLetters int64
 }
 
-// Stats reads row counts; useful for monitoring and tests.
+// Stats reads row counts; useful for monitoring and tests. Like
+// PartitionState and DeadLetters, it returns an error wrapping
+// ErrNotSupported when the dialect does not implement dialect.Inspector.
 func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
-	r, err := o.d.Stats(ctx, o.db, &dialect.StatsParams{})
+	in, err := o.inspector("stats")
+	if err != nil {
+		return Stats{}, err
+	}
+	r, err := in.Stats(ctx, o.db, &dialect.StatsParams{})
 	if err != nil {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
 	return Stats(*r), nil
+}
+
+// inspector returns the dialect's optional inspection methods, or an error
+// wrapping ErrNotSupported naming what needed them.
+func (o *Outbox) inspector(what string) (dialect.Inspector, error) {
+	in, ok := o.d.(dialect.Inspector)
+	if !ok {
+		return nil, fmt.Errorf("outbox: %s: dialect %s does not implement dialect.Inspector: %w", what, o.d.Name(), ErrNotSupported)
+	}
+	return in, nil
 }

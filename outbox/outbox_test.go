@@ -106,7 +106,11 @@ func TestWrongDialectEveryPair(t *testing.T) {
 func TestNilAndZeroDialects(t *testing.T) {
 	db, cleanup := openSQLite()
 	defer cleanup()
-	for _, c := range []struct{ typedNil, zero, def dialect.Dialect }{
+	type builtin interface {
+		dialect.Dialect
+		dialect.Schema
+	}
+	for _, c := range []struct{ typedNil, zero, def builtin }{
 		{(*postgres.Dialect)(nil), &postgres.Dialect{}, postgres.New()},
 		{(*mysql.Dialect)(nil), &mysql.Dialect{}, mysql.New()},
 		{(*sqlite.Dialect)(nil), &sqlite.Dialect{}, sqlite.New()},
@@ -122,5 +126,26 @@ func TestNilAndZeroDialects(t *testing.T) {
 		if err != nil || len(want) == 0 || !bytes.Equal(got, want) || !bytes.Contains(got, []byte(" outbox_messages")) {
 			t.Errorf("zero %T: migrations differ from New()'s (%v)", c.zero, err)
 		}
+	}
+}
+
+// TestInspectorOptional: a dialect without dialect.Inspector runs the
+// pipeline; the inspection methods return ErrNotSupported, asking nothing.
+func TestInspectorOptional(t *testing.T) {
+	db, cleanup := openSQLite()
+	defer cleanup()
+	ob, err := outbox.New(db, struct{ dialect.Dialect }{sqlite.New()}, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := ob.Stats(ctx); !errors.Is(err, outbox.ErrNotSupported) {
+		t.Errorf("Stats: %v, want ErrNotSupported", err)
+	}
+	if _, err := ob.PartitionState(ctx, "q", 0); !errors.Is(err, outbox.ErrNotSupported) {
+		t.Errorf("PartitionState: %v, want ErrNotSupported", err)
+	}
+	if _, err := ob.DeadLetters(ctx, outbox.DeadLetterFilter{}); !errors.Is(err, outbox.ErrNotSupported) {
+		t.Errorf("DeadLetters: %v, want ErrNotSupported", err)
 	}
 }

@@ -22,7 +22,7 @@ type processor struct {
 	// Claims and decoupled acks of all goroutines are combined: under load
 	// one statement and commit serves several of them (see combiner).
 	claimDecoupled, claimTx combiner[claimReq, claimRes]
-	acks                    combiner[*dialect.UpdateProcessorParams, bool]
+	acks                    combiner[*dialect.UpdateCursorParams, bool]
 	claimMax                int // see claimLimit
 }
 
@@ -173,7 +173,7 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		pl := p.plan(out, msgs, cursor, attempts)
 		more := !pl.retry && ctx.Err() == nil &&
 			(len(msgs) == o.cfg.BatchSize || pl.cursor < msgs[len(msgs)-1].Seq)
-		up := &dialect.UpdateProcessorParams{
+		up := &dialect.UpdateCursorParams{
 			PartitionID: c.PartitionID, Token: token, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
 			LastError: pl.lastError, RetryAfter: pl.retryAfter,
 		}
@@ -290,7 +290,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
-	up := &dialect.UpdateProcessorParams{
+	up := &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
 		LastError: pl.lastError, RetryAfter: pl.retryAfter,
 	}
@@ -313,7 +313,7 @@ func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, 
 	next := attempts + 1
 	bk, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	res, err := o.d.UpdateProcessor(bk, o.db, &dialect.UpdateProcessorParams{
+	res, err := o.d.UpdateCursor(bk, o.db, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
 		LastError: asciiReason(cause), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
 	})
@@ -345,7 +345,7 @@ func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Deliver
 		// as they need between savepoints.
 		bk, cancel := p.o.bookkeeping(ctx)
 		defer cancel()
-		if err := d.Savepoint(bk, tx, &dialect.SavepointParams{Name: name, Op: op}); err != nil {
+		if err := dialect.Savepoint(bk, tx, name, op); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
 		return nil
@@ -423,7 +423,7 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 // write records a batch's result: dead letters and the fenced processor
 // update in one transaction, so a processor that lost its lease writes
 // nothing at all. tx is the transactional handler's transaction, or nil.
-func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateProcessorParams, dead []deadGroup) error {
+func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
 	o := p.o
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
@@ -451,7 +451,7 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 				return fmt.Errorf("dead letter: %w", err)
 			}
 		}
-		res, err := o.d.UpdateProcessor(bk, q, up)
+		res, err := o.d.UpdateCursor(bk, q, up)
 		if err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}

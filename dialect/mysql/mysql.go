@@ -23,6 +23,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,8 +34,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/schema"
 	"github.com/modkit-go/db/dialect/internal/stmt"
-	"github.com/modkit-go/db/migrations"
 )
 
 // Dialect is the MySQL/MariaDB dialect. Build it with New.
@@ -46,23 +47,27 @@ type Dialect struct {
 	q      queries // built once, by init
 }
 
-var _ dialect.Dialect = (*Dialect)(nil)
+var (
+	_ dialect.Dialect   = (*Dialect)(nil)
+	_ dialect.Inspector = (*Dialect)(nil)
+	_ dialect.Schema    = (*Dialect)(nil)
+)
 
 // Option configures a Dialect.
 type Option func(*Dialect)
 
 // WithPrefix sets the table-name prefix (default "outbox_"). It must match
-// [migrations.ValidPrefix]; New panics otherwise, since a prefix is a
+// [dialect.ValidPrefix]; New panics otherwise, since a prefix is a
 // constant of the program.
 func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
 
 // New returns the MySQL/MariaDB dialect.
 func New(opts ...Option) *Dialect {
-	d := &Dialect{prefix: migrations.DefaultPrefix}
+	d := &Dialect{prefix: dialect.DefaultPrefix}
 	for _, o := range opts {
 		o(d)
 	}
-	if !migrations.ValidPrefix(d.prefix) {
+	if !dialect.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("mysql: invalid table prefix %q", d.prefix))
 	}
 	d.init()
@@ -74,7 +79,7 @@ func New(opts ...Option) *Dialect {
 func (d *Dialect) init() {
 	d.once.Do(func() {
 		if d.prefix == "" {
-			d.prefix = migrations.DefaultPrefix
+			d.prefix = dialect.DefaultPrefix
 		}
 		d.q = buildQueries(d.prefix)
 	})
@@ -89,17 +94,22 @@ func (d *Dialect) qs() *queries {
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "mysql" }
 
-// Prefix implements dialect.Dialect.
+// Prefix implements dialect.Schema.
 func (d *Dialect) Prefix() string {
 	d.init()
 	return d.prefix
 }
 
-// GooseDialect implements dialect.Dialect.
+// GooseDialect implements dialect.Schema.
 func (d *Dialect) GooseDialect() string { return "mysql" }
 
-// Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("mysql", d.Prefix()) }
+// Migrations implements dialect.Schema.
+func (d *Dialect) Migrations() fs.FS { return schema.FS(migrationFiles, "migrations", d.Prefix()) }
+
+// migrationFiles is the schema with the default prefix.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
 
 // TxOptions implements dialect.Dialect: READ COMMITTED. InnoDB's default,
 // REPEATABLE READ, takes gap locks on locking reads (which would block
@@ -723,8 +733,8 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 	return res, rows.Err()
 }
 
-// UpdateProcessor implements dialect.Dialect.
-func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+// UpdateCursor implements dialect.Dialect.
+func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	renew := p.Renew.Microseconds()
 	res, err := q.ExecContext(ctx, d.qs().update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
 		p.RetryAfter.Microseconds(), renew, renew, renew,
@@ -737,7 +747,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 		return nil, err
 	}
 	// version = version + 1 makes a matched row always a changed row.
-	return &dialect.UpdateProcessorResult{Updated: n == 1}, nil
+	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
 }
 
 // InsertDeadLetters implements dialect.Dialect. At READ COMMITTED the
@@ -783,11 +793,6 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 	}
 	n, err := res.RowsAffected()
 	return &dialect.ReleaseLeasesResult{Released: int(n)}, err
-}
-
-// Savepoint implements dialect.Dialect.
-func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	return stmt.Savepoint(ctx, tx, p)
 }
 
 // Vacuum implements dialect.Dialect. MySQL rejects a DELETE that reads its
@@ -854,7 +859,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 	return &dialect.VacuumResult{Deleted: deleted}, nil
 }
 
-// PartitionState implements dialect.Dialect.
+// PartitionState implements dialect.Inspector.
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var next, until, now dbTime
@@ -870,7 +875,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 	return &r, nil
 }
 
-// ListDeadLetters implements dialect.Dialect.
+// ListDeadLetters implements dialect.Inspector.
 func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
 	var where []string
 	var args []any
@@ -916,7 +921,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 	return res, rows.Err()
 }
 
-// Stats implements dialect.Dialect.
+// Stats implements dialect.Inspector.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
 	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)

@@ -12,6 +12,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,8 +21,8 @@ import (
 	"time"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/schema"
 	"github.com/modkit-go/db/dialect/internal/stmt"
-	"github.com/modkit-go/db/migrations"
 )
 
 // Dialect is the SQLite dialect. Build it with New.
@@ -33,22 +34,26 @@ type Dialect struct {
 	q      queries // built once, by init
 }
 
-var _ dialect.Dialect = (*Dialect)(nil)
+var (
+	_ dialect.Dialect   = (*Dialect)(nil)
+	_ dialect.Inspector = (*Dialect)(nil)
+	_ dialect.Schema    = (*Dialect)(nil)
+)
 
 // Option configures a Dialect.
 type Option func(*Dialect)
 
 // WithPrefix sets the table-name prefix (default "outbox_"). It must match
-// [migrations.ValidPrefix]; New panics otherwise.
+// [dialect.ValidPrefix]; New panics otherwise.
 func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
 
 // New returns the SQLite dialect.
 func New(opts ...Option) *Dialect {
-	d := &Dialect{prefix: migrations.DefaultPrefix}
+	d := &Dialect{prefix: dialect.DefaultPrefix}
 	for _, o := range opts {
 		o(d)
 	}
-	if !migrations.ValidPrefix(d.prefix) {
+	if !dialect.ValidPrefix(d.prefix) {
 		panic(fmt.Sprintf("sqlite: invalid table prefix %q", d.prefix))
 	}
 	d.init()
@@ -60,7 +65,7 @@ func New(opts ...Option) *Dialect {
 func (d *Dialect) init() {
 	d.once.Do(func() {
 		if d.prefix == "" {
-			d.prefix = migrations.DefaultPrefix
+			d.prefix = dialect.DefaultPrefix
 		}
 		d.q = buildQueries(d.prefix)
 	})
@@ -75,17 +80,22 @@ func (d *Dialect) qs() *queries {
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "sqlite" }
 
-// Prefix implements dialect.Dialect.
+// Prefix implements dialect.Schema.
 func (d *Dialect) Prefix() string {
 	d.init()
 	return d.prefix
 }
 
-// GooseDialect implements dialect.Dialect.
+// GooseDialect implements dialect.Schema.
 func (d *Dialect) GooseDialect() string { return "sqlite3" }
 
-// Migrations implements dialect.Dialect.
-func (d *Dialect) Migrations() fs.FS { return migrations.ForDialect("sqlite", d.Prefix()) }
+// Migrations implements dialect.Schema.
+func (d *Dialect) Migrations() fs.FS { return schema.FS(migrationFiles, "migrations", d.Prefix()) }
+
+// migrationFiles is the schema with the default prefix.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
 
 // TxOptions implements dialect.Dialect.
 func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
@@ -377,8 +387,8 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 	return res, rows.Err()
 }
 
-// UpdateProcessor implements dialect.Dialect.
-func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateProcessorParams) (*dialect.UpdateProcessorResult, error) {
+// UpdateCursor implements dialect.Dialect.
+func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	res, err := q.ExecContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
 	if err != nil {
@@ -388,7 +398,7 @@ func (d *Dialect) UpdateProcessor(ctx context.Context, q dialect.DBTX, p *dialec
 	if err != nil {
 		return nil, err
 	}
-	return &dialect.UpdateProcessorResult{Updated: n == 1}, nil
+	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
 }
 
 // InsertDeadLetters implements dialect.Dialect.
@@ -422,11 +432,6 @@ func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.
 	return &dialect.ReleaseLeasesResult{Released: int(n)}, err
 }
 
-// Savepoint implements dialect.Dialect.
-func (d *Dialect) Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	return stmt.Savepoint(ctx, tx, p)
-}
-
 // Vacuum implements dialect.Dialect.
 func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
 	res, err := q.ExecContext(ctx, d.qs().vacuum, p.Limit)
@@ -437,7 +442,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 	return &dialect.VacuumResult{Deleted: int(n)}, err
 }
 
-// PartitionState implements dialect.Dialect.
+// PartitionState implements dialect.Inspector.
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var next, nowUS int64
@@ -457,7 +462,7 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 	return &r, nil
 }
 
-// ListDeadLetters implements dialect.Dialect.
+// ListDeadLetters implements dialect.Inspector.
 func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
 	rows, err := q.QueryContext(ctx, d.qs().list, p.Queue, p.Status, p.Limit)
 	if err != nil {
@@ -482,7 +487,7 @@ func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialec
 	return res, rows.Err()
 }
 
-// Stats implements dialect.Dialect.
+// Stats implements dialect.Inspector.
 func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	var s dialect.StatsResult
 	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)

@@ -114,7 +114,8 @@ func OpenDriver(ctx context.Context, dialectName, driver, dsn string, poolSize i
 	}
 	env.DB.SetConnMaxLifetime(0)
 	env.DB.SetConnMaxIdleTime(0)
-	if err := migrations.Up(ctx, env.DB, env.D); err != nil {
+	// Every built-in dialect owns its schema (dialect.Schema).
+	if err := migrations.Up(ctx, env.DB, env.D.(dialect.Schema)); err != nil {
 		env.Close()
 		return nil, err
 	}

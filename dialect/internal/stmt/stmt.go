@@ -1,6 +1,6 @@
-// Package stmt holds what the built-in dialects run the same way: the
-// standard-SQL savepoint statements, scanning a column of ids, the queue
-// lookup, and NULL arguments.
+// Package stmt holds what the built-in dialects run the same way: scanning
+// a column of ids, the queue lookup, all-or-nothing inserts, and NULL
+// arguments.
 package stmt
 
 import (
@@ -44,21 +44,6 @@ func LookupQueue(ctx context.Context, q dialect.DBTX, query, queue string) (*dia
 	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
 }
 
-// Savepoint runs SAVEPOINT, ROLLBACK TO SAVEPOINT or RELEASE SAVEPOINT,
-// which PostgreSQL, MySQL/MariaDB and SQLite spell alike. The name comes
-// from the core, never from users.
-func Savepoint(ctx context.Context, tx *sql.Tx, p *dialect.SavepointParams) error {
-	q := "SAVEPOINT " + p.Name
-	switch p.Op {
-	case dialect.SavepointRollback:
-		q = "ROLLBACK TO SAVEPOINT " + p.Name
-	case dialect.SavepointRelease:
-		q = "RELEASE SAVEPOINT " + p.Name
-	}
-	_, err := tx.ExecContext(ctx, q)
-	return err
-}
-
 // Chunk is one statement of an insert: it covers the first N rows given
 // and inserts all of them or none (a row whose partition is missing makes
 // it insert nothing).
@@ -96,7 +81,7 @@ func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, ne
 			}
 		}
 	}
-	if _, err := q.ExecContext(ctx, "SAVEPOINT "+insertSavepoint); err != nil {
+	if err := dialect.Savepoint(ctx, q, insertSavepoint, dialect.SavepointCreate); err != nil {
 		return nil, err
 	}
 	for done := 0; ; c = next(rows[done:]) {
@@ -104,9 +89,9 @@ func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, ne
 			// The undo must run even when ctx has ended (that may be why
 			// the chunk failed), or earlier chunks would stay in q.
 			undo := context.WithoutCancel(ctx)
-			_, rerr := q.ExecContext(undo, "ROLLBACK TO SAVEPOINT "+insertSavepoint)
+			rerr := dialect.Savepoint(undo, q, insertSavepoint, dialect.SavepointRollback)
 			if rerr == nil {
-				_, rerr = q.ExecContext(undo, "RELEASE SAVEPOINT "+insertSavepoint)
+				rerr = dialect.Savepoint(undo, q, insertSavepoint, dialect.SavepointRelease)
 			}
 			if rerr != nil {
 				return nil, fmt.Errorf("%w (undoing the earlier chunks failed too: %v)", err, rerr)
@@ -117,7 +102,7 @@ func InsertAll(ctx context.Context, q dialect.DBTX, rows []dialect.InsertRow, ne
 			break
 		}
 	}
-	if _, err := q.ExecContext(ctx, "RELEASE SAVEPOINT "+insertSavepoint); err != nil {
+	if err := dialect.Savepoint(ctx, q, insertSavepoint, dialect.SavepointRelease); err != nil {
 		return nil, err
 	}
 	return &dialect.InsertMessagesResult{Inserted: len(rows)}, nil
