@@ -321,54 +321,6 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// recorder collects deliveries and checks order and uniqueness.
-type recorder struct {
-	mu     sync.Mutex
-	seqs   map[string][]int64 // "queue/partition" -> seqs in delivery order
-	bodies map[string]int     // payload -> times delivered
-	total  int
-	want   int
-	done   chan struct{}
-}
-
-func newRecorder(want int) *recorder {
-	return &recorder{seqs: map[string][]int64{}, bodies: map[string]int{}, want: want, done: make(chan struct{})}
-}
-
-func (r *recorder) add(ds ...outbox.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, d := range ds {
-		k := fmt.Sprintf("%s/%d", d.Queue, d.Partition)
-		r.seqs[k] = append(r.seqs[k], d.Seq)
-		r.bodies[string(d.Payload)]++
-		r.total++
-		if r.total == r.want {
-			close(r.done)
-		}
-	}
-}
-
-// checkExactlyOnce asserts each partition's seqs were delivered as exactly
-// 1..n, in order, and each payload once.
-func (r *recorder) checkExactlyOnce(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, s := range r.seqs {
-		for i, v := range s {
-			if v != int64(i+1) {
-				t.Fatalf("partition %s: delivery %d has seq %d, want %d (seqs %v…)", k, i, v, i+1, s[:min(len(s), 20)])
-			}
-		}
-	}
-	for b, n := range r.bodies {
-		if n != 1 {
-			t.Fatalf("payload %q delivered %d times", b, n)
-		}
-	}
-}
-
 // pollUntil polls cond until it holds. It is for background effects that
 // have no signal (a cursor moving in the database), bounded by timeout; it
 // gives up early once the test failed (a handler reported an error).
