@@ -9,6 +9,13 @@
 //		})
 //	}
 //
+// and, method by method, by calling RunDialect (see
+// docs/writing-a-dialect.md in the repository):
+//
+//	func TestDialectContract(t *testing.T) {
+//		conformance.RunDialect(t, conformance.Backend{…})
+//	}
+//
 // Each test gets its own empty database from NewDatabase, applies the
 // dialect's migrations, and checks behaviour against the real server: atomic
 // enqueue, gap-free sequencing under out-of-order commits and concurrency,

@@ -38,4 +38,6 @@
 // (refuse a database of another kind) and [Waker] (wake the workers of
 // other processes when an enqueue commits, never when it rolls back; the
 // conformance suite's Wake cases check it).
+//
+// docs/writing-a-dialect.md in the repository walks through a new dialect.
 package dialect
