@@ -97,6 +97,15 @@ func newDialectEnv(t testing.TB, b *Backend) *dialectEnv {
 	return x
 }
 
+// pool returns a pool standing for another process: a new one, or the
+// shared one on a single-writer backend.
+func (x *dialectEnv) pool() *sql.DB {
+	if x.b.SingleWriter {
+		return x.db
+	}
+	return x.open()
+}
+
 // bounded returns a context that ends after contractTimeout.
 func (x *dialectEnv) bounded() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(x.ctx, contractTimeout)
@@ -394,10 +403,7 @@ func testSequenceConcurrent(t testing.TB, b *Backend) {
 	)
 	start := make(chan struct{})
 	for c := range callers {
-		db := x.db
-		if !b.SingleWriter {
-			db = x.open() // another process
-		}
+		db := x.pool()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -464,10 +470,7 @@ func testClaimConcurrent(t testing.TB, b *Backend) {
 	)
 	start := make(chan struct{})
 	for c := range claimers {
-		db := x.db
-		if !b.SingleWriter {
-			db = x.open()
-		}
+		db := x.pool()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -811,10 +814,7 @@ func testContractDeclareQueue(t testing.TB, b *Backend) {
 	res := make([][]int64, callers)
 	var wg sync.WaitGroup
 	for c := range callers {
-		db := x.db
-		if !b.SingleWriter {
-			db = x.open()
-		}
+		db := x.pool()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -215,6 +215,24 @@ func (m mutated) q(query string) string {
 	return sqlx.Rebind(m.bind, strings.ReplaceAll(query, "{p}", m.Prefix()))
 }
 
+// ids runs a query of one int64 column.
+func (m mutated) ids(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, m.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 type claimIgnoresLeases struct{ mutated }
 
 func (m *claimIgnoresLeases) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
@@ -235,27 +253,17 @@ func (m *updateIgnoresToken) UpdateCursor(ctx context.Context, q dialect.DBTX, p
 type vacuumPastCursor struct{ mutated }
 
 func (m *vacuumPastCursor) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	rows, err := q.QueryContext(ctx, m.q(`SELECT m.id FROM {p}messages m JOIN {p}processors pr ON pr.partition_id = m.partition_id
-		WHERE m.seq <= pr.processed_seq + 1 ORDER BY m.id LIMIT ?`), p.Limit)
+	ids, err := m.ids(ctx, q, `SELECT m.id FROM {p}messages m JOIN {p}processors pr ON pr.partition_id = m.partition_id
+		WHERE m.seq <= pr.processed_seq + 1 ORDER BY m.id LIMIT ?`, p.Limit)
 	if err != nil {
 		return nil, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	for _, id := range ids {
 		if _, err := q.ExecContext(ctx, m.q(`DELETE FROM {p}messages WHERE id = ?`), id); err != nil {
 			return nil, err
 		}
 	}
-	return &dialect.VacuumResult{Deleted: len(ids)}, rows.Err()
+	return &dialect.VacuumResult{Deleted: len(ids)}, nil
 }
 
 // sequenceWithoutLock reads the counter and the unsequenced rows without
@@ -274,21 +282,8 @@ func (m *sequenceWithoutLock) SequencePartition(ctx context.Context, tx *sql.Tx,
 		return nil, err
 	}
 	m.meet.meet(ctx, 250*time.Millisecond)
-	rows, err := tx.QueryContext(ctx, m.q(`SELECT id FROM {p}messages WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?`), p.PartitionID, p.Limit)
+	ids, err := m.ids(ctx, tx, `SELECT id FROM {p}messages WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?`, p.PartitionID, p.Limit)
 	if err != nil {
-		return nil, err
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for i, id := range ids {
