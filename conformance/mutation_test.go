@@ -41,8 +41,9 @@ func TestMutants(t *testing.T) {
 			t.Parallel()
 			b := be.b
 			b.init(t)
+			// One suite at a time per server: each runs its cases in
+			// parallel, each case with pools of its own.
 			t.Run("unbroken", func(t *testing.T) {
-				t.Parallel()
 				for _, r := range runRecorded(t, &b) {
 					if r.failed {
 						t.Errorf("%s failed against the unbroken dialect: %s", r.name, strings.Join(r.msgs, "; "))
@@ -54,7 +55,6 @@ func TestMutants(t *testing.T) {
 					if m.needsConcurrentWriters && b.SingleWriter {
 						t.Skip("needs two writers at once: a single-writer backend has no lock to skip")
 					}
-					t.Parallel()
 					mb := b
 					mb.Dialect = m.wrap(b.Dialect, b.BindType)
 					var failed []string
@@ -87,29 +87,29 @@ type caseResult struct {
 	msgs   []string
 }
 
-// runRecorded runs every contract case against b, each with a recorder in
-// its own goroutine, all at once, and returns what each reported.
+// runRecorded runs every contract case against b as parallel subtests of
+// t, each reporting to a recorder instead of its subtest, and returns what
+// each reported once all have ended.
 func runRecorded(t *testing.T, b *Backend) []caseResult {
 	t.Helper()
 	res := make([]caseResult, len(contractCases))
-	var wg sync.WaitGroup
-	for i, c := range contractCases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec := &recordingT{TB: t}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				c.fn(rec, b)
-			}()
-			<-done
-			rec.mu.Lock()
-			res[i] = caseResult{name: c.name, failed: rec.failed, msgs: rec.msgs}
-			rec.mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	t.Run("cases", func(t *testing.T) {
+		for i, c := range contractCases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				rec := &recordingT{TB: t}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					c.fn(rec, b)
+				}()
+				<-done
+				rec.mu.Lock()
+				defer rec.mu.Unlock()
+				res[i] = caseResult{name: c.name, failed: rec.failed, msgs: rec.msgs}
+			})
+		}
+	})
 	return res
 }
 
