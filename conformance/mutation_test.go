@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"runtime"
 	"slices"
@@ -20,10 +21,15 @@ import (
 	"github.com/modkit-go/db/internal/testdb"
 )
 
-// TestMutants runs the contract cases against deliberately broken wrappers
-// of each built-in dialect: every mutant must make the case that guards its
-// invariant fail, and the unbroken dialect must pass them all. A contract a
-// broken dialect passes would prove nothing.
+// allCases makes every mutant run the whole contract, to see which other
+// cases catch it: go test ./conformance -run TestMutants -v -args -mutants.all
+var allCases = flag.Bool("mutants.all", false, "run every contract case against each mutant, not only the one that guards it")
+
+// TestMutants runs the contract against deliberately broken wrappers of
+// each built-in dialect: every mutant must fail the case that guards its
+// invariant, which the unbroken dialect passes (RunDialect, from each
+// dialect's package, runs every case against the unbroken dialect). A
+// contract a broken dialect passes would prove nothing.
 func TestMutants(t *testing.T) {
 	backends := []struct {
 		env string
@@ -41,24 +47,28 @@ func TestMutants(t *testing.T) {
 			t.Parallel()
 			b := be.b
 			b.init(t)
-			// One suite at a time per server: each runs its cases in
-			// parallel, each case with pools of its own.
-			t.Run("unbroken", func(t *testing.T) {
-				for _, r := range runRecorded(t, &b) {
-					if r.failed {
-						t.Errorf("%s failed against the unbroken dialect: %s", r.name, strings.Join(r.msgs, "; "))
-					}
-				}
-			})
 			for _, m := range mutants {
 				t.Run(m.name, func(t *testing.T) {
 					if m.needsConcurrentWriters && b.SingleWriter {
 						t.Skip("needs two writers at once: a single-writer backend has no lock to skip")
 					}
+					t.Parallel()
+					cases := []string{m.caught}
+					if *allCases {
+						cases = nil
+					}
 					mb := b
 					mb.Dialect = m.wrap(b.Dialect, b.BindType)
+					var unbroken, broken []caseResult
+					t.Run("unbroken", func(t *testing.T) { unbroken = runRecorded(t, &b, cases...) })
+					t.Run("mutant", func(t *testing.T) { broken = runRecorded(t, &mb, cases...) })
+					for _, r := range unbroken {
+						if r.failed {
+							t.Errorf("%s fails against the unbroken dialect: %s", r.name, strings.Join(r.msgs, "; "))
+						}
+					}
 					var failed []string
-					for _, r := range runRecorded(t, &mb) {
+					for _, r := range broken {
 						if r.failed {
 							failed = append(failed, r.name)
 							t.Logf("%s fails: %s", r.name, firstLine(r.msgs))
@@ -87,14 +97,18 @@ type caseResult struct {
 	msgs   []string
 }
 
-// runRecorded runs every contract case against b as parallel subtests of
-// t, each reporting to a recorder instead of its subtest, and returns what
-// each reported once all have ended.
-func runRecorded(t *testing.T, b *Backend) []caseResult {
+// runRecorded runs the contract cases named (every case when none is)
+// against b as parallel subtests of t, each reporting to a recorder
+// instead of its subtest, and returns what each reported once all ended.
+func runRecorded(t *testing.T, b *Backend, names ...string) []caseResult {
 	t.Helper()
-	res := make([]caseResult, len(contractCases))
+	var res []caseResult
+	var mu sync.Mutex
 	t.Run("cases", func(t *testing.T) {
-		for i, c := range contractCases {
+		for _, c := range contractCases {
+			if len(names) > 0 && !slices.Contains(names, c.name) {
+				continue
+			}
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				rec := &recordingT{TB: t}
@@ -105,11 +119,17 @@ func runRecorded(t *testing.T, b *Backend) []caseResult {
 				}()
 				<-done
 				rec.mu.Lock()
-				defer rec.mu.Unlock()
-				res[i] = caseResult{name: c.name, failed: rec.failed, msgs: rec.msgs}
+				r := caseResult{name: c.name, failed: rec.failed, msgs: rec.msgs}
+				rec.mu.Unlock()
+				mu.Lock()
+				res = append(res, r)
+				mu.Unlock()
 			})
 		}
 	})
+	if len(res) == 0 || (len(names) > 0 && len(res) != len(names)) {
+		t.Fatalf("contract cases %v: %d ran", names, len(res))
+	}
 	return res
 }
 
