@@ -9,6 +9,13 @@
 //		})
 //	}
 //
+// and, method by method, by calling RunDialect (see
+// docs/writing-a-dialect.md in the repository):
+//
+//	func TestDialectContract(t *testing.T) {
+//		conformance.RunDialect(t, conformance.Backend{…})
+//	}
+//
 // Each test gets its own empty database from NewDatabase, applies the
 // dialect's migrations, and checks behaviour against the real server: atomic
 // enqueue, gap-free sequencing under out-of-order commits and concurrency,
@@ -80,15 +87,7 @@ type test struct {
 // Run runs every conformance case against b as parallel subtests.
 func Run(t *testing.T, b Backend) {
 	t.Helper()
-	if b.Dialect == nil || b.NewDatabase == nil {
-		t.Fatal("conformance: Backend needs Dialect and NewDatabase")
-	}
-	if b.BindType == 0 {
-		b.BindType = sqlx.BindType(b.Name)
-		if b.BindType == sqlx.UNKNOWN {
-			b.BindType = sqlx.QUESTION
-		}
-	}
+	b.init(t)
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests,
@@ -105,6 +104,20 @@ func Run(t *testing.T, b Backend) {
 				t.Parallel()
 				tc.fn(t, &b)
 			})
+		}
+	}
+}
+
+// init checks b and fills in its defaults.
+func (b *Backend) init(t testing.TB) {
+	t.Helper()
+	if b.Dialect == nil || b.NewDatabase == nil {
+		t.Fatal("conformance: Backend needs Dialect and NewDatabase")
+	}
+	if b.BindType == 0 {
+		b.BindType = sqlx.BindType(b.Name)
+		if b.BindType == sqlx.UNKNOWN {
+			b.BindType = sqlx.QUESTION
 		}
 	}
 }
@@ -312,54 +325,6 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("timed out waiting for %s", what)
 		var zero T
 		return zero
-	}
-}
-
-// recorder collects deliveries and checks order and uniqueness.
-type recorder struct {
-	mu     sync.Mutex
-	seqs   map[string][]int64 // "queue/partition" -> seqs in delivery order
-	bodies map[string]int     // payload -> times delivered
-	total  int
-	want   int
-	done   chan struct{}
-}
-
-func newRecorder(want int) *recorder {
-	return &recorder{seqs: map[string][]int64{}, bodies: map[string]int{}, want: want, done: make(chan struct{})}
-}
-
-func (r *recorder) add(ds ...outbox.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, d := range ds {
-		k := fmt.Sprintf("%s/%d", d.Queue, d.Partition)
-		r.seqs[k] = append(r.seqs[k], d.Seq)
-		r.bodies[string(d.Payload)]++
-		r.total++
-		if r.total == r.want {
-			close(r.done)
-		}
-	}
-}
-
-// checkExactlyOnce asserts each partition's seqs were delivered as exactly
-// 1..n, in order, and each payload once.
-func (r *recorder) checkExactlyOnce(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, s := range r.seqs {
-		for i, v := range s {
-			if v != int64(i+1) {
-				t.Fatalf("partition %s: delivery %d has seq %d, want %d (seqs %v…)", k, i, v, i+1, s[:min(len(s), 20)])
-			}
-		}
-	}
-	for b, n := range r.bodies {
-		if n != 1 {
-			t.Fatalf("payload %q delivered %d times", b, n)
-		}
 	}
 }
 

@@ -40,82 +40,6 @@ var deliveryTests = []test{
 	{"Delivery/WrappedHandler", testWrappedHandler},
 }
 
-// tally keeps every delivery a handler saw, in call order, and lets a test
-// wait until a number of them arrived.
-type tally struct {
-	mu    sync.Mutex
-	got   []outbox.Delivery
-	waits []tallyWait
-}
-
-type tallyWait struct {
-	n  int
-	ch chan struct{}
-}
-
-func (c *tally) add(ds ...outbox.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.got = append(c.got, ds...)
-	kept := c.waits[:0]
-	for _, w := range c.waits {
-		if len(c.got) >= w.n {
-			close(w.ch)
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waits = kept
-}
-
-// reached is closed once n deliveries were added.
-func (c *tally) reached(n int) <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan struct{})
-	if len(c.got) >= n {
-		close(ch)
-	} else {
-		c.waits = append(c.waits, tallyWait{n, ch})
-	}
-	return ch
-}
-
-// payloads lists the payloads delivered for partition (every partition
-// when partition < 0), in delivery order.
-func (c *tally) payloads(partition int) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, d := range c.got {
-		if partition < 0 || d.Partition == partition {
-			out = append(out, string(d.Payload))
-		}
-	}
-	return out
-}
-
-// seqs lists the seqs delivered for partition, in delivery order.
-func (c *tally) seqs(partition int) []int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []int64
-	for _, d := range c.got {
-		if d.Partition == partition {
-			out = append(out, d.Seq)
-		}
-	}
-	return out
-}
-
-func seqRange(from, to int64) []int64 {
-	var out []int64
-	for s := from; s <= to; s++ {
-		out = append(out, s)
-	}
-	return out
-}
-
 func (e *env) handle(ob *outbox.Outbox, queue string, h outbox.Handler) {
 	e.t.Helper()
 	if err := ob.Handle(queue, h); err != nil {
@@ -147,8 +71,8 @@ func testOrderAndCompleteness(t *testing.T, b *Backend, perMessage bool) {
 		}
 	}
 
-	rec := newRecorder(total)
-	var tl tally
+	var rec recorder
+	var tl recorder
 	if perMessage {
 		e.handle(ob, "q", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
 			tl.add(d)
@@ -217,7 +141,7 @@ func testOrderAndCompleteness(t *testing.T, b *Backend, perMessage bool) {
 		t.FailNow()
 	}
 	enqueued := time.Since(began)
-	await(t, rec.done, fmt.Sprintf("%d deliveries", total))
+	await(t, rec.reached(total), fmt.Sprintf("%d deliveries", total))
 	for part := range parts {
 		e.awaitProcessed(ob, "q", part, perPart[part])
 	}
@@ -225,11 +149,9 @@ func testOrderAndCompleteness(t *testing.T, b *Backend, perMessage bool) {
 	t.Logf("%d messages enqueued in %v, all delivered after %v", total, enqueued, time.Since(began))
 
 	rec.checkExactlyOnce(t)
-	rec.mu.Lock()
-	if rec.total != total {
-		t.Errorf("%d deliveries, want %d", rec.total, total)
+	if n := rec.count(); n != total {
+		t.Errorf("%d deliveries, want %d", n, total)
 	}
-	rec.mu.Unlock()
 	for part := range parts {
 		got := tl.payloads(part)
 		if int64(len(got)) != perPart[part] {
@@ -261,7 +183,7 @@ func testDeliveryOutOfOrderCommits(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	ob := e.outbox(nil, fast(outbox.Config{}))
 	e.declare(ob, "q", 2)
-	var tl tally
+	var tl recorder
 	e.handle(ob, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()
@@ -360,7 +282,7 @@ func testRetryThenSuccess(t *testing.T, b *Backend) {
 	}
 	calls := make(chan call, 2)
 	var m1 atomic.Int32
-	var tl tally
+	var tl recorder
 	e.handle(ob, "q", outbox.PerMessage(func(ctx context.Context, d outbox.Delivery) outbox.Result {
 		tl.add(d)
 		if string(d.Payload) != "m1" {
@@ -528,7 +450,7 @@ func testRejectPerMessage(t *testing.T, b *Backend) {
 	msgs[2].Headers = map[string]string{"trace": "t-3", "k": "v"}
 	e.enqueue(ob, msgs...)
 
-	var tl tally
+	var tl recorder
 	var ok []string
 	var mu sync.Mutex
 	e.handle(ob, "q", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
@@ -594,7 +516,7 @@ func testRejectBatch(t *testing.T, b *Backend) {
 	e.enqueue(ob, msgs...)
 	e.sequenceAll(ob) // the first batch is seqs 1..3
 
-	var rejected, delivered tally
+	var rejected, delivered recorder
 	e.handle(ob, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		if ds[0].Seq == 1 {
 			rejected.add(ds...)
@@ -639,7 +561,7 @@ func testPartialBatch(t *testing.T, b *Backend, reject bool) {
 	e.sequenceAll(ob) // the first batch is seqs 1..5
 
 	var first atomic.Bool
-	var firstBatch, later tally
+	var firstBatch, later recorder
 	var laterAttempts []int
 	var mu sync.Mutex
 	e.handle(ob, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
@@ -706,7 +628,7 @@ func testMaxAttempts(t *testing.T, b *Backend) {
 
 	var mu sync.Mutex
 	var tries []int
-	var delivered tally
+	var delivered recorder
 	e.handle(ob, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		if ds[0].Seq == 1 {
 			mu.Lock()
@@ -833,7 +755,7 @@ func testFieldsIntact(t *testing.T, b *Backend) {
 	e.enqueue(ob, want...)
 	after := e.state(ob, queue, 2).Now
 
-	var tl tally
+	var tl recorder
 	e.handle(ob, queue, outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()
@@ -843,9 +765,7 @@ func testFieldsIntact(t *testing.T, b *Backend) {
 	e.awaitProcessed(ob, queue, 2, int64(len(want)))
 	e.stop(ob)
 
-	tl.mu.Lock()
-	got := slices.Clone(tl.got)
-	tl.mu.Unlock()
+	got := tl.deliveries()
 	if len(got) != len(want) {
 		t.Fatalf("%d deliveries, want %d", len(got), len(want))
 	}
@@ -896,7 +816,7 @@ func testPanickingHandler(t *testing.T, b *Backend, perMessage bool) {
 	}
 	again := make(chan retried, 1)
 	var calls atomic.Int32
-	var tl tally
+	var tl recorder
 	handle := func(ctx context.Context, d outbox.Delivery) {
 		if string(d.Payload) == "m1" {
 			switch calls.Add(1) {
@@ -990,7 +910,7 @@ func testUnstorableReason(t *testing.T, b *Backend, result string, transactional
 	}
 	calls := make([]atomic.Int32, parts)
 	lastErrors := make([]atomic.Value, parts)
-	var tl tally
+	var tl recorder
 	handle := func(ctx context.Context, ds []outbox.Delivery) outbox.Result {
 		d := ds[0]
 		if d.Seq != 1 {
@@ -1075,7 +995,7 @@ func testWrappedHandler(t *testing.T, b *Backend) {
 		t.Errorf("Handle((*middleware)(nil)): %v, want ErrInvalidHandler", err)
 	}
 	const parts, per = 2, 5
-	rec := newRecorder(4 * parts * per)
+	var rec recorder
 	tx := func(ctx context.Context, tx *sql.Tx, ds ...outbox.Delivery) outbox.Result {
 		for _, d := range ds {
 			if err := e.writeEffect(ctx, tx, d); err != nil {
@@ -1123,9 +1043,7 @@ func testWrappedHandler(t *testing.T, b *Backend) {
 	e.stop(ob)
 	// The cursors moved: every message must have gone through its handler
 	// first, exactly once.
-	rec.mu.Lock()
-	total := rec.total
-	rec.mu.Unlock()
+	total := rec.count()
 	if total != 4*parts*per {
 		t.Fatalf("%d messages reached the wrapped handlers, want %d: the rest were acknowledged without a call", total, 4*parts*per)
 	}

@@ -107,7 +107,7 @@ func testLateResult(t *testing.T, b *Backend, r outbox.Result) {
 	// B starts only now, so A certainly holds the lease; A is never stopped
 	// while B works.
 	bOb := e.outbox(e.pool(), fast(outbox.Config{BatchSize: batch}))
-	rec := newRecorder(total)
+	var rec recorder
 	var mu sync.Mutex
 	firstAttempts := map[int64]int{}
 	if err := bOb.Handle("q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
@@ -124,7 +124,7 @@ func testLateResult(t *testing.T, b *Backend, r outbox.Result) {
 		t.Fatal(err)
 	}
 	e.start(bOb)
-	await(t, rec.done, "B to deliver every message")
+	await(t, rec.reached(total), "B to deliver every message")
 	e.awaitProcessed(bOb, "q", 0, total)
 	e.stop(bOb) // freeze B's writes: from here only A can change the row
 	rec.checkExactlyOnce(t)
@@ -235,7 +235,7 @@ func testHandlerContextAtLeaseEnd(t *testing.T, b *Backend) {
 func testCompetingProcessors(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	const parts, total, workers = 8, 3000, 3
-	rec := newRecorder(total)
+	var rec recorder
 	var mu sync.Mutex
 	inFlight := map[int]int{} // partition -> worker (outbox index + 1)
 	var per [workers]atomic.Int64
@@ -283,7 +283,7 @@ func testCompetingProcessors(t *testing.T, b *Backend) {
 		}
 		e.enqueue(obs[(i/100)%workers], batch...)
 	}
-	await(t, rec.done, "every message delivered")
+	await(t, rec.reached(total), "every message delivered")
 	for p := range parts {
 		e.awaitProcessed(obs[0], "q", p, int64(next[p]))
 	}
@@ -291,11 +291,9 @@ func testCompetingProcessors(t *testing.T, b *Backend) {
 		e.stop(ob)
 	}
 	rec.checkExactlyOnce(t)
-	rec.mu.Lock()
-	if rec.total != total {
-		t.Errorf("%d deliveries, want %d", rec.total, total)
+	if n := rec.count(); n != total {
+		t.Errorf("%d deliveries, want %d", n, total)
 	}
-	rec.mu.Unlock()
 	spread := 0
 	for i := range per {
 		if per[i].Load() > 0 {
@@ -490,7 +488,7 @@ func testHandlerGoexit(t *testing.T, b *Backend, kind string) {
 	e.declare(ob, "q", 1)
 	e.enqueue(ob, msg("q", 0, "exit"), msg("q", 0, "m2"), msg("q", 0, "m3"))
 	var exits atomic.Int32
-	var tl tally
+	var tl recorder
 	handle := func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
 		if tx != nil {
 			if err := e.writeEffect(ctx, tx, d); err != nil {

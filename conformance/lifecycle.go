@@ -234,7 +234,7 @@ func testStopDeadlineCancelsHandler(t *testing.T, b *Backend) {
 
 	// With an hour's lease, only a released lease lets this happen in time.
 	next := e.outbox(e.pool(), fast(outbox.Config{LeaseDuration: time.Hour}))
-	var tl tally
+	var tl recorder
 	e.handle(next, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()
@@ -297,7 +297,7 @@ func testNothingLockedAfterStop(t *testing.T, b *Backend, transactional bool) {
 	e.enqueue(a, msgs...)
 	e.sequenceAll(a)
 
-	rec := newRecorder(total)
+	var rec recorder
 	entered := make(chan struct{}, blocked)
 	release := make(chan struct{})
 	var releaseOnce sync.Once
@@ -356,7 +356,7 @@ func testNothingLockedAfterStop(t *testing.T, b *Backend, transactional bool) {
 		}))
 	}
 	e.start(bOb)
-	await(t, rec.done, "B to deliver the rest")
+	await(t, rec.reached(total), "B to deliver the rest")
 	for p := range parts {
 		e.awaitProcessed(bOb, "q", p, perPart)
 	}
@@ -421,7 +421,7 @@ func testInTxAndNotifyWake(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	ob := e.outbox(nil, fast(outbox.Config{PollInterval: time.Hour}))
 	e.declare(ob, "q", 2)
-	var tl tally
+	var tl recorder
 	e.handle(ob, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()

@@ -44,7 +44,7 @@ func testTablePrefix(t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	e.enqueue(ob, msg("q", 0, "a"), msg("q", 1, "b"))
-	rec := newRecorder(2)
+	var rec recorder
 	if err := ob.Handle("q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		rec.add(ds...)
 		return outbox.Success()
@@ -52,7 +52,7 @@ func testTablePrefix(t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	e.start(ob)
-	await(t, rec.done, "deliveries through prefixed tables")
+	await(t, rec.reached(2), "deliveries through prefixed tables")
 	rec.checkExactlyOnce(t)
 	if n := e.count("SELECT COUNT(*) FROM app_ob_partitions"); n != 2 {
 		t.Fatalf("app_ob_partitions has %d rows, want 2", n)
@@ -132,7 +132,7 @@ func (e *env) checkUsable() {
 	e.t.Helper()
 	ob := e.outbox(nil, fast(outbox.Config{}))
 	e.declare(ob, "m", 1)
-	rec := newRecorder(1)
+	var rec recorder
 	if err := ob.Handle("m", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
 		rec.add(d)
 		return outbox.Success()
@@ -141,7 +141,7 @@ func (e *env) checkUsable() {
 	}
 	e.enqueue(ob, msg("m", 0, "x"))
 	e.start(ob)
-	await(e.t, rec.done, "a delivery after the migration")
+	await(e.t, rec.reached(1), "a delivery after the migration")
 }
 
 // checkVersionOnce fails unless version 1 is recorded as applied once.

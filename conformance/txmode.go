@@ -126,6 +126,15 @@ func payloads(queue string, partition int, prefix string, n int) ([]outbox.Messa
 	return msgs, keys
 }
 
+// redelivery is what a transactional handler saw when a message came
+// again: its Attempts, and the effects visible to the redelivering
+// transaction.
+type redelivery struct {
+	attempts int
+	effects  map[string]int
+	err      error
+}
+
 // effectHandler writes each message's effect and succeeds; on a write error
 // it fails the test and retries.
 func (e *env) effectHandler(t *testing.T) outbox.Handler {
@@ -211,19 +220,10 @@ func testTxRetry(t *testing.T, b *Backend) {
 	e.enqueue(ob, msgs...)
 	e.sequenceAll(ob)
 
-	type redelivery struct {
-		attempts int
-		effects  map[string]int
-		err      error
-	}
 	again := make(chan redelivery, 1)
-	var mu sync.Mutex
-	calls := map[int64]int{}
+	var calls recorder
 	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
-		mu.Lock()
-		calls[d.Seq]++
-		n := calls[d.Seq]
-		mu.Unlock()
+		n := calls.add(d)
 		if d.Seq == 3 && n == 2 {
 			// What the failed attempt committed, seen from the transaction
 			// that redelivers.
@@ -259,10 +259,8 @@ func testTxRetry(t *testing.T, b *Backend) {
 		t.Errorf("Attempts %d after success, want 0", st.Attempts)
 	}
 	e.checkEffects(keys...)
-	mu.Lock()
-	defer mu.Unlock()
-	if want := map[int64]int{1: 1, 2: 1, 3: 2, 4: 1, 5: 1}; !maps.Equal(calls, want) {
-		t.Errorf("handler calls per seq %v, want %v", calls, want)
+	if got, want := calls.timesBySeq(0), map[int64]int{1: 1, 2: 1, 3: 2, 4: 1, 5: 1}; !maps.Equal(got, want) {
+		t.Errorf("handler calls per seq %v, want %v", got, want)
 	}
 }
 
@@ -345,11 +343,6 @@ func testTxPartialBatch(t *testing.T, b *Backend) {
 	e.enqueue(ob, msgs...)
 	e.sequenceAll(ob) // the first call sees all n
 
-	type redelivery struct {
-		attempts int
-		effects  map[string]int
-		err      error
-	}
 	again := make(chan redelivery, 1)
 	var calls atomic.Int64
 	var checked atomic.Bool
@@ -408,19 +401,10 @@ func testTxPartialPerMessage(t *testing.T, b *Backend) {
 	e.enqueue(ob, msgs...)
 	e.sequenceAll(ob)
 
-	type redelivery struct {
-		attempts int
-		effects  map[string]int
-		err      error
-	}
 	again := make(chan redelivery, 1)
-	var mu sync.Mutex
-	calls := map[int64]int{}
+	var calls recorder
 	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
-		mu.Lock()
-		calls[d.Seq]++
-		c := calls[d.Seq]
-		mu.Unlock()
+		c := calls.add(d)
 		if d.Seq == k+1 && c == 2 {
 			got, err := e.visibleEffects(ctx, tx, keys)
 			again <- redelivery{d.Attempts, got, err}
@@ -451,15 +435,14 @@ func testTxPartialPerMessage(t *testing.T, b *Backend) {
 	e.awaitProcessed(ob, "q", 0, n)
 	e.stop(ob)
 	e.checkEffects(keys...)
-	mu.Lock()
-	defer mu.Unlock()
+	times := calls.timesBySeq(0)
 	for seq := int64(1); seq <= n; seq++ {
 		want := 1
 		if seq == k+1 {
 			want = 2
 		}
-		if calls[seq] != want {
-			t.Errorf("seq %d handled %d times, want %d (calls %v)", seq, calls[seq], want, calls)
+		if times[seq] != want {
+			t.Errorf("seq %d handled %d times, want %d (calls %v)", seq, times[seq], want, times)
 		}
 	}
 }
@@ -515,14 +498,9 @@ func testTxCrashBeforeCommit(t *testing.T, b *Backend) {
 	}
 
 	bOb := e.outbox(e.pool(), fast(outbox.Config{}))
-	var mu sync.Mutex
-	attempts := map[int64]int{}
+	var seen recorder
 	if err := bOb.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
-		mu.Lock()
-		if _, ok := attempts[d.Seq]; !ok {
-			attempts[d.Seq] = d.Attempts
-		}
-		mu.Unlock()
+		seen.add(d)
 		if err := e.writeEffect(ctx, tx, d); err != nil {
 			t.Error(err)
 			return outbox.Retry(err.Error())
@@ -535,11 +513,9 @@ func testTxCrashBeforeCommit(t *testing.T, b *Backend) {
 	e.awaitProcessed(bOb, "q", 0, 3)
 	e.stop(bOb)
 	e.checkEffects(keys...)
-	mu.Lock()
-	if attempts[1] < 1 {
-		t.Errorf("B's first delivery of the crashed batch has Attempts %v, want >= 1: a crash counts", attempts)
+	if got := seen.deliveries(); len(got) == 0 || got[0].Seq != 1 || got[0].Attempts < 1 {
+		t.Errorf("B's deliveries %v, want seq 1 first with Attempts >= 1: a crash counts", got)
 	}
-	mu.Unlock()
 	releaseOnce.Do(func() { close(release) })
 	e.stop(a)
 	e.checkEffects(keys...)
@@ -598,7 +574,7 @@ func testTxHandlerTimeout(t *testing.T, b *Backend) {
 	}
 
 	bOb := e.outbox(e.pool(), fast(outbox.Config{}))
-	var tl tally
+	var tl recorder
 	e.handle(bOb, "q", outbox.TxBatch(func(ctx context.Context, tx *sql.Tx, ds []outbox.Delivery) outbox.Result {
 		for _, d := range ds {
 			if err := e.writeEffect(ctx, tx, d); err != nil {
@@ -615,11 +591,9 @@ func testTxHandlerTimeout(t *testing.T, b *Backend) {
 	if returned.Load() {
 		t.Fatal("A's handler returned before B delivered: the test proves nothing")
 	}
-	tl.mu.Lock()
-	if got := tl.got; len(got) == 0 || got[0].Attempts != 1 {
+	if got := tl.deliveries(); len(got) == 0 || got[0].Attempts != 1 {
 		t.Errorf("B's deliveries %v, want the batch with Attempts 1", got)
 	}
-	tl.mu.Unlock()
 	e.checkEffects(keys...)
 	before := e.state(a, "q", 0)
 
@@ -642,19 +616,10 @@ func testTxPanicRollsBack(t *testing.T, b *Backend) {
 	msgs, keys := payloads("q", 0, "x", 3)
 	e.enqueue(ob, msgs...)
 
-	type redelivery struct {
-		attempts int
-		effects  map[string]int
-		err      error
-	}
 	again := make(chan redelivery, 1)
-	var mu sync.Mutex
-	calls := map[int64]int{}
+	var calls recorder
 	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
-		mu.Lock()
-		calls[d.Seq]++
-		c := calls[d.Seq]
-		mu.Unlock()
+		c := calls.add(d)
 		if d.Seq == 2 && c == 2 {
 			got, err := e.visibleEffects(ctx, tx, keys)
 			again <- redelivery{d.Attempts, got, err}
@@ -742,7 +707,7 @@ func testTxMixedModes(t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	const per = 10
-	rec := newRecorder(2 * per)
+	var rec recorder
 	if err := ob.Handle("dec", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		rec.add(ds...)
 		return outbox.Success()
@@ -757,7 +722,7 @@ func testTxMixedModes(t *testing.T, b *Backend) {
 		e.enqueue(ob, append(txMsgs, decMsgs...)...)
 		keys = append(keys, k...)
 	}
-	await(t, rec.done, "the decoupled queue's messages")
+	await(t, rec.reached(2*per), "the decoupled queue's messages")
 	for p := range 2 {
 		e.awaitProcessed(ob, "tx", p, per)
 		e.awaitProcessed(ob, "dec", p, per)
@@ -815,12 +780,9 @@ func testTxBrokenDelivery(t *testing.T, b *Backend) {
 	e.declare(ob, "q", 1)
 	msgs, keys := payloads("q", 0, "b", 3)
 	e.enqueue(ob, msgs...)
-	var mu sync.Mutex
-	calls := map[int64]int{}
+	var calls recorder
 	if err := ob.Handle("q", outbox.TxPerMessage(func(ctx context.Context, tx *sql.Tx, d outbox.Delivery) outbox.Result {
-		mu.Lock()
-		calls[d.Seq]++
-		mu.Unlock()
+		calls.add(d)
 		if err := e.writeEffect(ctx, tx, d); err != nil {
 			return outbox.Retry(err.Error())
 		}
@@ -834,10 +796,8 @@ func testTxBrokenDelivery(t *testing.T, b *Backend) {
 	e.start(ob)
 	e.awaitProcessed(ob, "q", 0, 3)
 	e.stop(ob)
-	mu.Lock()
-	defer mu.Unlock()
-	if calls[1] != 2 {
-		t.Fatalf("seq 1 handled %d times, want 2 (MaxAttempts)", calls[1])
+	if n := calls.timesBySeq(0)[1]; n != 2 {
+		t.Fatalf("seq 1 handled %d times, want 2 (MaxAttempts)", n)
 	}
 	dead, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
 	if err != nil || len(dead) != 1 || dead[0].Seq != 1 {

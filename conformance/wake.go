@@ -50,7 +50,7 @@ func testWakeFromAnotherOutbox(t *testing.T, b *Backend) {
 	logs := newLogWatch()
 	worker := e.outbox(nil, fast(outbox.Config{PollInterval: time.Hour, Logger: logs.logger()}))
 	e.declare(worker, "q", 2)
-	var tl tally
+	var tl recorder
 	e.handle(worker, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()
@@ -116,7 +116,7 @@ func testWakeListenerRecovers(t *testing.T, b *Backend) {
 	logs := newLogWatch()
 	worker := e.prefixed(d, outbox.Config{PollInterval: time.Hour, Logger: logs.logger()})
 	e.declare(worker, "q", 1)
-	var tl tally
+	var tl recorder
 	e.handle(worker, "q", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		tl.add(ds...)
 		return outbox.Success()

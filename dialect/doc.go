@@ -72,7 +72,8 @@
 //   - Vacuum: deletes only rows with seq <= processed_seq of their
 //     partition, at most Limit, and never blocks producers.
 //
-// A new dialect proves itself with conformance.Run; the built-in ones share
-// their common statements in an internal base and keep only what differs in
-// their own packages.
+// A new dialect proves itself with conformance.Run and
+// conformance.RunDialect (docs/writing-a-dialect.md in the repository walks
+// through one); the built-in ones share their common statements in an
+// internal base and keep only what differs in their own packages.
 package dialect

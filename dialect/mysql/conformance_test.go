@@ -34,6 +34,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestDialectContract checks each dialect method's invariant directly,
+// with times scanned by the driver (parseTime=true) and as text.
+func TestDialectContract(t *testing.T) {
+	testdb.DSN(t, testdb.MySQLEnv)
+	for name, open := range map[string]func(testing.TB) func() *sql.DB{
+		"parseTime": testdb.MySQL, "noParseTime": testdb.MySQLNoParseTime,
+	} {
+		t.Run(name, func(t *testing.T) {
+			conformance.RunDialect(t, conformance.Backend{Name: "mysql", Dialect: mysql.New(), NewDatabase: open})
+		})
+	}
+}
+
 // terminateSessions KILLs every other connection to db's database (each
 // test has its own database).
 func terminateSessions(ctx context.Context, db *sql.DB) (int, error) {

@@ -29,6 +29,18 @@ func TestConformancePGX(t *testing.T) {
 	conformance.Run(t, backend("pgx", testdb.PostgresPGX, postgres.WithListener(pgxlisten.New())))
 }
 
+// TestDialectContract checks each dialect method's invariant directly,
+// through lib/pq and through pgx.
+func TestDialectContract(t *testing.T) {
+	testdb.DSN(t, testdb.PostgresEnv)
+	t.Run("pq", func(t *testing.T) {
+		conformance.RunDialect(t, conformance.Backend{Name: "postgres", Dialect: postgres.New(), NewDatabase: testdb.Postgres})
+	})
+	t.Run("pgx", func(t *testing.T) {
+		conformance.RunDialect(t, conformance.Backend{Name: "pgx", Dialect: postgres.New(), NewDatabase: testdb.PostgresPGX})
+	})
+}
+
 func backend(name string, open func(testing.TB) func() *sql.DB, listener postgres.Option) conformance.Backend {
 	return conformance.Backend{
 		Name:        name,

@@ -9,12 +9,17 @@ import (
 	"github.com/modkit-go/db/internal/testdb"
 )
 
-func TestConformance(t *testing.T) {
-	conformance.Run(t, conformance.Backend{
+func backend() conformance.Backend {
+	return conformance.Backend{
 		Name:         "sqlite",
 		Dialect:      sqlite.New(),
 		WithPrefix:   func(p string) dialect.Dialect { return sqlite.New(sqlite.WithPrefix(p)) },
 		NewDatabase:  testdb.SQLite,
 		SingleWriter: true,
-	})
+	}
 }
+
+func TestConformance(t *testing.T) { conformance.Run(t, backend()) }
+
+// TestDialectContract checks each dialect method's invariant directly.
+func TestDialectContract(t *testing.T) { conformance.RunDialect(t, backend()) }

@@ -155,6 +155,18 @@ func withParam(dsn, k, v string) (string, error) {
 // opener for it. The database is dropped at the end.
 func MySQL(t testing.TB) func() *sql.DB {
 	t.Helper()
+	return mysqlDB(t, true)
+}
+
+// MySQLNoParseTime is MySQL with parseTime=false in the DSN: the driver
+// then returns DATETIME values as text, which a dialect must read too.
+func MySQLNoParseTime(t testing.TB) func() *sql.DB {
+	t.Helper()
+	return mysqlDB(t, false)
+}
+
+func mysqlDB(t testing.TB, parseTime bool) func() *sql.DB {
+	t.Helper()
 	dsn := DSN(t, MySQLEnv)
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -174,7 +186,7 @@ func MySQL(t testing.TB) func() *sql.DB {
 		_ = admin.Close()
 	})
 	cfg.DBName = db
-	cfg.ParseTime = true
+	cfg.ParseTime = parseTime
 	cfg.InterpolateParams = true
 	u := cfg.FormatDSN()
 	return opener(t, func() (*sql.DB, error) { return sql.Open("mysql", u) })

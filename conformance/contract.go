@@ -1,0 +1,1038 @@
+package conformance
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/migrations"
+)
+
+// contractCase is one per-method contract case. It takes a testing.TB, not
+// a *testing.T, and never calls Run, so that the mutation tests can run it
+// with a recorder and expect it to fail.
+type contractCase struct {
+	name string
+	fn   func(t testing.TB, b *Backend)
+}
+
+// contractCases check the invariants of dialect/doc.go one by one, by
+// calling the dialect's methods directly.
+var contractCases = []contractCase{
+	{"DeclareQueue", testContractDeclareQueue},
+	{"InsertManyInOrder", testInsertManyInOrder},
+	{"SequenceGapFree", testSequenceGapFree},
+	{"SequenceSkipsLockedPartition", testSequenceSkipsLockedPartition},
+	{"SequenceSkipsUncommitted", testSequenceSkipsUncommitted},
+	{"SequenceConcurrent", testSequenceConcurrent},
+	{"ClaimExclusive", testClaimExclusive},
+	{"ClaimConcurrent", testClaimConcurrent},
+	{"UpdateFenced", testUpdateFenced},
+	{"TakeoverCountsOneAttempt", testTakeoverCountsOneAttempt},
+	{"ReleaseNeedsToken", testReleaseNeedsToken},
+	{"BackoffDelaysClaim", testBackoffDelaysClaim},
+	{"LockPartitionSkipsHeld", testLockPartitionSkipsHeld},
+	{"VacuumBehindCursor", testVacuumBehindCursor},
+	{"DatabaseClock", testDatabaseClock},
+	{"InsertAllOrNothing", testInsertAllOrNothing},
+	{"ReadInSeqOrder", testReadInSeqOrder},
+	{"DeadLetters", testDeadLetters},
+}
+
+// RunDialect runs the per-method contract cases against b as parallel
+// subtests: each calls the dialect's methods directly on a fresh database
+// and checks one invariant of the dialect package's contract (the
+// sequencer never waits on uncommitted rows and never double-assigns, a
+// claim is exclusive, fenced updates need the live token, a takeover counts
+// one attempt, LockPartition skips held rows, Vacuum stays behind the
+// cursor, database time decides leases, inserts are all or nothing). Where
+// Run proves the outbox built on a dialect, RunDialect points at the method
+// that breaks; a dialect author runs both.
+func RunDialect(t *testing.T, b Backend) {
+	t.Helper()
+	b.init(t)
+	for _, c := range contractCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, &b)
+		})
+	}
+}
+
+// contractTimeout bounds each call of a contract case, so that a broken
+// dialect fails instead of hanging; like timeout, it only decides how long
+// a broken implementation takes to fail.
+const contractTimeout = timeout
+
+// noWait bounds a call that must not wait on another transaction: one
+// that does fails by it. It is far above what one statement takes, even
+// under -race on a loaded machine.
+const noWait = 5 * time.Second
+
+// dialectEnv is one contract case's database and dialect.
+type dialectEnv struct {
+	t    testing.TB
+	b    *Backend
+	d    dialect.Dialect
+	in   dialect.Inspector // reads the state the cases check
+	open func() *sql.DB
+	db   *sql.DB
+	ctx  context.Context
+}
+
+func newDialectEnv(t testing.TB, b *Backend) *dialectEnv {
+	t.Helper()
+	in := inspectorOf(b.Dialect)
+	if in == nil {
+		t.Skipf("%T does not implement dialect.Inspector, through which the contract cases read state", b.Dialect)
+	}
+	open := b.NewDatabase(t)
+	x := &dialectEnv{t: t, b: b, d: b.Dialect, in: in, open: open, db: open(), ctx: t.Context()}
+	if err := migrations.Up(x.ctx, x.db, schemaOf(b.Dialect)); err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	return x
+}
+
+// pool returns a pool standing for another process: a new one, or the
+// shared one on a single-writer backend.
+func (x *dialectEnv) pool() *sql.DB {
+	if x.b.SingleWriter {
+		return x.db
+	}
+	return x.open()
+}
+
+// bounded returns a context that ends after contractTimeout.
+func (x *dialectEnv) bounded() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(x.ctx, contractTimeout)
+}
+
+// inTx runs fn in a pipeline transaction on db (x.db when nil) and commits.
+func (x *dialectEnv) inTx(db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return x.inTxWithin(db, contractTimeout, fn)
+}
+
+// inTxWithin is inTx bounded by d.
+func (x *dialectEnv) inTxWithin(db *sql.DB, d time.Duration, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if db == nil {
+		db = x.db
+	}
+	ctx, cancel := context.WithTimeout(x.ctx, d)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, x.d.TxOptions())
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// declare declares queue and returns its partition ids.
+func (x *dialectEnv) declare(queue string, partitions int) []int64 {
+	x.t.Helper()
+	var ids []int64
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
+		if err == nil {
+			ids = r.PartitionIDs
+		}
+		return err
+	})
+	if err != nil || len(ids) != partitions {
+		x.t.Fatalf("DeclareQueue(%q, %d): ids %v, %v", queue, partitions, ids, err)
+	}
+	return ids
+}
+
+// insert inserts one message per payload into a partition through q.
+func (x *dialectEnv) insert(q dialect.DBTX, queue string, partition int, payloads ...string) {
+	x.t.Helper()
+	rows := make([]dialect.InsertRow, len(payloads))
+	for i, p := range payloads {
+		rows[i] = dialect.InsertRow{Queue: queue, Partition: partition, Payload: []byte(p), PayloadType: "text/plain"}
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if _, err := x.d.InsertMessages(ctx, q, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		x.t.Fatalf("InsertMessages: %v", err)
+	}
+}
+
+// sequence runs one SequencePartition step in its own transaction.
+func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+	return x.sequenceWithin(db, contractTimeout, pid, limit)
+}
+
+// sequenceWithin is sequence bounded by d.
+func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+	var r *dialect.SequencePartitionResult
+	err := x.inTxWithin(db, d, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		r, err = x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
+		return err
+	})
+	return r, err
+}
+
+func (x *dialectEnv) mustSequence(pid int64, limit int) *dialect.SequencePartitionResult {
+	x.t.Helper()
+	r, err := x.sequence(nil, pid, limit)
+	if err != nil {
+		x.t.Fatalf("SequencePartition(%d): %v", pid, err)
+	}
+	return r
+}
+
+// ready declares queue with partitions partitions and gives each one
+// sequenced message, so that every partition is claimable.
+func (x *dialectEnv) ready(queue string, partitions int) []int64 {
+	x.t.Helper()
+	ids := x.declare(queue, partitions)
+	for i, pid := range ids {
+		x.insert(x.db, queue, i, fmt.Sprintf("%s-%d", queue, i))
+		if r := x.mustSequence(pid, 10); r.Assigned != 1 {
+			x.t.Fatalf("sequencing partition %d: %+v, want 1 assigned", i, r)
+		}
+	}
+	return ids
+}
+
+func (x *dialectEnv) claim(token string, lease time.Duration, limit int, queues ...string) []dialect.ClaimedPartition {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: queues, Limit: limit, Token: token, Lease: lease})
+	if err != nil {
+		x.t.Fatalf("ClaimLease(%s): %v", token, err)
+	}
+	return r.Partitions
+}
+
+func (x *dialectEnv) update(p dialect.UpdateCursorParams) bool {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.UpdateCursor(ctx, x.db, &p)
+	if err != nil {
+		x.t.Fatalf("UpdateCursor(%+v): %v", p, err)
+	}
+	return r.Updated
+}
+
+func (x *dialectEnv) state(queue string, partition int) *dialect.PartitionStateResult {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	s, err := x.in.PartitionState(ctx, x.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
+	if err != nil {
+		x.t.Fatalf("PartitionState(%s/%d): %v", queue, partition, err)
+	}
+	return s
+}
+
+func (x *dialectEnv) read(pid, after int64, limit int) []dialect.Message {
+	x.t.Helper()
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ReadMessages(ctx, x.db, &dialect.ReadMessagesParams{PartitionID: pid, AfterSeq: after, Limit: limit})
+	if err != nil {
+		x.t.Fatalf("ReadMessages(%d): %v", pid, err)
+	}
+	return r.Messages
+}
+
+func (x *dialectEnv) stats() *dialect.StatsResult {
+	x.t.Helper()
+	s, err := x.in.Stats(x.ctx, x.db, &dialect.StatsParams{})
+	if err != nil {
+		x.t.Fatalf("Stats: %v", err)
+	}
+	return s
+}
+
+// awaitDBTime waits until the database's clock, as PartitionState reports
+// it, is past until: lease expiry is the database's business, so the test
+// asks the database rather than sleeping on the client's clock.
+func (x *dialectEnv) awaitDBTime(queue string, until time.Time) {
+	x.t.Helper()
+	deadline := time.Now().Add(contractTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !x.state(queue, 0).Now.After(until) {
+		if time.Now().After(deadline) {
+			x.t.Fatalf("the database clock did not pass %v", until)
+		}
+		select {
+		case <-x.ctx.Done():
+			x.t.Fatalf("waiting for the database clock: %v", x.ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// checkSeqs asserts that the partition's messages carry seqs 1..n in id
+// order and that the partition's counter is n.
+func (x *dialectEnv) checkSeqs(queue string, partition int, pid int64, n int) {
+	x.t.Helper()
+	msgs := x.read(pid, 0, n+10)
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) || (i > 0 && m.ID <= msgs[i-1].ID) {
+			x.t.Fatalf("message %d of %d: id %d seq %d (previous id %d); want seq %d in id order",
+				i, len(msgs), m.ID, m.Seq, msgs[max(i-1, 0)].ID, i+1)
+		}
+	}
+	if len(msgs) != n {
+		x.t.Fatalf("%d sequenced messages, want %d", len(msgs), n)
+	}
+	if s := x.state(queue, partition); s.LastSeq != int64(n) {
+		x.t.Fatalf("partition counter last_seq = %d after sequencing %d messages", s.LastSeq, n)
+	}
+}
+
+// skipSingleWriter skips a case that needs two transactions open at once.
+func skipSingleWriter(t testing.TB, b *Backend, why string) {
+	t.Helper()
+	if b.SingleWriter {
+		t.Skipf("single writer: %s", why)
+	}
+}
+
+// testSequenceGapFree: steps of Limit rows give seq = last_seq+1, … in id
+// order and report the counter; an empty step assigns nothing.
+func testSequenceGapFree(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e", "f", "g")
+	for i, want := range []dialect.SequencePartitionResult{
+		{Locked: true, Assigned: 3, LastSeq: 3},
+		{Locked: true, Assigned: 3, LastSeq: 6},
+		{Locked: true, Assigned: 1, LastSeq: 7},
+		{Locked: true, Assigned: 0, LastSeq: 7},
+	} {
+		if got := x.mustSequence(pid, 3); *got != want {
+			t.Fatalf("step %d: %+v, want %+v", i, *got, want)
+		}
+	}
+	x.checkSeqs("q", 0, pid, 7)
+}
+
+// testSequenceSkipsUncommitted: a producer's open transaction neither
+// blocks the sequencer nor is sequenced; rows committed after it are
+// sequenced now, and its row gets the next seq once it commits (commit
+// order, which is the order a cursor can rely on). Cursor updates, vacuum
+// and claims beside it do not wait on it either.
+func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "an open producer transaction excludes every other writer")
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 3)
+	producer, err := x.open().BeginTx(x.ctx, nil) // the application's own transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = producer.Rollback() }()
+	x.insert(producer, "q", 0, "late") // lower ids, committed last
+	x.insert(producer, "q", 1, "late")
+	x.insert(producer, "q", 2, "late")
+	x.insert(x.db, "q", 0, "early") // higher ids, committed now
+	x.insert(x.db, "q", 1, "early")
+	x.insert(producer, "q", 1, "later")
+
+	// Each call is bounded by noWait: one that waits on the producer's
+	// rows (or on locks next to them) fails instead of hanging.
+	for i, pid := range pids {
+		r, err := x.sequenceWithin(nil, noWait, pid, 100)
+		want := dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}
+		if i == 2 {
+			want = dialect.SequencePartitionResult{Locked: true}
+		}
+		if err != nil || *r != want {
+			t.Fatalf("SequencePartition(partition %d) beside an open producer: %+v, %v; want %+v, the committed row only", i, r, err, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(x.ctx, noWait)
+	defer cancel()
+	if u, err := x.d.UpdateCursor(ctx, x.db, &dialect.UpdateCursorParams{PartitionID: pids[0], ProcessedSeq: 1}); err != nil || !u.Updated {
+		t.Fatalf("UpdateCursor beside an open producer: %+v, %v", u, err)
+	}
+	if v, err := x.d.Vacuum(ctx, x.db, &dialect.VacuumParams{Limit: 100}); err != nil || v.Deleted != 1 {
+		t.Fatalf("Vacuum beside an open producer: %+v, %v; want 1 deleted at once", v, err)
+	}
+	c, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 10, Token: "A", Lease: time.Hour})
+	if err != nil || len(c.Partitions) != 1 || c.Partitions[0].PartitionID != pids[1] {
+		t.Fatalf("ClaimLease beside an open producer: %+v, %v; want partition 1 at once", c, err)
+	}
+
+	if err := producer.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := x.mustSequence(pids[1], 100); r.Assigned != 2 || r.LastSeq != 3 {
+		t.Fatalf("after the producer committed: %+v, want its rows as seqs 2 and 3", *r)
+	}
+	var got []string
+	for _, m := range x.read(pids[1], 0, 10) {
+		got = append(got, fmt.Sprintf("%d:%s", m.Seq, m.Payload))
+	}
+	if fmt.Sprint(got) != "[1:early 2:late 3:later]" {
+		t.Fatalf("partition 1 reads %v, want [1:early 2:late 3:later] (commit order, then id order)", got)
+	}
+}
+
+// testSequenceConcurrent: sequencers racing over one partition assign
+// seqs 1..n exactly once, in id order, and together report n assigned.
+func testSequenceConcurrent(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	const n, callers = 40, 4
+	payloads := make([]string, n)
+	for i := range payloads {
+		payloads[i] = fmt.Sprint(i)
+	}
+	x.insert(x.db, "q", 0, payloads...)
+
+	var (
+		mu       sync.Mutex
+		assigned int
+		wg       sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for c := range callers {
+		db := x.pool()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for {
+				r, err := x.sequence(db, pid, 5)
+				if err != nil {
+					t.Errorf("sequencer %d: %v", c, err)
+					return
+				}
+				mu.Lock()
+				assigned += r.Assigned
+				mu.Unlock()
+				if r.Locked && r.Assigned == 0 {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if assigned != n {
+		t.Fatalf("concurrent sequencers reported %d rows assigned in total, want %d (each row once)", assigned, n)
+	}
+	x.checkSeqs("q", 0, pid, n)
+}
+
+// testClaimExclusive: a partition with a live lease goes to nobody else,
+// and the claim stamps the claimer's token.
+func testClaimExclusive(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	ids := x.ready("q", 2)
+	got := x.claim("A", time.Hour, 10, "q", "other")
+	if len(got) != 2 {
+		t.Fatalf("claim A: %+v, want both partitions", got)
+	}
+	for _, c := range got {
+		want := dialect.ClaimedPartition{PartitionID: ids[c.Partition], Queue: "q", Partition: c.Partition, LastSeq: 1}
+		if c != want {
+			t.Fatalf("claimed %+v, want %+v", c, want)
+		}
+	}
+	if got := x.claim("B", time.Hour, 10, "q"); len(got) != 0 {
+		t.Fatalf("claim B while A's lease is live: %+v, want none", got)
+	}
+	if s := x.state("q", 1); s.LeaseToken != "A" {
+		t.Fatalf("lease token %q after B's claim, want A's", s.LeaseToken)
+	}
+}
+
+// testClaimConcurrent: claimers racing over many partitions get each one
+// at most once, all of them in the end, never more than Limit per call.
+func testClaimConcurrent(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	const parts, claimers, limit = 12, 4, 2
+	x.ready("q", parts)
+	var (
+		mu    sync.Mutex
+		owner = map[int64]string{}
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for c := range claimers {
+		db := x.pool()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range parts {
+				token := fmt.Sprintf("c%d-%d", c, i)
+				ctx, cancel := x.bounded()
+				r, err := x.d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: time.Hour})
+				cancel()
+				if err != nil {
+					t.Errorf("ClaimLease(%s): %v", token, err)
+					return
+				}
+				if len(r.Partitions) > limit {
+					t.Errorf("ClaimLease(%s) returned %d partitions, limit %d", token, len(r.Partitions), limit)
+				}
+				mu.Lock()
+				for _, p := range r.Partitions {
+					if prev, ok := owner[p.PartitionID]; ok {
+						t.Errorf("partition %d handed to %s and %s", p.PartitionID, prev, token)
+					}
+					owner[p.PartitionID] = token
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if !t.Failed() && len(owner) != parts {
+		t.Fatalf("%d of %d partitions claimed", len(owner), parts)
+	}
+}
+
+// testUpdateFenced: an update with a token that does not hold the lease
+// changes nothing and says so; the lease's token moves the cursor.
+func testUpdateFenced(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", time.Hour, 1, "q")
+	before := x.state("q", 0)
+	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 5, LastError: "stale"}) {
+		t.Fatal("UpdateCursor with a token that does not hold the lease reported Updated")
+	}
+	after := x.state("q", 0)
+	if after.ProcessedSeq != before.ProcessedSeq || after.Attempts != before.Attempts || after.LastError != before.LastError ||
+		after.LeaseToken != "A" || !after.LeaseUntil.Equal(before.LeaseUntil) {
+		t.Fatalf("a fenced-off update changed the row: %+v, was %+v", after, before)
+	}
+	for i := range 2 { // the second changes no value it sets: still an update
+		if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
+			t.Fatalf("UpdateCursor %d with the lease's token was fenced off", i+1)
+		}
+	}
+	if s := x.state("q", 0); s.ProcessedSeq != 1 || s.LeaseToken != "A" || s.LeaseUntil.IsZero() {
+		t.Fatalf("after a renewing update: %+v, want cursor 1 and A's lease kept", s)
+	}
+	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+		t.Fatal("releasing update with the lease's token was fenced off")
+	}
+	if s := x.state("q", 0); s.LeaseToken != "" || !s.LeaseUntil.IsZero() {
+		t.Fatalf("after a releasing update (Renew 0): %+v, want no lease", s)
+	}
+	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 0}) {
+		t.Fatal("UpdateCursor with a released token reported Updated")
+	}
+}
+
+// testTakeoverCountsOneAttempt: taking over an expired lease that was
+// never released counts exactly one failed attempt, and fences the old
+// holder off; taking a released partition counts none.
+func testTakeoverCountsOneAttempt(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	if got := x.claim("A", 50*time.Millisecond, 1, "q"); len(got) != 1 || got[0].Attempts != 0 {
+		t.Fatalf("first claim: %+v, want one partition with 0 attempts", got)
+	}
+	x.awaitDBTime("q", x.state("q", 0).LeaseUntil)
+
+	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+		t.Fatal("UpdateCursor with an expired lease's token reported Updated")
+	}
+	got := x.claim("B", time.Hour, 1, "q")
+	if len(got) != 1 || got[0].Attempts != 1 {
+		t.Fatalf("takeover of an expired, unreleased lease: %+v, want one partition with exactly 1 attempt", got)
+	}
+	if s := x.state("q", 0); s.Attempts != 1 || s.LeaseToken != "B" || s.ProcessedSeq != 0 {
+		t.Fatalf("after the takeover: %+v, want attempts 1, B's lease, cursor 0", s)
+	}
+
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if r, err := x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{pid}, Token: "B"}); err != nil || r.Released != 1 {
+		t.Fatalf("ReleaseLeases(B): %+v, %v", r, err)
+	}
+	if got := x.claim("C", time.Hour, 1, "q"); len(got) != 1 || got[0].Attempts != 1 {
+		t.Fatalf("claim of a released partition: %+v, want attempts still 1", got)
+	}
+}
+
+// testReleaseNeedsToken: ReleaseLeases drops only the leases its token
+// holds.
+func testReleaseNeedsToken(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	ids := x.ready("q", 2)
+	x.claim("A", time.Hour, 1, "q")
+	x.claim("B", time.Hour, 1, "q")
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: "C"})
+	if err != nil || r.Released != 0 {
+		t.Fatalf("ReleaseLeases with a token holding nothing: %+v, %v; want 0 released", r, err)
+	}
+	r, err = x.d.ReleaseLeases(ctx, x.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: "A"})
+	if err != nil || r.Released != 1 {
+		t.Fatalf("ReleaseLeases(A): %+v, %v; want 1 released", r, err)
+	}
+	tokens := map[string]bool{}
+	for i := range ids {
+		s := x.state("q", i)
+		tokens[s.LeaseToken] = true
+		if (s.LeaseToken == "") != s.LeaseUntil.IsZero() {
+			t.Fatalf("partition %d: token %q but lease until %v", i, s.LeaseToken, s.LeaseUntil)
+		}
+	}
+	if !tokens[""] || !tokens["B"] || tokens["A"] {
+		t.Fatalf("leases after releasing A's: %v, want B's and a free one", tokens)
+	}
+}
+
+// testLockPartitionSkipsHeld: a cursor row locked by one transaction is
+// skipped, without waiting, by LockPartition in another and by claims,
+// even once its lease has expired, until that transaction ends.
+func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "the transaction holding the row is the only writer")
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", 50*time.Millisecond, 1, "q")
+	lease := x.state("q", 0).LeaseUntil
+
+	holder, err := x.db.BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback() }()
+	stale, err := x.d.LockPartition(x.ctx, holder, &dialect.LockPartitionParams{PartitionID: pid, Token: "B"})
+	if err != nil || len(stale.Partitions) != 0 {
+		t.Fatalf("LockPartition with a token that holds no lease: %+v, %v; want none", stale, err)
+	}
+	got, err := x.d.LockPartition(x.ctx, holder, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
+	if err != nil || len(got.Partitions) != 1 {
+		t.Fatalf("LockPartition(A): %+v, %v; want the partition", got, err)
+	}
+
+	other := x.open()
+	err = x.inTxWithin(other, noWait, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.LockPartition(ctx, tx, &dialect.LockPartitionParams{PartitionID: pid, Token: "A"})
+		if err != nil {
+			return fmt.Errorf("%w (it must skip a held row, not wait on it)", err)
+		}
+		if len(r.Partitions) != 0 {
+			return fmt.Errorf("returned %+v while another transaction holds the row", r.Partitions)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("second LockPartition: %v", err)
+	}
+
+	// The sequencer locks the partition row, not the cursor row: a
+	// held partition still gets its new messages sequenced.
+	x.insert(x.db, "q", 0, "more")
+	if r, err := x.sequenceWithin(other, noWait, pid, 10); err != nil || !r.Locked || r.Assigned != 1 {
+		t.Fatalf("sequencing a partition whose cursor row is held: %+v, %v; want it sequenced at once", r, err)
+	}
+
+	x.awaitDBTime("q", lease)
+	ctx, cancel := context.WithTimeout(x.ctx, noWait)
+	defer cancel()
+	r, err := x.d.ClaimLease(ctx, other, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "B", Lease: time.Hour})
+	if err != nil || len(r.Partitions) != 0 {
+		t.Fatalf("ClaimLease of an expired lease whose row a transaction holds: %+v, %v; want none, at once", r, err)
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.claim("B", time.Hour, 1, "q"); len(got) != 1 {
+		t.Fatalf("claim after the holder ended: %+v, want the partition", got)
+	}
+}
+
+// testVacuumBehindCursor: Vacuum deletes exactly the rows at or below
+// their partition's cursor, in batches of at most Limit, and nothing above
+// it, unsequenced, or in a partition whose cursor has not moved.
+func testVacuumBehindCursor(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 2)
+	x.insert(x.db, "q", 0, "1", "2", "3", "4", "5", "6")
+	x.insert(x.db, "q", 1, "1", "2")
+	x.mustSequence(pids[0], 100)
+	x.mustSequence(pids[1], 100)
+	x.insert(x.db, "q", 0, "unsequenced")
+	if !x.update(dialect.UpdateCursorParams{PartitionID: pids[0], ProcessedSeq: 3}) {
+		t.Fatal("unfenced UpdateCursor did not update")
+	}
+	deleted := 0
+	for {
+		ctx, cancel := x.bounded()
+		r, err := x.d.Vacuum(ctx, x.db, &dialect.VacuumParams{Limit: 2})
+		cancel()
+		if err != nil {
+			t.Fatalf("Vacuum: %v", err)
+		}
+		if r.Deleted > 2 {
+			t.Fatalf("Vacuum with Limit 2 deleted %d rows", r.Deleted)
+		}
+		if r.Deleted == 0 {
+			break
+		}
+		deleted += r.Deleted
+		if deleted > 9 {
+			t.Fatalf("Vacuum keeps deleting: %d rows so far", deleted)
+		}
+	}
+	msgs := x.read(pids[0], 0, 10)
+	seqs := make([]int64, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+	}
+	if fmt.Sprint(seqs) != "[4 5 6]" || deleted != 3 {
+		t.Fatalf("after vacuum with cursor 3: seqs %v remain (%d deleted), want [4 5 6] (3 deleted)", seqs, deleted)
+	}
+	if n := len(x.read(pids[1], 0, 10)); n != 2 {
+		t.Fatalf("vacuum deleted %d rows of a partition whose cursor is 0", 2-n)
+	}
+	if s := x.stats(); s.Messages != 6 || s.Unsequenced != 1 {
+		t.Fatalf("after vacuum: %+v, want 6 messages, 1 unsequenced", s)
+	}
+}
+
+// testDatabaseClock: leases and backoff are stated in database time: the
+// lease ends at the database's now()+Lease and the next attempt at its
+// now()+RetryAfter, as PartitionState reads them beside the database's now.
+// (Client and server share a clock here, so this proves the arithmetic is
+// done in the database's time, not that the client's clock is never read;
+// the expiry cases wait on the database's clock, never the client's.)
+func testDatabaseClock(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	const lease, retry, slack = time.Hour, 40 * time.Minute, 30 * time.Second
+	x.claim("A", lease, 1, "q")
+	s := x.state("q", 0)
+	if d := s.LeaseUntil.Sub(s.Now); d > lease || d < lease-slack {
+		t.Fatalf("lease_until - database now = %v, want %v (lease_until %v, now %v)", d, lease, s.LeaseUntil, s.Now)
+	}
+	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", Attempts: 1, RetryAfter: retry}) {
+		t.Fatal("UpdateCursor with the lease's token was fenced off")
+	}
+	s = x.state("q", 0)
+	if d := s.NextAttemptAt.Sub(s.Now); d > retry || d < retry-slack {
+		t.Fatalf("next_attempt_at - database now = %v, want %v", d, retry)
+	}
+	if got := x.claim("B", time.Hour, 1, "q"); len(got) != 0 {
+		t.Fatalf("claimed during backoff: %+v", got)
+	}
+}
+
+// testInsertAllOrNothing: a call with a row whose partition does not exist
+// returns ErrQueueNotFound and leaves none of its rows, inside a
+// transaction that goes on and outside one.
+func testInsertAllOrNothing(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	x.declare("q", 2)
+	rows := []dialect.InsertRow{
+		{Queue: "q", Partition: 0, Payload: []byte("a"), PayloadType: "t"},
+		{Queue: "q", Partition: 1, Payload: []byte("b"), PayloadType: "t"},
+		{Queue: "q", Partition: 2, Payload: []byte("no such partition"), PayloadType: "t"},
+		{Queue: "q", Partition: 0, Payload: []byte("c"), PayloadType: "t"},
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if _, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages with a missing partition: %v, want ErrQueueNotFound", err)
+	}
+	if s := x.stats(); s.Messages != 0 {
+		t.Fatalf("%d messages after a failed insert, want 0", s.Messages)
+	}
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	x.insert(tx, "q", 1, "kept")
+	if _, err := x.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages in a transaction with a missing partition: %v, want ErrQueueNotFound", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("the application's transaction cannot commit after a failed insert: %v", err)
+	}
+	if s := x.stats(); s.Messages != 1 {
+		t.Fatalf("%d messages after the transaction, want only its earlier row", s.Messages)
+	}
+}
+
+// testReadInSeqOrder: ReadMessages returns seq > AfterSeq in seq order, at
+// most Limit, with payload, type and headers as inserted.
+func testReadInSeqOrder(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	ctx, cancel := x.bounded()
+	defer cancel()
+	_, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{
+		{Queue: "q", Partition: 0, Payload: []byte("first"), PayloadType: "a/b", Headers: []byte(`{"k":"v"}`)},
+		{Queue: "q", Partition: 0, Payload: []byte{0, 255}, PayloadType: "bin"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.insert(x.db, "q", 0, "3", "4", "5")
+	x.mustSequence(pid, 100)
+	msgs := x.read(pid, 0, 2)
+	if len(msgs) != 2 || msgs[0].Seq != 1 || string(msgs[0].Payload) != "first" || msgs[0].PayloadType != "a/b" ||
+		string(msgs[0].Headers) != `{"k":"v"}` || msgs[1].Seq != 2 || string(msgs[1].Payload) != "\x00\xff" || msgs[1].Headers != nil {
+		t.Fatalf("ReadMessages(after 0, limit 2): %+v", msgs)
+	}
+	if c := msgs[0].CreatedAt; c.IsZero() {
+		t.Fatal("created_at is zero")
+	}
+	msgs = x.read(pid, 2, 10)
+	if len(msgs) != 3 || msgs[0].Seq != 3 || msgs[2].Seq != 5 || string(msgs[2].Payload) != "5" {
+		t.Fatalf("ReadMessages(after 2): %+v, want seqs 3..5", msgs)
+	}
+}
+
+// testContractDeclareQueue: declaring is idempotent and agrees under concurrent
+// first declarations; another partition count writes nothing and reports
+// the stored one; LookupQueue knows declared queues only, by exact name.
+func testContractDeclareQueue(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	const callers = 4
+	res := make([][]int64, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		db := x.pool()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := x.inTx(db, func(ctx context.Context, tx *sql.Tx) error {
+				r, err := x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "orders.v1", Partitions: 8})
+				if err == nil {
+					res[c] = r.PartitionIDs
+				}
+				return err
+			})
+			if err != nil {
+				t.Errorf("concurrent DeclareQueue %d: %v", c, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for c, ids := range res {
+		if len(ids) != 8 || fmt.Sprint(ids) != fmt.Sprint(res[0]) {
+			t.Fatalf("concurrent declarations disagree: %v and %v", ids, res[0])
+		}
+		if c == 0 && len(slicesCompact(ids)) != 8 {
+			t.Fatalf("partition ids %v are not distinct", ids)
+		}
+	}
+	if again := x.declare("orders.v1", 8); fmt.Sprint(again) != fmt.Sprint(res[0]) {
+		t.Fatalf("redeclare: %v, want %v", again, res[0])
+	}
+	var other *dialect.DeclareQueueResult
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		other, err = x.d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "orders.v1", Partitions: 3})
+		return err
+	})
+	if err != nil || other.Partitions != 8 || other.PartitionIDs != nil {
+		t.Fatalf("DeclareQueue with another count: %+v, %v; want the stored count 8 and no ids", other, err)
+	}
+	if s := x.stats(); s.Queues != 1 || s.Partitions != 8 {
+		t.Fatalf("after declarations: %+v, want 1 queue of 8 partitions", s)
+	}
+	lq, err := x.d.LookupQueue(x.ctx, x.db, &dialect.LookupQueueParams{Queue: "orders.v1"})
+	if err != nil || fmt.Sprint(lq.PartitionIDs) != fmt.Sprint(res[0]) {
+		t.Fatalf("LookupQueue: %+v, %v; want %v", lq, err, res[0])
+	}
+	for _, name := range []string{"nope", "ORDERS.v1"} {
+		if _, err := x.d.LookupQueue(x.ctx, x.db, &dialect.LookupQueueParams{Queue: name}); !errors.Is(err, dialect.ErrQueueNotFound) {
+			t.Fatalf("LookupQueue(%q): %v, want ErrQueueNotFound", name, err)
+		}
+	}
+}
+
+// slicesCompact returns the distinct values of ids.
+func slicesCompact(ids []int64) map[int64]bool {
+	m := map[int64]bool{}
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
+// testInsertManyInOrder: one call with more rows than any statement
+// chunk keeps slice order in ids, keeps payload bytes and headers as they
+// were, and only the partition it wrote to is pending.
+func testInsertManyInOrder(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 3)
+	const n = 2500
+	rows := make([]dialect.InsertRow, n)
+	for i := range rows {
+		rows[i] = dialect.InsertRow{Queue: "q", Partition: 2, Payload: []byte{byte(i), byte(i >> 8), 0, '\'', '\\'}, PayloadType: "t.v1"}
+	}
+	rows[0].Headers = []byte(`{"k":"v é"}`)
+	ctx, cancel := x.bounded()
+	defer cancel()
+	if r, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); err != nil || r.Inserted != n {
+		t.Fatalf("InsertMessages(%d rows): %+v, %v", n, r, err)
+	}
+	pend, err := x.d.PendingPartitions(ctx, x.db, &dialect.PendingPartitionsParams{Limit: 10})
+	if err != nil || fmt.Sprint(pend.PartitionIDs) != fmt.Sprint([]int64{pids[2]}) {
+		t.Fatalf("PendingPartitions: %+v, %v; want [%d]", pend, err, pids[2])
+	}
+	for _, want := range []int64{1000, 2000, 2500} {
+		if r := x.mustSequence(pids[2], 1000); r.LastSeq != want {
+			t.Fatalf("sequencing in steps of 1000: %+v, want last seq %d", *r, want)
+		}
+	}
+	msgs := x.read(pids[2], 0, n+1)
+	if len(msgs) != n {
+		t.Fatalf("%d messages read, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) || m.Payload[0] != byte(i) || m.Payload[1] != byte(i>>8) || string(m.Payload[2:]) != "\x00'\\" ||
+			(i > 0 && m.ID <= msgs[i-1].ID) {
+			t.Fatalf("message %d: %+v; want seq %d, payload bytes as inserted, ids in slice order", i, m, i+1)
+		}
+	}
+	if string(msgs[0].Headers) != `{"k":"v é"}` || msgs[1].Headers != nil || msgs[0].PayloadType != "t.v1" {
+		t.Fatalf("headers or type: %+v", msgs[:2])
+	}
+	pend, err = x.d.PendingPartitions(ctx, x.db, &dialect.PendingPartitionsParams{Limit: 10})
+	if err != nil || len(pend.PartitionIDs) != 0 {
+		t.Fatalf("PendingPartitions after sequencing: %+v, %v", pend, err)
+	}
+}
+
+// testSequenceSkipsLockedPartition: while one sequencer holds a partition,
+// another reports it locked (Locked false, nothing assigned) at once.
+func testSequenceSkipsLockedPartition(t testing.TB, b *Backend) {
+	skipSingleWriter(t, b, "the first sequencer's transaction is the only writer")
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	x.insert(x.db, "q", 0, "a", "b")
+	first, err := x.db.BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Rollback() }()
+	r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 1})
+	if err != nil || !r.Locked || r.Assigned != 1 {
+		t.Fatalf("first sequencer: %+v, %v", r, err)
+	}
+	r, err = x.sequenceWithin(x.open(), noWait, pid, 10)
+	if err != nil || r.Locked || r.Assigned != 0 {
+		t.Fatalf("second sequencer while the first holds the partition: %+v, %v; want Locked false at once", r, err)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := x.mustSequence(pid, 10); !r.Locked || r.Assigned != 1 || r.LastSeq != 2 {
+		t.Fatalf("after the first committed: %+v", *r)
+	}
+	x.checkSeqs("q", 0, pid, 2)
+}
+
+// testBackoffDelaysClaim: a failed attempt's RetryAfter keeps the partition
+// from claims until the database's clock passes next_attempt_at; attempts
+// and the error are stored as given.
+func testBackoffDelaysClaim(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.ready("q", 1)[0]
+	x.claim("A", time.Hour, 1, "q")
+	const retry = time.Second
+	before := x.state("q", 0).Now
+	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", Attempts: 2, LastError: "boom", RetryAfter: retry}) {
+		t.Fatal("UpdateCursor with the lease's token was fenced off")
+	}
+	s := x.state("q", 0)
+	if s.Attempts != 2 || s.LastError != "boom" || s.LeaseToken != "" || s.NextAttemptAt.Before(before.Add(retry)) {
+		t.Fatalf("after a failed attempt: %+v, want attempts 2, error boom, no lease, next attempt at least %v after %v",
+			s, retry, before)
+	}
+	got := x.claim("B", time.Hour, 1, "q")
+	if now := x.state("q", 0).Now; len(got) != 0 && now.Before(s.NextAttemptAt) {
+		t.Fatalf("claimed during backoff (database now %v, next attempt %v): %+v", now, s.NextAttemptAt, got)
+	}
+	if len(got) == 0 { // the usual case: B came during the backoff
+		x.awaitDBTime("q", s.NextAttemptAt)
+		got = x.claim("C", time.Hour, 1, "q")
+	}
+	if len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("claim after the backoff: %+v, want the partition with attempts 2", got)
+	}
+	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Attempts: 0}) {
+		t.Fatal("unfenced UpdateCursor (empty token) did not update")
+	}
+	if s := x.state("q", 0); s.Attempts != 0 || s.LastError != "" {
+		t.Fatalf("after an unfenced update: %+v, want attempts 0, no error", s)
+	}
+}
+
+// testDeadLetters: InsertDeadLetters copies the named messages, in the
+// caller's transaction; ListDeadLetters lists them newest first, filtered
+// by queue and status, at most Limit.
+func testDeadLetters(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 3)[2]
+	x.insert(x.db, "q", 2, "1", "2", "3", "4")
+	x.mustSequence(pid, 10)
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.InsertDeadLetters(ctx, tx, &dialect.InsertDeadLettersParams{PartitionID: pid, Seqs: []int64{2, 3}, Reason: "bad", Attempts: 3})
+		if err == nil && r.Inserted != 2 {
+			err = fmt.Errorf("inserted %d, want 2", r.Inserted)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("InsertDeadLetters: %v", err)
+	}
+	list := func(p dialect.ListDeadLettersParams) []dialect.DeadLetter {
+		t.Helper()
+		r, err := x.in.ListDeadLetters(x.ctx, x.db, &p)
+		if err != nil {
+			t.Fatalf("ListDeadLetters(%+v): %v", p, err)
+		}
+		return r.DeadLetters
+	}
+	got := list(dialect.ListDeadLettersParams{Queue: "q", Limit: 10})
+	if len(got) != 2 || got[0].Seq != 3 || got[1].Seq != 2 {
+		t.Fatalf("dead letters %+v, want seqs 3 then 2 (newest first)", got)
+	}
+	d := got[0]
+	if d.Queue != "q" || d.Partition != 2 || string(d.Payload) != "3" || d.PayloadType != "text/plain" || d.LastError != "bad" ||
+		d.Attempts != 3 || d.Status != "pending" || d.CreatedAt.IsZero() || d.FailedAt.IsZero() || d.FailedAt.Before(d.CreatedAt.Add(-time.Second)) {
+		t.Fatalf("dead letter %+v", d)
+	}
+	for _, p := range []dialect.ListDeadLettersParams{{Queue: "other", Limit: 10}, {Status: "resolved", Limit: 10}} {
+		if got := list(p); len(got) != 0 {
+			t.Fatalf("ListDeadLetters(%+v): %+v, want none", p, got)
+		}
+	}
+	if got := list(dialect.ListDeadLettersParams{Status: "pending", Limit: 1}); len(got) != 1 || got[0].Seq != 3 {
+		t.Fatalf("ListDeadLetters(pending, limit 1): %+v", got)
+	}
+	if s := x.stats(); s.DeadLetters != 2 || s.Messages != 4 {
+		t.Fatalf("stats %+v, want 2 dead letters beside 4 messages (copied, not moved)", s)
+	}
+}
