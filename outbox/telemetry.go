@@ -123,7 +123,7 @@ func newTelemetry(cfg *Config) (*telemetry, error) {
 	t.retried = counter("outbox.messages.retried", "{message}", "Failed deliveries of a partition's head message that will be tried again after backoff.")
 	t.dead = counter("outbox.messages.dead_lettered", "{message}", "Messages moved to the dead-letter table (Reject or MaxAttempts).")
 	t.leaseLost = counter("outbox.lease.lost", "{lease}", "Leases this process found gone (expired and possibly taken over) when it tried to record a result.")
-	t.workerErrors = counter("outbox.worker.errors", "{error}", "Failed passes of a background worker (sequencer, processor, vacuum) or of the wake-up listener.")
+	t.workerErrors = counter("outbox.worker.errors", "{error}", "Failed passes of a background loop (sequencer, worker, vacuum) or of the wake-up listener.")
 	t.handlerDuration = histogram("outbox.handler.duration", "Duration of one handler call.", durationBuckets)
 	t.latency = histogram("outbox.delivery.latency", "Time from a message's insert (database clock) to its acknowledgement (this process's clock).", latencyBuckets)
 	var err error
