@@ -118,8 +118,24 @@ func Up(ctx context.Context, db *sql.DB, d dialect.Schema) error {
 	// first runs HasPending, which creates the version table outside the
 	// lock (two processes then race on it); ApplyVersion takes the lock
 	// before it touches anything.
+	//
+	// Versions already applied are skipped before goose is asked: goose's
+	// own already-applied check scans a timestamp, which fails on a MySQL
+	// DSN without parseTime=true (the dialect does not need it). When
+	// another process applies a version meanwhile, that check may fail the
+	// same way: the version read again then says it is applied.
+	applied, err := current(ctx, db, d)
+	if err != nil {
+		return err
+	}
 	for _, s := range p.ListSources() {
+		if s.Version <= applied {
+			continue
+		}
 		if _, err := p.ApplyVersion(ctx, s.Version, true); err != nil && !errors.Is(err, goose.ErrAlreadyApplied) {
+			if now, cerr := current(ctx, db, d); cerr == nil && now >= s.Version {
+				continue
+			}
 			return fmt.Errorf("migrations: up to version %d: %w", s.Version, err)
 		}
 	}

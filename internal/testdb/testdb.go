@@ -80,6 +80,14 @@ func opener(t testing.TB, open func() (*sql.DB, error)) func() *sql.DB {
 // application_name, so a test can find (and terminate) its own sessions.
 func Postgres(t testing.TB) func() *sql.DB {
 	t.Helper()
+	open, _ := postgres(t, "postgres", nil)
+	return open
+}
+
+// PostgresDSN is Postgres that also returns the DSN of the fresh schema (for
+// a command under test to open).
+func PostgresDSN(t testing.TB) (func() *sql.DB, string) {
+	t.Helper()
 	return postgres(t, "postgres", nil)
 }
 
@@ -89,10 +97,11 @@ func Postgres(t testing.TB) func() *sql.DB {
 // (binary_parameters) are dropped.
 func PostgresPGX(t testing.TB) func() *sql.DB {
 	t.Helper()
-	return postgres(t, "pgx", []string{"binary_parameters", "disable_prepared_binary_result"})
+	open, _ := postgres(t, "pgx", []string{"binary_parameters", "disable_prepared_binary_result"})
+	return open
 }
 
-func postgres(t testing.TB, driver string, drop []string) func() *sql.DB {
+func postgres(t testing.TB, driver string, drop []string) (func() *sql.DB, string) {
 	t.Helper()
 	dsn := DSN(t, PostgresEnv)
 	admin, err := sql.Open("postgres", dsn)
@@ -119,7 +128,7 @@ func postgres(t testing.TB, driver string, drop []string) func() *sql.DB {
 			t.Fatalf("postgres: %v", err)
 		}
 	}
-	return opener(t, func() (*sql.DB, error) { return sql.Open(driver, u) })
+	return opener(t, func() (*sql.DB, error) { return sql.Open(driver, u) }), u
 }
 
 // withParam sets (or, with an empty v, removes) a parameter of a URL or
@@ -155,17 +164,25 @@ func withParam(dsn, k, v string) (string, error) {
 // opener for it. The database is dropped at the end.
 func MySQL(t testing.TB) func() *sql.DB {
 	t.Helper()
-	return mysqlDB(t, true)
+	open, _ := mysqlDB(t, true)
+	return open
 }
 
 // MySQLNoParseTime is MySQL with parseTime=false in the DSN: the driver
 // then returns DATETIME values as text, which a dialect must read too.
 func MySQLNoParseTime(t testing.TB) func() *sql.DB {
 	t.Helper()
-	return mysqlDB(t, false)
+	open, _ := mysqlDB(t, false)
+	return open
 }
 
-func mysqlDB(t testing.TB, parseTime bool) func() *sql.DB {
+// MySQLDSN is MySQL that also returns the DSN of the fresh database.
+func MySQLDSN(t testing.TB) (func() *sql.DB, string) {
+	t.Helper()
+	return mysqlDB(t, true)
+}
+
+func mysqlDB(t testing.TB, parseTime bool) (func() *sql.DB, string) {
 	t.Helper()
 	dsn := DSN(t, MySQLEnv)
 	cfg, err := mysql.ParseDSN(dsn)
@@ -189,7 +206,7 @@ func mysqlDB(t testing.TB, parseTime bool) func() *sql.DB {
 	cfg.ParseTime = parseTime
 	cfg.InterpolateParams = true
 	u := cfg.FormatDSN()
-	return opener(t, func() (*sql.DB, error) { return sql.Open("mysql", u) })
+	return opener(t, func() (*sql.DB, error) { return sql.Open("mysql", u) }), u
 }
 
 // SQLiteDSN is the DSN the project recommends for a SQLite file: WAL,
