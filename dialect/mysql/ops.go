@@ -1,8 +1,6 @@
 package mysql
 
 import (
-	"time"
-
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modkit-go/db/dialect"
@@ -12,8 +10,7 @@ import (
 var _ dialect.OperatorSource = (*Dialect)(nil)
 
 // Operator implements dialect.OperatorSource: the operations store shared
-// by the built-in dialects, with NOW(6), InnoDB's row locks and DATETIME
-// scanning that works with or without parseTime. Its statements run at
+// by the built-in dialects, with NOW(6) and InnoDB's row locks. Its statements run at
 // READ COMMITTED (TxOptions) when the caller's transaction is the core's.
 //
 // The replay claim reads in primary-key order (FORCE INDEX): through the
@@ -32,9 +29,5 @@ func (d *Dialect) Operator() dialect.Operator {
 		Prefix: d.Prefix(), Bind: sqlx.QUESTION, TxOptions: d.TxOptions(), Insert: d.InsertMessages,
 		Now: "NOW(6)", NowPlus: "NOW(6) + INTERVAL ? MICROSECOND",
 		ForUpdate: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED", ClaimHint: " FORCE INDEX (PRIMARY)",
-		NewTime: func() opsql.TimeScanner { return &dbTime{} },
 	})
 }
-
-// At returns the time scanned (opsql.TimeScanner).
-func (t *dbTime) At() time.Time { return t.Time }

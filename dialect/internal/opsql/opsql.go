@@ -23,7 +23,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modkit-go/db/dialect"
-	"github.com/modkit-go/db/dialect/internal/stmt"
+	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
 // Flavor is what differs between the databases.
@@ -47,8 +47,6 @@ type Flavor struct {
 	TxOptions *sql.TxOptions
 	// TimeArg binds a time (nil: the time.Time itself).
 	TimeArg func(time.Time) any
-	// NewTime returns a destination for a time column (nil: Time).
-	NewTime func() TimeScanner
 	// Insert is the dialect's InsertMessages: requeued dead letters take
 	// the enqueue path.
 	Insert func(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error)
@@ -59,34 +57,6 @@ type Flavor struct {
 	// ops.go once the blocked_at migration is merged.
 	BlockedAt string
 }
-
-// TimeScanner scans a time column; At is the time read, zero for NULL.
-type TimeScanner interface {
-	sql.Scanner
-	At() time.Time
-}
-
-// Time scans a time.Time, an int64 of microseconds since the epoch (the
-// SQLite schema's times) or NULL.
-type Time struct{ t time.Time }
-
-// Scan implements sql.Scanner.
-func (t *Time) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		t.t = time.Time{}
-	case time.Time:
-		t.t = x
-	case int64:
-		t.t = time.UnixMicro(x).UTC()
-	default:
-		return fmt.Errorf("opsql: cannot scan %T into a time", v)
-	}
-	return nil
-}
-
-// At returns the time scanned.
-func (t *Time) At() time.Time { return t.t }
 
 // Ops implements dialect.Operator for one Flavor.
 type Ops struct {
@@ -110,13 +80,6 @@ func (o *Ops) timeArg(t time.Time) any {
 		return o.f.TimeArg(t)
 	}
 	return t
-}
-
-func (o *Ops) newTime() TimeScanner {
-	if o.f.NewTime != nil {
-		return o.f.NewTime()
-	}
-	return &Time{}
 }
 
 // in returns "?, ?, …" for ids and ids as arguments.
@@ -188,18 +151,15 @@ func (o *Ops) scan(rows *sql.Rows) ([]dialect.DeadLetter, error) {
 	for rows.Next() {
 		var d dialect.DeadLetter
 		var h sql.NullString
-		created, failed, deadline, completed := o.newTime(), o.newTime(), o.newTime(), o.newTime()
 		if err := rows.Scan(&d.ID, &d.Queue, &d.Partition, &d.Seq, &d.Payload, &d.PayloadType, &h,
-			created, failed, &d.Attempts, &d.LastError, &d.Status, deadline, completed); err != nil {
+			(*sqlbase.Time)(&d.CreatedAt), (*sqlbase.Time)(&d.FailedAt), &d.Attempts, &d.LastError, &d.Status,
+			(*sqlbase.Time)(&d.Deadline), (*sqlbase.Time)(&d.CompletedAt)); err != nil {
 			return nil, err
 		}
-		if d.Payload == nil {
-			d.Payload = []byte{}
-		}
+		d.Payload = sqlbase.NonNil(d.Payload)
 		if h.Valid {
 			d.Headers = []byte(h.String)
 		}
-		d.CreatedAt, d.FailedAt, d.Deadline, d.CompletedAt = created.At(), failed.At(), deadline.At(), completed.At()
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -238,12 +198,10 @@ func (o *Ops) TransitionDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 	for rows.Next() {
 		var id int64
 		var c current
-		deadline, at := o.newTime(), o.newTime()
-		if err := rows.Scan(&id, &c.status, deadline, at); err != nil {
+		if err := rows.Scan(&id, &c.status, (*sqlbase.Time)(&c.deadline), (*sqlbase.Time)(&now)); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		c.deadline, now = deadline.At(), at.At()
 		found[id] = c
 	}
 	rows.Close()
@@ -260,7 +218,7 @@ func (o *Ops) TransitionDeadLetters(ctx context.Context, q dialect.DBTX, p *dial
 		// MySQL assigns left to right; none of these reads a column set
 		// before it.
 		set += ", last_error = ?, attempts = attempts + 1, deadline = NULL"
-		args = append(args, stmt.NullString(p.Reason))
+		args = append(args, sqlbase.NullString(p.Reason))
 	}
 	guard := " AND status = ?"
 	args = append(append(args, ids...), p.From)
@@ -323,9 +281,7 @@ func (o *Ops) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect
 			rows.Close()
 			return nil, err
 		}
-		if m.Payload == nil {
-			m.Payload = []byte{}
-		}
+		m.Payload = sqlbase.NonNil(m.Payload)
 		if h.Valid {
 			m.Headers = []byte(h.String)
 		}
@@ -357,18 +313,18 @@ func (o *Ops) ClaimDeadLetters(ctx context.Context, db *sql.DB, p *dialect.Claim
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	at := o.newTime()
-	if err := tx.QueryRowContext(ctx, o.sql(`SELECT {nowPlus}`), p.For.Microseconds()).Scan(at); err != nil {
+	res := &dialect.ClaimDeadLettersResult{}
+	err = tx.QueryRowContext(ctx, o.sql(`SELECT {nowPlus}`), p.For.Microseconds()).Scan((*sqlbase.Time)(&res.Deadline))
+	if err != nil {
 		return nil, err
 	}
-	res := &dialect.ClaimDeadLettersResult{Deadline: at.At()}
 	pick := `SELECT id FROM {p}dead_letters` + o.f.ClaimHint + ` WHERE ` + claimable
 	args := []any{}
 	if p.Queue != "" {
 		pick += ` AND queue = ?`
 		args = append(args, p.Queue)
 	}
-	picked, err := stmt.Int64s(ctx, tx, o.sql(pick+` ORDER BY id LIMIT ?`+o.f.SkipLocked), append(args, p.Limit)...)
+	picked, err := sqlbase.Int64s(ctx, tx, o.sql(pick+` ORDER BY id LIMIT ?`+o.f.SkipLocked), append(args, p.Limit)...)
 	if err != nil || len(picked) == 0 {
 		return res, errors.Join(err, tx.Commit())
 	}
@@ -394,7 +350,7 @@ func (o *Ops) ClaimDeadLetters(ctx context.Context, db *sql.DB, p *dialect.Claim
 // DELETE that reads its own table in a subquery, and LIMIT inside IN).
 func (o *Ops) CleanupDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.CleanupDeadLettersParams) (*dialect.CleanupDeadLettersResult, error) {
 	const done = `status IN ('resolved', 'discarded')`
-	picked, err := stmt.Int64s(ctx, q, o.sql(`SELECT id FROM {p}dead_letters
+	picked, err := sqlbase.Int64s(ctx, q, o.sql(`SELECT id FROM {p}dead_letters
 		WHERE `+done+` AND completed_at <= {nowPlus} ORDER BY id LIMIT ?`), -p.OlderThan.Microseconds(), p.Limit)
 	if err != nil || len(picked) == 0 {
 		return &dialect.CleanupDeadLettersResult{}, err
@@ -437,14 +393,12 @@ func (o *Ops) QueueStatus(ctx context.Context, q dialect.DBTX, p *dialect.QueueS
 	res := &dialect.QueueStatusResult{}
 	for rows.Next() {
 		var s dialect.PartitionStatus
-		next, until, oldest, blockedAt, now := o.newTime(), o.newTime(), o.newTime(), o.newTime(), o.newTime()
 		if err := rows.Scan(&s.Queue, &s.Partition, &s.LastSeq, &s.ProcessedSeq, &s.Unsequenced, &s.Attempts, &s.LastError,
-			next, &s.LeaseToken, until, oldest, blockedAt, now); err != nil {
+			(*sqlbase.Time)(&s.NextAttemptAt), &s.LeaseToken, (*sqlbase.Time)(&s.LeaseUntil), (*sqlbase.Time)(&s.OldestCreatedAt),
+			(*sqlbase.Time)(&s.BlockedAt), (*sqlbase.Time)(&res.Now)); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		s.NextAttemptAt, s.LeaseUntil, s.OldestCreatedAt, s.BlockedAt = next.At(), until.At(), oldest.At(), blockedAt.At()
-		res.Now = now.At()
 		res.Partitions = append(res.Partitions, s)
 	}
 	rows.Close()
