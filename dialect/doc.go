@@ -34,6 +34,11 @@
 //   - Database time (now() in SQL) decides leases, backoff and timestamps.
 //   - Vacuum deletes only rows with seq <= processed_seq of their partition.
 //
+// [Operator] (directly or through [OperatorSource]) is the optional
+// operations store behind the outbox's dead-letter and status methods; its
+// method docs state the guards each status change must keep (the
+// conformance suite's Ops cases check them).
+//
 // Optional interfaces add mechanisms the core uses when present: [Checker]
 // (refuse a database of another kind) and [Waker] (wake the workers of
 // other processes when an enqueue commits, never when it rolls back; the
