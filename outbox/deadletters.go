@@ -16,12 +16,13 @@ import (
 )
 
 var (
-	// ErrDeadLetterNotFound: a dead-letter id names no row. See
-	// DeadLetterConflictError.
+	// ErrDeadLetterNotFound is returned (inside a DeadLetterConflictError)
+	// when a dead-letter id names no row.
 	ErrDeadLetterNotFound = errors.New("outbox: dead letter not found")
-	// ErrStatusConflict: a dead letter's status (or, for a claimed one,
-	// its claim) did not allow the operation: another operator acted on
-	// it first, or a replay claim expired. See DeadLetterConflictError.
+	// ErrStatusConflict is returned (inside a DeadLetterConflictError)
+	// when a dead letter's status, or for a claimed one its claim, did not
+	// allow the operation: another operator acted on it first, or a replay
+	// claim expired.
 	ErrStatusConflict = errors.New("outbox: dead letter status conflict")
 )
 

@@ -162,20 +162,12 @@ func ExampleOutbox_RequeueDeadLetters() {
 	ctx := context.Background()
 	db, cleanup := openSQLite()
 	defer cleanup()
-	d := sqlite.New()
-	if err := migrations.Up(ctx, db, d); err != nil {
-		log.Fatal(err)
-	}
+	// Two outboxes in turn (a stopped one cannot start again): one whose
+	// handler rejects, one after the fix.
 	run := func(handler func(m outbox.Delivery) outbox.Result, until string, work func(ob *outbox.Outbox)) {
-		ob, err := outbox.New(db, d, outbox.Config{})
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := ob.DeclareQueue(ctx, "orders", 1); err != nil {
-			log.Fatal(err)
-		}
+		ob := exampleOutbox(ctx, db, "orders", 1)
 		done := make(chan struct{})
-		err = ob.Handle("orders", outbox.PerMessage(func(_ context.Context, m outbox.Delivery) outbox.Result {
+		err := ob.Handle("orders", outbox.PerMessage(func(_ context.Context, m outbox.Delivery) outbox.Result {
 			r := handler(m)
 			if string(m.Payload) == until {
 				close(done)
@@ -250,18 +242,8 @@ func ExampleOutbox_QueueStatus() {
 	ctx := context.Background()
 	db, cleanup := openSQLite()
 	defer cleanup()
-	d := sqlite.New()
-	if err := migrations.Up(ctx, db, d); err != nil {
-		log.Fatal(err)
-	}
-	ob, err := outbox.New(db, d, outbox.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := ob.DeclareQueue(ctx, "orders", 2); err != nil {
-		log.Fatal(err)
-	}
-	err = ob.InTx(ctx, func(tx *sql.Tx) error {
+	ob := exampleOutbox(ctx, db, "orders", 2)
+	err := ob.InTx(ctx, func(tx *sql.Tx) error {
 		for i, key := range []string{"alice", "bob", "alice"} {
 			m := outbox.Message{Queue: "orders", Partition: outbox.PartitionFor(key, 2), Payload: []byte{byte(i)}, PayloadType: "bytes"}
 			if err := ob.Enqueue(ctx, tx, m); err != nil {
@@ -287,4 +269,21 @@ func ExampleOutbox_QueueStatus() {
 	// orders: backlog 3, retrying 0, leased 0, pending dead letters 0
 	// partition 0: backlog 1 (unsequenced 1), oldest enqueued: true
 	// partition 1: backlog 2 (unsequenced 2), oldest enqueued: true
+}
+
+// exampleOutbox applies the schema to db (idempotent) and returns an
+// outbox with queue declared.
+func exampleOutbox(ctx context.Context, db *sql.DB, queue string, partitions int) *outbox.Outbox {
+	d := sqlite.New()
+	if err := migrations.Up(ctx, db, d); err != nil {
+		log.Fatal(err)
+	}
+	ob, err := outbox.New(db, d, outbox.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ob.DeclareQueue(ctx, queue, partitions); err != nil {
+		log.Fatal(err)
+	}
+	return ob
 }

@@ -26,10 +26,9 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// Flavor is what differs between the databases.
+// Flavor is what differs between the databases: the statements' clock,
+// placeholders and lock clauses (see flavors.go for the three).
 type Flavor struct {
-	// Prefix is the table-name prefix.
-	Prefix string
 	// Bind is the sqlx bind type the statements' "?" placeholders are
 	// rewritten to (sqlx.DOLLAR, sqlx.QUESTION).
 	Bind int
@@ -43,32 +42,36 @@ type Flavor struct {
 	// ClaimHint follows the table name in the claim's locking read (an
 	// index hint), so that it locks only the rows it returns.
 	ClaimHint string
-	// TxOptions are the options of the transaction ClaimDeadLetters opens.
-	TxOptions *sql.TxOptions
 	// TimeArg binds a time (nil: the time.Time itself).
 	TimeArg func(time.Time) any
-	// Insert is the dialect's InsertMessages: requeued dead letters take
-	// the enqueue path.
-	Insert func(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error)
 	// BlockedAt is the SQL of the processors row's blocked_at column (as
 	// "pr.blocked_at"), or empty while the schema has none.
 	//
-	// TODO(h-queues): set it to "pr.blocked_at" in the three dialects'
-	// ops.go once the blocked_at migration is merged.
+	// TODO(h-queues): set it to "pr.blocked_at" in flavors.go once the
+	// blocked_at migration is merged.
 	BlockedAt string
 }
 
-// Ops implements dialect.Operator for one Flavor.
+// Dialect is what Ops takes from the dialect it serves: its tables'
+// prefix, its transaction options, and its InsertMessages (requeued dead
+// letters take the enqueue path).
+type Dialect interface {
+	dialect.Dialect
+	Prefix() string
+}
+
+// Ops implements dialect.Operator for one dialect.
 type Ops struct {
+	d Dialect
 	f Flavor
 	r *strings.Replacer
 }
 
 var _ dialect.Operator = (*Ops)(nil)
 
-// New returns the Operator of f.
-func New(f Flavor) *Ops {
-	return &Ops{f: f, r: strings.NewReplacer("{p}", f.Prefix, "{now}", f.Now, "{nowPlus}", f.NowPlus)}
+// New returns the Operator of d's tables, with f's clauses.
+func New(d Dialect, f Flavor) *Ops {
+	return &Ops{d: d, f: f, r: strings.NewReplacer("{p}", d.Prefix(), "{now}", f.Now, "{nowPlus}", f.NowPlus)}
 }
 
 // sql rewrites a statement written with {p}, {now}, {nowPlus} and "?" for
@@ -291,7 +294,7 @@ func (o *Ops) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ins, err := o.f.Insert(ctx, q, &dialect.InsertMessagesParams{Rows: msgs})
+	ins, err := o.d.InsertMessages(ctx, q, &dialect.InsertMessagesParams{Rows: msgs})
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +311,7 @@ const claimable = `(status = 'pending' OR (status = 'reprocessing' AND deadline 
 // once and bound, so every row of the claim carries the same value and
 // the result reports it exactly as stored.
 func (o *Ops) ClaimDeadLetters(ctx context.Context, db *sql.DB, p *dialect.ClaimDeadLettersParams) (*dialect.ClaimDeadLettersResult, error) {
-	tx, err := db.BeginTx(ctx, o.f.TxOptions)
+	tx, err := db.BeginTx(ctx, o.d.TxOptions())
 	if err != nil {
 		return nil, err
 	}
