@@ -13,9 +13,9 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// processor claims partitions and runs their handlers. MaxConcurrency
-// goroutines share one processor; each works one partition at a time.
-type processor struct {
+// worker claims partitions and runs their handlers. MaxConcurrency
+// goroutines share one worker; each works one partition at a time.
+type worker struct {
 	o             *Outbox
 	decoupled     []string
 	transactional []string
@@ -26,11 +26,11 @@ type processor struct {
 	claimMax                int // see claimLimit
 }
 
-func newProcessor(o *Outbox, decoupled, transactional []string) *processor {
-	p := &processor{o: o, decoupled: decoupled, transactional: transactional}
-	p.claimDecoupled.run = o.claimRound
-	p.claimTx.run = o.claimRound
-	p.acks.run = o.ackRound
+func newWorker(o *Outbox, decoupled, transactional []string) *worker {
+	w := &worker{o: o, decoupled: decoupled, transactional: transactional}
+	w.claimDecoupled.run = o.claimRound
+	w.claimTx.run = o.claimRound
+	w.acks.run = o.ackRound
 	parts := 0
 	o.queuesMu.RLock()
 	for _, q := range decoupled {
@@ -38,12 +38,12 @@ func newProcessor(o *Outbox, decoupled, transactional []string) *processor {
 	}
 	o.queuesMu.RUnlock()
 	conc := o.cfg.MaxConcurrency
-	p.claimMax = min(max(1, (parts+conc-1)/conc), maxClaim)
-	return p
+	w.claimMax = min(max(1, (parts+conc-1)/conc), maxClaim)
+	return w
 }
 
 // claim claims up to limit partitions of queues through c.
-func (p *processor) claim(c *combiner[claimReq, claimRes], queues []string, limit int) (claimRes, error) {
+func (w *worker) claim(c *combiner[claimReq, claimRes], queues []string, limit int) (claimRes, error) {
 	return c.do(claimReq{queues: queues, limit: limit})
 }
 
@@ -51,29 +51,29 @@ func (p *processor) claim(c *combiner[claimReq, claimRes], queues []string, limi
 // the goroutines together to cover every partition in one pass each when
 // all have work (so that under load a partition waits for one pass, not
 // partitions/MaxConcurrency passes), and 1 for a lone partition.
-func (p *processor) claimLimit() int {
-	return p.claimMax
+func (w *worker) claimLimit() int {
+	return w.claimMax
 }
 
 // maxClaim bounds the partitions one pass holds, so that a slow handler
 // delays few others.
 const maxClaim = 8
 
-// errLostLease: a fenced write found the lease gone; another processor owns
+// errLostLease: a fenced write found the lease gone; another worker owns
 // the partition now.
 var errLostLease = errors.New("outbox: lease lost")
 
-func (p *processor) pass(ctx context.Context) (bool, error) {
+func (w *worker) pass(ctx context.Context) (bool, error) {
 	var busy bool
-	if len(p.decoupled) > 0 {
-		did, err := p.leasedPass(ctx)
+	if len(w.decoupled) > 0 {
+		did, err := w.leasedPass(ctx)
 		if err != nil {
 			return false, err
 		}
 		busy = did
 	}
-	if len(p.transactional) > 0 && ctx.Err() == nil {
-		did, err := p.txPass(ctx)
+	if len(w.transactional) > 0 && ctx.Err() == nil {
+		did, err := w.txPass(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -91,10 +91,10 @@ func newToken() string {
 // leasedPass claims one partition with a lease and delivers its messages
 // batch by batch, outside any transaction, until it is caught up, a handler
 // asks for a retry, the lease is lost, or the outbox stops.
-func (p *processor) leasedPass(ctx context.Context) (bool, error) {
-	o := p.o
+func (w *worker) leasedPass(ctx context.Context) (bool, error) {
+	o := w.o
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := p.claim(&p.claimDecoupled, p.decoupled, p.claimLimit())
+	res, err := w.claim(&w.claimDecoupled, w.decoupled, w.claimLimit())
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -117,14 +117,14 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
 			}
-			bk, cancel := o.bookkeeping(ctx)
-			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+			stmtCtx, cancel := o.bookkeeping(ctx)
+			_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 			cancel()
 			return true, errors.Join(firstErr, err)
 		}
-		if err := p.runLeased(ctx, c, token, granted); err != nil {
+		if err := w.runLeased(ctx, c, token, granted); err != nil {
 			if errors.Is(err, errLostLease) {
-				o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
+				o.log.Warn("outbox: lease lost; another worker took the partition", "queue", c.Queue, "partition", c.Partition)
 				continue
 			}
 			firstErr = err
@@ -133,22 +133,22 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 	return true, firstErr
 }
 
-func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
-	o := p.o
+func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
+	o := w.o
 	h := o.handlers[c.Queue]
 	cursor, attempts := c.ProcessedSeq, c.Attempts
 	release := func() error {
-		bk, cancel := o.bookkeeping(ctx)
+		stmtCtx, cancel := o.bookkeeping(ctx)
 		defer cancel()
-		_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+		_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
 		return err
 	}
 	for {
 		if ctx.Err() != nil {
 			return release() // stopping: hand the partition back
 		}
-		bk, cancel := o.bookkeeping(ctx)
-		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
+		stmtCtx, cancel := o.bookkeeping(ctx)
+		rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
 		cancel()
 		if err != nil {
 			_ = release()
@@ -163,46 +163,46 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 			out = maxAttemptsOutcome(o.cfg.MaxAttempts)
 		} else {
 			ds := deliveries(c, msgs, attempts)
-			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(o.cfg.LeaseDuration*8/10))
+			hctx, hcancel := context.WithDeadline(o.handlerCtx, granted.Add(o.cfg.LeaseDuration*8/10))
 			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
 			}
 		}
-		pl := p.plan(out, msgs, cursor, attempts)
-		more := !pl.retry && ctx.Err() == nil &&
-			(len(msgs) == o.cfg.BatchSize || pl.cursor < msgs[len(msgs)-1].Seq)
+		cc := w.cursorChangeFor(out, msgs, cursor, attempts)
+		more := !cc.retry && ctx.Err() == nil &&
+			(len(msgs) == o.cfg.BatchSize || cc.cursor < msgs[len(msgs)-1].Seq)
 		up := &dialect.UpdateCursorParams{
-			PartitionID: c.PartitionID, Token: token, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-			LastError: pl.lastError, RetryAfter: pl.retryAfter,
+			PartitionID: c.PartitionID, Token: token, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
+			LastError: cc.lastError, RetryAfter: cc.retryAfter,
 		}
 		if more {
 			up.Renew = o.cfg.LeaseDuration
 		}
 		ackStart := time.Now()
-		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
+		if err := w.write(ctx, nil, c, up, cc.dead); err != nil {
 			if errors.Is(err, errLostLease) {
 				return err
 			}
-			return p.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
+			return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
 		if !more {
 			return nil
 		}
-		cursor, attempts, granted = pl.cursor, pl.attempts, ackStart
+		cursor, attempts, granted = cc.cursor, cc.attempts, ackStart
 	}
 }
 
 // txPass runs a transactional handler on one partition. It first claims
 // the partition with a lease, committed on its own: the lease is what
 // counts a crash as an attempt (a crash rolls back everything else). Then,
-// in the handler's transaction, it locks the partition's row, which keeps
+// in the handler's transaction, it locks the partition's cursor row, which keeps
 // claimers away for as long as the transaction lives, runs the handler, and
 // commits the handler's writes with the ack, which also drops the lease.
-func (p *processor) txPass(ctx context.Context) (bool, error) {
-	o := p.o
-	cl, err := p.claim(&p.claimTx, p.transactional, 1)
+func (w *worker) txPass(ctx context.Context) (bool, error) {
+	o := w.o
+	cl, err := w.claim(&w.claimTx, w.transactional, 1)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -213,7 +213,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	claim, token := cl.claimed[0], cl.token
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	release := func() {
 		rctx, cancel := o.bookkeeping(ctx)
@@ -223,7 +223,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 	// The transaction outlives a soft stop: it ends by commit or rollback,
 	// never by the stop cancelling its context mid-ack. Cancelling txCtx
 	// (a handler call past HandlerTimeout) makes database/sql roll it back
-	// at once, which frees its connection and the partition's row lock.
+	// at once, which frees its connection and the cursor row's lock.
 	txCtx, cancelTx := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTx()
 	tx, err := o.db.BeginTx(txCtx, o.d.TxOptions())
@@ -232,7 +232,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := o.d.LockPartition(bk, tx, &dialect.LockPartitionParams{PartitionID: claim.PartitionID, Token: token})
+	res, err := o.d.LockPartition(stmtCtx, tx, &dialect.LockPartitionParams{PartitionID: claim.PartitionID, Token: token})
 	if err != nil || len(res.Partitions) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -242,7 +242,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	c := res.Partitions[0]
-	rm, err := o.d.ReadMessages(bk, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
+	rm, err := o.d.ReadMessages(stmtCtx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
 	if err != nil || len(rm.Messages) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -261,7 +261,7 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		expired = true
 		cancelTx()
 		err := fmt.Errorf("handler timed out after %v (HandlerTimeout)", o.cfg.HandlerTimeout)
-		_ = p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, err)
+		_ = w.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, err)
 	}
 	// fail rolls back a delivery that broke down (a savepoint or the
 	// commit failed) and records it as a failed attempt with backoff, so
@@ -272,14 +272,14 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		if expired {
 			return true, nil
 		}
-		return true, p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
+		return true, w.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
 	}
 	var out outcome
 	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
 		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
 	} else {
 		ds := deliveries(c, msgs, c.Attempts)
-		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
+		out, err = w.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
 		if err != nil || expired {
 			if err == nil {
 				err = errors.New("handler timed out")
@@ -287,14 +287,14 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 			return fail(err)
 		}
 	}
-	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
+	cc := w.cursorChangeFor(out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateCursorParams{
-		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-		LastError: pl.lastError, RetryAfter: pl.retryAfter,
+		PartitionID: c.PartitionID, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
+		LastError: cc.lastError, RetryAfter: cc.retryAfter,
 	}
-	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
+	if err := w.write(ctx, tx, c, up, cc.dead); err != nil {
 		return fail(err)
 	}
 	return true, nil
@@ -308,12 +308,12 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 // and the dead-letter table (MaxAttempts applies). If even that write
 // fails, the lease is left to expire: the takeover counts the attempt.
 // It returns nil once the attempt is recorded, else the write's error.
-func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
-	o := p.o
+func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
+	o := w.o
 	next := attempts + 1
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	res, err := o.d.UpdateCursor(bk, o.db, &dialect.UpdateCursorParams{
+	res, err := o.d.UpdateCursor(stmtCtx, o.db, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
 		LastError: asciiReason(cause), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
 	})
@@ -338,19 +338,19 @@ const (
 // runTx calls a transactional handler with savepoints so that exactly the
 // writes of acknowledged messages survive. expire runs when a call
 // outlives HandlerTimeout.
-func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, expire func()) (outcome, error) {
-	ctx := p.o.hardCtx
+func (w *worker) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, expire func()) (outcome, error) {
+	ctx := w.o.handlerCtx
 	sp := func(name string, op dialect.SavepointOp) error {
 		// Bounded per statement, not per batch: handlers may take as long
 		// as they need between savepoints.
-		bk, cancel := p.o.bookkeeping(ctx)
+		stmtCtx, cancel := w.o.bookkeeping(ctx)
 		defer cancel()
-		if err := dialect.Savepoint(bk, tx, name, op); err != nil {
+		if err := dialect.Savepoint(stmtCtx, tx, name, op); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
 		return nil
 	}
-	return h.deliver(&callScope{ctx: ctx, timeout: p.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
+	return h.deliver(&callScope{ctx: ctx, timeout: w.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
 }
 
 // undo rolls back to the savepoint name and releases it.
@@ -420,38 +420,38 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 	return final, nil
 }
 
-// write records a batch's result: dead letters and the fenced processor
-// update in one transaction, so a processor that lost its lease writes
+// write records a batch's result: dead letters and the fenced cursor-row
+// update in one transaction, so a worker that lost its lease writes
 // nothing at all. tx is the transactional handler's transaction, or nil.
-func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
-	o := p.o
+func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
+	o := w.o
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
 	if tx == nil && len(dead) == 0 {
 		// A plain ack: combined with other goroutines' acks into one
 		// commit. If the round fails, this ack is retried alone below,
 		// with a bookkeeping bound of its own.
-		if updated, err := p.acks.do(up); err == nil {
+		if updated, err := w.acks.do(up); err == nil {
 			if !updated {
 				return errLostLease
 			}
 			return nil
 		}
 	}
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	apply := func(q dialect.DBTX) error {
 		// Dead letters first: they copy rows the ack may delete. If the
 		// fenced ack then fails, the transaction, dead letters included,
 		// is rolled back.
 		for _, g := range dead {
-			if _, err := o.d.InsertDeadLetters(bk, q, &dialect.InsertDeadLettersParams{
+			if _, err := o.d.InsertDeadLetters(stmtCtx, q, &dialect.InsertDeadLettersParams{
 				PartitionID: c.PartitionID, Seqs: g.seqs, Reason: g.reason, Attempts: g.attempts,
 			}); err != nil {
 				return fmt.Errorf("dead letter: %w", err)
 			}
 		}
-		res, err := o.d.UpdateCursor(bk, q, up)
+		res, err := o.d.UpdateCursor(stmtCtx, q, up)
 		if err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}
@@ -479,7 +479,7 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 		if len(dead) == 0 {
 			err = apply(o.db)
 		} else {
-			err = o.withTx(bk, func(tx *sql.Tx) error { return apply(tx) })
+			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(tx) })
 		}
 		if err == nil || try == 3 || !o.d.IsRetryable(err) {
 			return err
@@ -493,8 +493,9 @@ type deadGroup struct {
 	attempts int
 }
 
-// plan is what a batch's outcome does to the partition's row.
-type plan struct {
+// cursorChange is what a batch's outcome does to the partition's cursor
+// row (and which messages it dead-letters).
+type cursorChange struct {
 	cursor     int64
 	attempts   int
 	lastError  string
@@ -503,34 +504,34 @@ type plan struct {
 	dead       []deadGroup
 }
 
-// plan turns an outcome into the partition's next state. cursor and
-// attempts are the state before the batch.
-func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
-	o := p.o
+// cursorChangeFor turns an outcome into the partition's next state.
+// cursor and attempts are the state before the batch.
+func (w *worker) cursorChangeFor(out outcome, msgs []dialect.Message, cursor int64, attempts int) cursorChange {
+	o := w.o
 	out = out.settled(len(msgs))
-	pl := plan{cursor: cursor}
+	cc := cursorChange{cursor: cursor}
 	for _, r := range out.rejected {
-		pl.dead = append(pl.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: sanitizeReason(r.reason), attempts: attempts})
+		cc.dead = append(cc.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: sanitizeReason(r.reason), attempts: attempts})
 	}
 	if out.done > 0 {
-		pl.cursor = msgs[out.done-1].Seq
+		cc.cursor = msgs[out.done-1].Seq
 	}
 	switch out.kind {
 	case kindSuccess:
-		pl.cursor = msgs[len(msgs)-1].Seq
+		cc.cursor = msgs[len(msgs)-1].Seq
 	case kindReject:
 		if out.headOnly {
 			head := msgs[out.done]
-			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq}, reason: sanitizeReason(out.reason), attempts: attempts})
-			pl.cursor = head.Seq
+			cc.dead = append(cc.dead, deadGroup{seqs: []int64{head.Seq}, reason: sanitizeReason(out.reason), attempts: attempts})
+			cc.cursor = head.Seq
 			break
 		}
 		seqs := make([]int64, 0, len(msgs)-out.done)
 		for _, m := range msgs[out.done:] {
 			seqs = append(seqs, m.Seq)
 		}
-		pl.dead = append(pl.dead, deadGroup{seqs: seqs, reason: sanitizeReason(out.reason), attempts: attempts})
-		pl.cursor = msgs[len(msgs)-1].Seq
+		cc.dead = append(cc.dead, deadGroup{seqs: seqs, reason: sanitizeReason(out.reason), attempts: attempts})
+		cc.cursor = msgs[len(msgs)-1].Seq
 	case kindRetry:
 		// Attempts count failures of the partition's head; a finished
 		// prefix means a new head that failed once.
@@ -539,7 +540,7 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 			next = 1
 		}
 		switch {
-		case o.hardCtx.Err() != nil:
+		case o.handlerCtx.Err() != nil:
 			// Cancelled by shutdown: not the message's fault. Keep the
 			// count and retry at once after restart.
 			if out.done > 0 {
@@ -547,18 +548,18 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 			} else {
 				next = attempts
 			}
-			pl.retry, pl.attempts = true, next
+			cc.retry, cc.attempts = true, next
 		case o.cfg.MaxAttempts > 0 && next >= o.cfg.MaxAttempts:
 			head := msgs[out.done]
-			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq},
+			cc.dead = append(cc.dead, deadGroup{seqs: []int64{head.Seq},
 				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason)), attempts: next})
-			pl.cursor = head.Seq
+			cc.cursor = head.Seq
 		default:
-			pl.retry, pl.attempts, pl.lastError = true, next, sanitizeReason(out.reason)
-			pl.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
+			cc.retry, cc.attempts, cc.lastError = true, next, sanitizeReason(out.reason)
+			cc.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
 		}
 	}
-	return pl
+	return cc
 }
 
 // maxAttemptsOutcome dead-letters the head of a partition that already
