@@ -44,7 +44,7 @@ type Flavor struct {
 	ClaimHint string
 	// TimeArg binds a time (nil: the time.Time itself).
 	TimeArg func(time.Time) any
-	// BlockedAt is the SQL of the processors row's blocked_at column (as
+	// BlockedAt is the SQL of the cursor row's blocked_at column (as
 	// "pr.blocked_at"), or empty while the schema has none.
 	//
 	// TODO(h-queues): set it to "pr.blocked_at" in flavors.go once the
