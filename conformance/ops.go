@@ -757,6 +757,9 @@ func testStatus(t *testing.T, b *Backend) {
 	if p3.Backlog != 0 || !p3.NextAttemptAt.IsZero() || !p3.OldestCreatedAt.IsZero() || p3.Age != 0 || p3.Leased {
 		t.Errorf("partition 3 (healthy, idle): %+v; want no retry pending", p3)
 	}
+	// TODO(h-queues, at merge): block partition 3 with the "block" poison
+	// policy and expect Blocked, BlockedAt and st.Blocked == 1 (see
+	// opsql's blockedAt).
 	for _, p := range st.Partitions {
 		if p.Blocked || !p.BlockedAt.IsZero() {
 			t.Errorf("partition %d reported blocked", p.Partition)

@@ -364,12 +364,14 @@ func (o *Outbox) ClaimDeadLetters(ctx context.Context, queue string, n int, hold
 	if err != nil {
 		return DeadLetterClaim{}, fmt.Errorf("outbox: claim dead letters: %w", err)
 	}
-	raw := tokenVersion + "." + strconv.FormatInt(r.Deadline.UnixMicro(), 10)
-	return DeadLetterClaim{
-		DeadLetters: deadLetters(r.DeadLetters),
-		Token:       base64.RawURLEncoding.EncodeToString([]byte(raw)),
-		Deadline:    r.Deadline,
-	}, nil
+	return DeadLetterClaim{DeadLetters: deadLetters(r.DeadLetters), Token: encodeToken(r.Deadline), Deadline: r.Deadline}, nil
+}
+
+// A claim token is its deadline (microseconds, as stored): the guard of
+// Resolve and Return compares it with the row's. Opaque to callers.
+func encodeToken(deadline time.Time) string {
+	raw := tokenVersion + "." + strconv.FormatInt(deadline.UnixMicro(), 10)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
 func decodeToken(s string) (time.Time, error) {
