@@ -14,5 +14,9 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	defer s.Close()
 	return exitf(exitUsage, "not yet")
 }
-func runDeadLetters(ctx context.Context, c *cli, args []string) error { return exitf(exitUsage, "not yet") }
-func runPartition(ctx context.Context, c *cli, args []string) error   { return exitf(exitUsage, "not yet") }
+func runDeadLetters(ctx context.Context, c *cli, args []string) error {
+	return exitf(exitUsage, "not yet")
+}
+func runPartition(ctx context.Context, c *cli, args []string) error {
+	return exitf(exitUsage, "not yet")
+}
