@@ -32,7 +32,6 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
-	"time"
 )
 
 // Exit codes.
@@ -172,12 +171,4 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 		return exitf(exitUsage, "unexpected arguments: %s", strings.Join(fs.Args()[positional:], " "))
 	}
 	return nil
-}
-
-// since formats an age for tables.
-func since(d time.Duration) string {
-	if d <= 0 {
-		return "-"
-	}
-	return d.Round(time.Millisecond).String()
 }
