@@ -25,6 +25,10 @@
 //     live lease, next_attempt_at <= now) to at most one caller, stamping the
 //     caller's fresh token and a lease that ends at database time now()+Lease.
 //     Taking over a lease that was never released counts as a failed attempt.
+//     A blocked partition (blocked_at set) is never claimable, and
+//     LockPartition does not lock it.
+//   - UpdateCursor with Block sets blocked_at = now(); without it, it clears
+//     blocked_at.
 //   - LockPartition locks the processor row of a partition the caller leased
 //     for the rest of the caller's transaction, skipping a row another
 //     transaction holds. Claims skip rows so locked, so a transactional
@@ -35,7 +39,8 @@
 //   - Vacuum deletes only rows with seq <= processed_seq of their partition.
 //
 // Optional interfaces add mechanisms the core uses when present: [Checker]
-// (refuse a database of another kind) and [Waker] (wake the workers of
+// (refuse a database of another kind), [Operator] (lock a cursor row for
+// an operator's retry or skip of a blocked partition) and [Waker] (wake the workers of
 // other processes when an enqueue commits, never when it rolls back; the
 // conformance suite's Wake cases check it).
 package dialect

@@ -211,6 +211,7 @@ func buildQueries(p string) queries {
 				next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND,
 				lease_token = CASE WHEN ? > 0 THEN lease_token ELSE NULL END,
 				lease_until = CASE WHEN ? > 0 THEN NOW(6) + INTERVAL ? MICROSECOND ELSE NULL END,
+				blocked_at = CASE WHEN ? THEN NOW(6) ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ? AND (? = '' OR (lease_token = ? AND lease_until > NOW(6)))`),
 		// Partitions that have delivered rows left: one probe of the
@@ -225,7 +226,7 @@ func buildQueries(p string) queries {
 		vacuumPick: r.Replace(`SELECT id FROM {p}messages WHERE partition_id = ? AND seq <= ?
 			ORDER BY seq LIMIT ?`),
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
-				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, NOW(6)
+				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, pr.blocked_at, NOW(6)
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = ? AND p.partition_num = ?`),
 		// See InsertMessages for why FORCE INDEX.
@@ -534,7 +535,7 @@ func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []
 		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
 		WHERE pr.queue IN (`+placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
-		  AND pr.next_attempt_at <= NOW(6)
+		  AND pr.next_attempt_at <= NOW(6) AND pr.blocked_at IS NULL
 		ORDER BY pr.next_attempt_at, pr.partition_id LIMIT ?`, args...)
 	if err != nil {
 		return nil, nil, err
@@ -578,7 +579,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, 
 			FROM ` + d.Prefix() + `processors
 			WHERE partition_id IN (` + placeholders(len(batch)) + `)
 			  AND (lease_until IS NULL OR lease_until < NOW(6))
-			  AND next_attempt_at <= NOW(6)
+			  AND next_attempt_at <= NOW(6) AND blocked_at IS NULL
 			  AND processed_seq < CASE partition_id`)
 		for _, id := range batch {
 			args = append(args, id)
@@ -691,7 +692,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
 	var c dialect.ClaimedPartition
 	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.Prefix()+`processors
-		WHERE partition_id = ? AND lease_token = ? FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
+		WHERE partition_id = ? AND lease_token = ? AND blocked_at IS NULL FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
 		Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &dialect.ClaimResult{}, nil
@@ -737,7 +738,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	renew := p.Renew.Microseconds()
 	res, err := q.ExecContext(ctx, d.qs().update, p.ProcessedSeq, p.Attempts, stmt.NullString(p.LastError),
-		p.RetryAfter.Microseconds(), renew, renew, renew,
+		p.RetryAfter.Microseconds(), renew, renew, renew, p.Block,
 		p.PartitionID, p.Token, p.Token)
 	if err != nil {
 		return nil, err
@@ -862,16 +863,16 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 // PartitionState implements dialect.Inspector.
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
-	var next, until, now dbTime
+	var next, until, blocked, now dbTime
 	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &now)
+		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &blocked, &now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	r.NextAttemptAt, r.LeaseUntil, r.Now = next.Time, until.Time, now.Time
+	r.NextAttemptAt, r.LeaseUntil, r.BlockedAt, r.Now = next.Time, until.Time, blocked.Time, now.Time
 	return &r, nil
 }
 
@@ -979,4 +980,32 @@ func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return stmt.CheckDatabase(ctx, q, "SELECT VERSION()", func(v string) bool {
 		return !strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")
 	})
+}
+
+var _ dialect.Operator = (*Dialect)(nil)
+
+// LockCursor implements dialect.Operator. The partitions row is read
+// without a lock (as in LockPartition: the sequencer is never held up);
+// the processors row is locked by primary key, a record lock, waiting for
+// a transactional handler that holds it.
+func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
+	var r dialect.LockCursorResult
+	err := tx.QueryRowContext(ctx, `SELECT id, last_seq FROM `+d.Prefix()+`partitions WHERE queue = ? AND partition_num = ?`,
+		p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT processed_seq, attempts, COALESCE(last_error, ''), blocked_at IS NOT NULL
+		FROM `+d.Prefix()+`processors WHERE partition_id = ? FOR UPDATE`, r.PartitionID).
+		Scan(&r.ProcessedSeq, &r.Attempts, &r.LastError, &r.Blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

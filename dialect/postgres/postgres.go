@@ -117,6 +117,7 @@ type queries struct {
 	insertQueue, selectQueue, insertPartitions, insertProcessors, lookup string
 	pending, lockPartition, sequence                                     string
 	claimLease, lockClaim, read, update, deadLetters, release            string
+	lockCursor                                                           string
 	vacuum, state, stats, insertOne                                      string
 }
 
@@ -172,7 +173,7 @@ func buildQueries(p string) queries {
 				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 				WHERE pr.queue = ANY($1::text[]) AND p.last_seq > pr.processed_seq
 				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
-				  AND pr.next_attempt_at <= now()
+				  AND pr.next_attempt_at <= now() AND pr.blocked_at IS NULL
 				ORDER BY pr.next_attempt_at LIMIT $2
 				FOR UPDATE OF pr SKIP LOCKED
 			)
@@ -187,8 +188,15 @@ func buildQueries(p string) queries {
 		// claimers skip the partition however long the handler runs.
 		lockClaim: r.Replace(`SELECT pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts
 			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-			WHERE pr.partition_id = $1 AND pr.lease_token = $2
+			WHERE pr.partition_id = $1 AND pr.lease_token = $2 AND pr.blocked_at IS NULL
 			FOR UPDATE OF pr SKIP LOCKED`),
+		// An operator's action waits for the row (a transactional handler
+		// holding it finishes first); only the cursor row is locked.
+		lockCursor: r.Replace(`SELECT pr.partition_id, pr.processed_seq, p.last_seq, pr.attempts,
+				coalesce(pr.last_error, ''), pr.blocked_at IS NOT NULL
+			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
+			WHERE p.queue = $1 AND p.partition_num = $2
+			FOR UPDATE OF pr`),
 		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`),
 		// Fenced: with a token, the row changes only while that token holds
@@ -202,6 +210,7 @@ func buildQueries(p string) queries {
 					next_attempt_at = now() + $6::bigint * interval '1 microsecond',
 					lease_token = CASE WHEN $7::bigint > 0 THEN lease_token ELSE NULL END,
 					lease_until = CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 microsecond' ELSE NULL END,
+					blocked_at = CASE WHEN $9::bool THEN now() ELSE NULL END,
 					version = version + 1
 				WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))
 				RETURNING partition_id
@@ -226,7 +235,7 @@ func buildQueries(p string) queries {
 				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
 				LIMIT $1 FOR UPDATE OF m SKIP LOCKED)`),
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
-				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, now()
+				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, pr.blocked_at, now()
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = $1 AND p.partition_num = $2`),
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
@@ -435,7 +444,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	var n int
 	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
+		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block).Scan(&n)
 	if err != nil {
 		return nil, err
 	}
@@ -475,16 +484,16 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 // PartitionState implements dialect.Inspector.
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
-	var until sql.NullTime
+	var until, blocked sql.NullTime
 	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &r.Now)
+		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &blocked, &r.Now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	r.LeaseUntil = until.Time
+	r.LeaseUntil, r.BlockedAt = until.Time, blocked.Time
 	return &r, nil
 }
 
@@ -530,4 +539,20 @@ var _ dialect.Checker = (*Dialect)(nil)
 // CheckDatabase implements dialect.Checker: q must be PostgreSQL.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return stmt.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
+}
+
+var _ dialect.Operator = (*Dialect)(nil)
+
+// LockCursor implements dialect.Operator.
+func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
+	var r dialect.LockCursorResult
+	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+		&r.LastSeq, &r.Attempts, &r.LastError, &r.Blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

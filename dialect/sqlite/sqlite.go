@@ -120,6 +120,7 @@ type queries struct {
 	insertQueue, selectQueue, insertPartitions, insertProcessors, lookup string
 	pending, sequence, bump, claimLease, lockClaim, claimInfo, read      string
 	update, deadLetters, release, vacuum, state, stats, list             string
+	lockCursor                                                           string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
@@ -127,6 +128,7 @@ type queries struct {
 const claimable = `SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 	WHERE pr.queue IN (%s) AND p.last_seq > pr.processed_seq
 	  AND (pr.lease_until IS NULL OR pr.lease_until < {now}) AND pr.next_attempt_at <= {now}
+	  AND pr.blocked_at IS NULL
 	ORDER BY pr.next_attempt_at LIMIT ?`
 
 func buildQueries(p string) queries {
@@ -166,8 +168,13 @@ func buildQueries(p string) queries {
 		// stands for the partition's row lock until the handler's
 		// transaction ends.
 		lockClaim: r.Replace(`UPDATE {p}processors SET version = version + 1
-			WHERE partition_id = ?1 AND lease_token = ?2
+			WHERE partition_id = ?1 AND lease_token = ?2 AND blocked_at IS NULL
 			RETURNING partition_id, queue, processed_seq, attempts`),
+		// An operator's action: a write first, so the transaction holds
+		// the write lock (standing for the row lock) before it decides.
+		lockCursor: r.Replace(`UPDATE {p}processors SET version = version + 1
+			WHERE partition_id = (SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2)
+			RETURNING partition_id, processed_seq, attempts, coalesce(last_error, ''), blocked_at IS NOT NULL`),
 		claimInfo: r.Replace(`SELECT partition_num, last_seq FROM {p}partitions WHERE id = ?1`),
 		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3`),
@@ -177,6 +184,7 @@ func buildQueries(p string) queries {
 				next_attempt_at = {now} + ?6,
 				lease_token = CASE WHEN ?7 > 0 THEN lease_token ELSE NULL END,
 				lease_until = CASE WHEN ?7 > 0 THEN {now} + ?7 ELSE NULL END,
+				blocked_at = CASE WHEN ?8 THEN {now} ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ?1 AND (?2 = '' OR (lease_token = ?2 AND lease_until > {now}))`),
 		deadLetters: r.Replace(`INSERT INTO {p}dead_letters
@@ -195,7 +203,7 @@ func buildQueries(p string) queries {
 				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
 				LIMIT ?1)`),
 		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
-				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, {now}
+				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, pr.blocked_at, {now}
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = ?1 AND p.partition_num = ?2`),
 		stats: r.Replace(`SELECT (SELECT count(*) FROM {p}queues), (SELECT count(*) FROM {p}partitions),
@@ -390,7 +398,7 @@ func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.R
 // UpdateCursor implements dialect.Dialect.
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	res, err := q.ExecContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
+		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.Block)
 	if err != nil {
 		return nil, err
 	}
@@ -446,9 +454,9 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
 	var r dialect.PartitionStateResult
 	var next, nowUS int64
-	var until sql.NullInt64
+	var until, blocked sql.NullInt64
 	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &nowUS)
+		&r.Attempts, &r.LastError, &next, &r.LeaseToken, &until, &blocked, &nowUS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
 	}
@@ -458,6 +466,9 @@ func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect
 	r.NextAttemptAt, r.Now = micros(next), micros(nowUS)
 	if until.Valid {
 		r.LeaseUntil = micros(until.Int64)
+	}
+	if blocked.Valid {
+		r.BlockedAt = micros(blocked.Int64)
 	}
 	return &r, nil
 }
@@ -504,4 +515,24 @@ var _ dialect.Checker = (*Dialect)(nil)
 // CheckDatabase implements dialect.Checker: q must be SQLite.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return stmt.CheckDatabase(ctx, q, "SELECT sqlite_version()", func(v string) bool { return v != "" })
+}
+
+var _ dialect.Operator = (*Dialect)(nil)
+
+// LockCursor implements dialect.Operator.
+func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
+	var r dialect.LockCursorResult
+	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+		&r.Attempts, &r.LastError, &r.Blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var partition int
+	if err := tx.QueryRowContext(ctx, d.qs().claimInfo, r.PartitionID).Scan(&partition, &r.LastSeq); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
