@@ -20,39 +20,24 @@ type processor struct {
 	decoupled     []string
 	transactional []string
 	// Claims and decoupled acks of all goroutines are combined: under load
-	// one statement and commit serves several of them (see combiner).
-	claimDecoupled, claimTx combiner[claimReq, claimRes]
-	acks                    combiner[*dialect.UpdateCursorParams, bool]
-	claimMax                int // see claimLimit
+	// one statement and commit serves several of them (see combiner). Claims
+	// are combined per group of queues with one lease duration (see
+	// claimGroups): one group unless queues set their own LeaseDuration.
+	decoupledGroups, txGroups []*claimGroup
+	acks                      combiner[*dialect.UpdateCursorParams, bool]
 }
 
 func newProcessor(o *Outbox, decoupled, transactional []string) *processor {
 	p := &processor{o: o, decoupled: decoupled, transactional: transactional}
-	p.claimDecoupled.run = o.claimRound
-	p.claimTx.run = o.claimRound
+	p.decoupledGroups = o.claimGroups(decoupled, true)
+	p.txGroups = o.claimGroups(transactional, false)
 	p.acks.run = o.ackRound
-	parts := 0
-	o.queuesMu.RLock()
-	for _, q := range decoupled {
-		parts += o.queues[q] // cached by Start
-	}
-	o.queuesMu.RUnlock()
-	conc := o.cfg.MaxConcurrency
-	p.claimMax = min(max(1, (parts+conc-1)/conc), maxClaim)
 	return p
 }
 
-// claim claims up to limit partitions of queues through c.
-func (p *processor) claim(c *combiner[claimReq, claimRes], queues []string, limit int) (claimRes, error) {
-	return c.do(claimReq{queues: queues, limit: limit})
-}
-
-// claimLimit is how many partitions one decoupled pass claims: enough for
-// the goroutines together to cover every partition in one pass each when
-// all have work (so that under load a partition waits for one pass, not
-// partitions/MaxConcurrency passes), and 1 for a lone partition.
-func (p *processor) claimLimit() int {
-	return p.claimMax
+// claim claims up to limit partitions of g's queues through its combiner.
+func (p *processor) claim(g *claimGroup, limit int) (claimRes, error) {
+	return g.claims.do(claimReq{queues: g.queues, limit: limit, lease: g.lease})
 }
 
 // maxClaim bounds the partitions one pass holds, so that a slow handler
@@ -65,15 +50,21 @@ var errLostLease = errors.New("outbox: lease lost")
 
 func (p *processor) pass(ctx context.Context) (bool, error) {
 	var busy bool
-	if len(p.decoupled) > 0 {
-		did, err := p.leasedPass(ctx)
+	for _, g := range p.decoupledGroups {
+		if ctx.Err() != nil {
+			break
+		}
+		did, err := p.leasedPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
-		busy = did
+		busy = busy || did
 	}
-	if len(p.transactional) > 0 && ctx.Err() == nil {
-		did, err := p.txPass(ctx)
+	for _, g := range p.txGroups {
+		if ctx.Err() != nil {
+			break
+		}
+		did, err := p.txPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
@@ -91,10 +82,10 @@ func newToken() string {
 // leasedPass claims one partition with a lease and delivers its messages
 // batch by batch, outside any transaction, until it is caught up, a handler
 // asks for a retry, the lease is lost, or the outbox stops.
-func (p *processor) leasedPass(ctx context.Context) (bool, error) {
+func (p *processor) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 	o := p.o
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := p.claim(&p.claimDecoupled, p.decoupled, p.claimLimit())
+	res, err := p.claim(g, g.limit)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -112,7 +103,7 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 		// database error occurred, the rest go back unworked (a release is
 		// not an attempt), so a handler always starts with at least 70% of
 		// the lease before its context ends.
-		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > o.cfg.LeaseDuration/10) {
+		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > g.lease/10) {
 			ids := make([]int64, 0, len(res.claimed)-i)
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
@@ -136,6 +127,7 @@ func (p *processor) leasedPass(ctx context.Context) (bool, error) {
 func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
 	o := p.o
 	h := o.handlers[c.Queue]
+	qc := o.queueConfigOf(c.Queue)
 	cursor, attempts := c.ProcessedSeq, c.Attempts
 	release := func() error {
 		bk, cancel := o.bookkeeping(ctx)
@@ -148,7 +140,7 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 			return release() // stopping: hand the partition back
 		}
 		bk, cancel := o.bookkeeping(ctx)
-		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
+		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
 		cancel()
 		if err != nil {
 			_ = release()
@@ -158,27 +150,27 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		if len(msgs) == 0 {
 			return release()
 		}
-		var out outcome
-		if o.cfg.MaxAttempts > 0 && attempts >= o.cfg.MaxAttempts {
-			out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+		var pl plan
+		if qc.exhausted(attempts) {
+			pl = p.plan(qc, qc.exhaustedOutcome(), msgs, cursor, attempts)
 		} else {
 			ds := deliveries(c, msgs, attempts)
-			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(o.cfg.LeaseDuration*8/10))
-			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
+			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(qc.lease*8/10))
+			out, err := h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
 			}
+			pl = p.plan(qc, out, msgs, cursor, attempts)
 		}
-		pl := p.plan(out, msgs, cursor, attempts)
 		more := !pl.retry && ctx.Err() == nil &&
-			(len(msgs) == o.cfg.BatchSize || pl.cursor < msgs[len(msgs)-1].Seq)
+			(len(msgs) == qc.batchSize || pl.cursor < msgs[len(msgs)-1].Seq)
 		up := &dialect.UpdateCursorParams{
 			PartitionID: c.PartitionID, Token: token, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-			LastError: pl.lastError, RetryAfter: pl.retryAfter,
+			LastError: pl.lastError, RetryAfter: pl.retryAfter, Block: pl.block,
 		}
 		if more {
-			up.Renew = o.cfg.LeaseDuration
+			up.Renew = qc.lease
 		}
 		ackStart := time.Now()
 		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
@@ -186,6 +178,9 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 				return err
 			}
 			return p.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
+		}
+		if pl.block {
+			o.logBlocked(c, pl)
 		}
 		if !more {
 			return nil
@@ -200,9 +195,9 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 // in the handler's transaction, it locks the partition's row, which keeps
 // claimers away for as long as the transaction lives, runs the handler, and
 // commits the handler's writes with the ack, which also drops the lease.
-func (p *processor) txPass(ctx context.Context) (bool, error) {
+func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	o := p.o
-	cl, err := p.claim(&p.claimTx, p.transactional, 1)
+	cl, err := p.claim(g, 1)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -242,7 +237,8 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	c := res.Partitions[0]
-	rm, err := o.d.ReadMessages(bk, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
+	qc := o.queueConfigOf(c.Queue)
+	rm, err := o.d.ReadMessages(bk, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
 	if err != nil || len(rm.Messages) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -275,8 +271,8 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 		return true, p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
 	}
 	var out outcome
-	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
-		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+	if qc.exhausted(c.Attempts) {
+		out = qc.exhaustedOutcome()
 	} else {
 		ds := deliveries(c, msgs, c.Attempts)
 		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
@@ -287,15 +283,18 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 			return fail(err)
 		}
 	}
-	pl := p.plan(out, msgs, c.ProcessedSeq, c.Attempts)
+	pl := p.plan(qc, out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-		LastError: pl.lastError, RetryAfter: pl.retryAfter,
+		LastError: pl.lastError, RetryAfter: pl.retryAfter, Block: pl.block,
 	}
 	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
 		return fail(err)
+	}
+	if pl.block {
+		o.logBlocked(c, pl)
 	}
 	return true, nil
 }
@@ -310,12 +309,13 @@ func (p *processor) txPass(ctx context.Context) (bool, error) {
 // It returns nil once the attempt is recorded, else the write's error.
 func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
 	o := p.o
+	qc := o.queueConfigOf(c.Queue)
 	next := attempts + 1
 	bk, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	res, err := o.d.UpdateCursor(bk, o.db, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
-		LastError: asciiReason(cause), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
+		LastError: asciiReason(cause), RetryAfter: backoff(next, qc.retryBase, qc.retryMax, jitter),
 	})
 	switch {
 	case err != nil:
@@ -500,12 +500,13 @@ type plan struct {
 	lastError  string
 	retryAfter time.Duration
 	retry      bool
+	block      bool // stop at the head: PoisonBlock after MaxAttempts
 	dead       []deadGroup
 }
 
-// plan turns an outcome into the partition's next state. cursor and
-// attempts are the state before the batch.
-func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
+// plan turns an outcome into the partition's next state under the queue's
+// options qc. cursor and attempts are the state before the batch.
+func (p *processor) plan(qc queueConfig, out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
 	o := p.o
 	out = out.settled(len(msgs))
 	pl := plan{cursor: cursor}
@@ -548,14 +549,21 @@ func (p *processor) plan(out outcome, msgs []dialect.Message, cursor int64, atte
 				next = attempts
 			}
 			pl.retry, pl.attempts = true, next
-		case o.cfg.MaxAttempts > 0 && next >= o.cfg.MaxAttempts:
+		case out.block:
+			// Exhausted before this call (see exhaustedOutcome): the count
+			// stays what the claim found.
+			pl.retry, pl.block, pl.attempts, pl.lastError = true, true, attempts, sanitizeReason(out.reason)
+		case qc.maxAttempts > 0 && next >= qc.maxAttempts && qc.poison == PoisonBlock:
+			pl.retry, pl.block, pl.attempts = true, true, next
+			pl.lastError = sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason))
+		case qc.maxAttempts > 0 && next >= qc.maxAttempts:
 			head := msgs[out.done]
 			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq},
-				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason)), attempts: next})
+				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason)), attempts: next})
 			pl.cursor = head.Seq
 		default:
 			pl.retry, pl.attempts, pl.lastError = true, next, sanitizeReason(out.reason)
-			pl.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
+			pl.retryAfter = backoff(next, qc.retryBase, qc.retryMax, jitter)
 		}
 	}
 	return pl
