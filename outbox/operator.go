@@ -24,7 +24,7 @@ var ErrNotBlocked = errors.New("outbox: partition not blocked")
 // ErrNotBlocked when it is not blocked; ErrNotSupported when the dialect
 // does not implement dialect.Operator. On error nothing was changed.
 func (o *Outbox) RetryPartition(ctx context.Context, queue string, partition int) error {
-	err := o.unblock(ctx, "retry partition", queue, partition, func(tx *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error) {
+	err := o.unblock(ctx, "retry partition", queue, partition, func(_ *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error) {
 		return &dialect.UpdateCursorParams{PartitionID: r.PartitionID, ProcessedSeq: r.ProcessedSeq}, nil
 	})
 	if err != nil {
