@@ -1,8 +1,9 @@
 // Package postgres is the PostgreSQL dialect of the outbox (PostgreSQL 12+).
 //
 // It works with any database/sql driver for PostgreSQL (lib/pq, pgx's
-// stdlib) and imports none: arrays are passed as text literals and cast in
-// SQL (see textArray).
+// stdlib) and imports none: the claim's queue list is passed as a text
+// literal and cast in SQL (see textArray); other lists are expanded by the
+// shared base.
 package postgres
 
 import (
@@ -11,27 +12,27 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/modkit-go/db/dialect"
-	"github.com/modkit-go/db/dialect/internal/schema"
-	"github.com/modkit-go/db/dialect/internal/stmt"
+	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
 // Dialect is the PostgreSQL dialect. Build it with New.
 //
 // The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	prefix string // set by options before init; read through Prefix
-	once   sync.Once
-	q      queries // built once, by init
+	base          // statements, built on first use; the shared methods
+	prefix string // WithPrefix's, applied by New
 
 	notify   notifier // InsertMessages's wake-ups (see wake.go)
 	listener Listener // nil: Listen returns dialect.ErrNoWakeups
 }
+
+// base is the shared implementation, built from spec.
+type base = sqlbase.Base[spec, queries]
 
 var (
 	_ dialect.Dialect   = (*Dialect)(nil)
@@ -49,50 +50,22 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = pre
 
 // New returns the PostgreSQL dialect.
 func New(opts ...Option) *Dialect {
-	d := &Dialect{prefix: dialect.DefaultPrefix, notify: notifier{on: true, every: DefaultNotifyInterval}}
+	d := &Dialect{notify: notifier{on: true, every: DefaultNotifyInterval}}
 	for _, o := range opts {
 		o(d)
 	}
-	if !dialect.ValidPrefix(d.prefix) {
-		panic(fmt.Sprintf("postgres: invalid table prefix %q", d.prefix))
-	}
-	d.init()
+	sqlbase.Configure(&d.base, "postgres", d.prefix)
 	return d
 }
 
-// init applies the default prefix to a zero Dialect and builds the
-// queries, once.
-func (d *Dialect) init() {
-	d.once.Do(func() {
-		if d.prefix == "" {
-			d.prefix = dialect.DefaultPrefix
-		}
-		d.q = buildQueries(d.prefix)
-	})
-}
-
-// qs returns the queries, building them on first use.
-func (d *Dialect) qs() *queries {
-	d.init()
-	return &d.q
-}
+// qs returns the PostgreSQL-only statements.
+func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
 
 // Name implements dialect.Dialect.
 func (d *Dialect) Name() string { return "postgres" }
 
-// Prefix implements dialect.Schema.
-func (d *Dialect) Prefix() string {
-	d.init()
-	return d.prefix
-}
-
-// GooseDialect implements dialect.Schema.
-func (d *Dialect) GooseDialect() string { return "postgres" }
-
-// Migrations implements dialect.Schema.
-func (d *Dialect) Migrations() fs.FS { return schema.FS(migrationFiles, "migrations", d.Prefix()) }
-
-// migrationFiles is the schema with the default prefix.
+// migrationFiles is the schema with the default prefix (spec.Build hands
+// it to the base, which serves it as Migrations).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -113,29 +86,33 @@ func (d *Dialect) IsRetryable(err error) bool {
 	return false
 }
 
+// queries are the statements only PostgreSQL runs this way.
 type queries struct {
-	insertQueue, selectQueue, insertPartitions, insertProcessors, lookup string
-	pending, lockPartition, sequence                                     string
-	claimLease, lockClaim, read, update, deadLetters, release            string
-	lockCursor                                                           string
-	vacuum, state, stats, insertOne                                      string
+	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
+	lockCursor                                                        string
 }
 
-func buildQueries(p string) queries {
+// spec tells the shared base how PostgreSQL differs.
+type spec struct{}
+
+// Build implements sqlbase.Spec.
+func (spec) Build(p string) (sqlbase.Shared, queries) {
 	r := strings.NewReplacer("{p}", p)
-	return queries{
-		insertQueue: r.Replace(`INSERT INTO {p}queues (name, partitions) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`),
-		selectQueue: r.Replace(`SELECT partitions FROM {p}queues WHERE name = $1`),
-		insertPartitions: r.Replace(`INSERT INTO {p}partitions (queue, partition_num)
+	sh := sqlbase.Shared{
+		Goose:       "postgres",
+		Migrations:  migrationFiles,
+		Bind:        sqlx.DOLLAR,
+		Now:         "now()",
+		InsertQueue: r.Replace(`INSERT INTO {p}queues (name, partitions) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`),
+		SelectQueue: r.Replace(`SELECT partitions FROM {p}queues WHERE name = $1`),
+		InsertPartitions: r.Replace(`INSERT INTO {p}partitions (queue, partition_num)
 			SELECT $1::text, g FROM generate_series(0, $2::int - 1) g ON CONFLICT (queue, partition_num) DO NOTHING`),
-		insertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
+		InsertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
 			SELECT id, queue FROM {p}partitions WHERE queue = $1 ON CONFLICT (partition_id) DO NOTHING`),
-		lookup: r.Replace(`SELECT p.id FROM {p}queues q JOIN {p}partitions p ON p.queue = q.name
-			WHERE q.name = $1 ORDER BY p.partition_num`),
 		// A loose index scan over the partial index (partition_id, id) WHERE
 		// seq IS NULL: one probe per partition with a backlog, where
 		// SELECT DISTINCT would read the whole backlog.
-		pending: r.Replace(`WITH RECURSIVE t AS (
+		Pending: r.Replace(`WITH RECURSIVE t AS (
 				(SELECT partition_id FROM {p}messages WHERE seq IS NULL ORDER BY partition_id LIMIT 1)
 				UNION ALL
 				SELECT (SELECT m.partition_id FROM {p}messages m
@@ -143,6 +120,17 @@ func buildQueries(p string) queries {
 				FROM t WHERE t.partition_id IS NOT NULL
 			)
 			SELECT partition_id FROM t WHERE partition_id IS NOT NULL LIMIT $1`),
+		// Bounded: at most $1 rows per call, each already behind its
+		// partition's cursor.
+		//
+		// SKIP LOCKED: rows an ack is deleting right now are its business;
+		// the vacuum never waits on them, so the two cannot deadlock.
+		Vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
+				SELECT m.id FROM {p}processors pr JOIN {p}messages m
+				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
+				LIMIT $1 FOR UPDATE OF m SKIP LOCKED)`),
+	}
+	return sh, queries{
 		// NO KEY UPDATE: excludes other sequencers of this partition without
 		// conflicting with anything producers do. SKIP LOCKED: a busy
 		// partition is someone else's job right now.
@@ -167,8 +155,8 @@ func buildQueries(p string) queries {
 			UPDATE {p}partitions SET last_seq = last_seq + (SELECT count(*) FROM upd)
 			WHERE id = $1 RETURNING last_seq`),
 		// One statement: pick claimable partitions, skipping rows other
-		// claimers hold, and stamp the lease. A lease that was never released
-		// (its owner crashed or overran) counts as a failed attempt.
+		// claimers hold, and stamp the lease (attempts: see
+		// sqlbase.TakeoverAttempts).
 		claimLease: r.Replace(`WITH c AS (
 				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 				WHERE pr.queue = ANY($1::text[]) AND p.last_seq > pr.processed_seq
@@ -179,7 +167,7 @@ func buildQueries(p string) queries {
 			)
 			UPDATE {p}processors pr SET lease_token = $3,
 				lease_until = now() + $4::bigint * interval '1 microsecond',
-				attempts = pr.attempts + CASE WHEN pr.lease_token IS NULL THEN 0 ELSE 1 END,
+				attempts = ` + sqlbase.TakeoverAttempts("pr") + `,
 				version = pr.version + 1
 			FROM c, {p}partitions p
 			WHERE pr.partition_id = c.partition_id AND p.id = pr.partition_id
@@ -197,8 +185,6 @@ func buildQueries(p string) queries {
 			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 			WHERE p.queue = $1 AND p.partition_num = $2
 			FOR UPDATE OF pr`),
-		read: r.Replace(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
-			WHERE partition_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`),
 		// Fenced: with a token, the row changes only while that token holds
 		// an unexpired lease, by the database's clock.
 		//
@@ -218,54 +204,16 @@ func buildQueries(p string) queries {
 				DELETE FROM {p}messages WHERE partition_id = $1 AND seq <= $8 AND EXISTS (SELECT 1 FROM upd)
 			)
 			SELECT count(*) FROM upd`),
-		deadLetters: r.Replace(`INSERT INTO {p}dead_letters
-				(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
-			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, $3, $4
-			FROM {p}messages m JOIN {p}partitions p ON p.id = m.partition_id
-			WHERE m.partition_id = $1 AND m.seq = ANY($2::bigint[]) ORDER BY m.seq`),
-		release: r.Replace(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL, version = version + 1
-			WHERE partition_id = ANY($1::bigint[]) AND lease_token = $2`),
-		// Bounded: at most $1 rows per call, each already behind its
-		// partition's cursor.
-		//
-		// SKIP LOCKED: rows an ack is deleting right now are its business;
-		// the vacuum never waits on them, so the two cannot deadlock.
-		vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
-				SELECT m.id FROM {p}processors pr JOIN {p}messages m
-				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
-				LIMIT $1 FOR UPDATE OF m SKIP LOCKED)`),
-		state: r.Replace(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, coalesce(pr.last_error, ''),
-				pr.next_attempt_at, coalesce(pr.lease_token, ''), pr.lease_until, pr.blocked_at, now()
-			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
-			WHERE p.queue = $1 AND p.partition_num = $2`),
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
 			SELECT p.id, $3::bytea, $4::text, $5::text FROM {p}partitions p WHERE p.queue = $1 AND p.partition_num = $2`),
-		stats: r.Replace(`SELECT (SELECT count(*) FROM {p}queues), (SELECT count(*) FROM {p}partitions),
-				(SELECT count(*) FROM {p}messages), (SELECT count(*) FROM {p}messages WHERE seq IS NULL),
-				(SELECT count(*) FROM {p}dead_letters)`),
 	}
 }
 
-// Arrays go to the server as text literals ('{1,2}', '{"a","b"}') that the
-// statement casts (::bigint[], ::text[]). Every driver sends a string
-// parameter as text, so this needs no driver's array type (lib/pq's
-// pq.Array is a driver.Valuer that pgx's stdlib treats differently).
-
-// int64Array formats vs as a PostgreSQL array literal.
-func int64Array(vs []int64) string {
-	b := make([]byte, 0, 2+8*len(vs))
-	b = append(b, '{')
-	for i, v := range vs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, v, 10)
-	}
-	return string(append(b, '}'))
-}
-
-// textArray formats vs as a PostgreSQL array literal, every element
-// double-quoted with '"' and '\' escaped.
+// textArray formats vs as a PostgreSQL array literal ('{"a","b"}') for the
+// claim's ::text[] cast, every element double-quoted with '"' and '\'
+// escaped. Every driver sends a string parameter as text, so this needs no
+// driver's array type (lib/pq's pq.Array is a driver.Valuer that pgx's
+// stdlib treats differently).
 func textArray(vs []string) string {
 	var b strings.Builder
 	b.WriteByte('{')
@@ -286,36 +234,6 @@ func textArray(vs []string) string {
 	return b.String()
 }
 
-// DeclareQueue implements dialect.Dialect.
-func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.DeclareQueueParams) (*dialect.DeclareQueueResult, error) {
-	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
-		return nil, err
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
-		return nil, err
-	}
-	if n != p.Partitions {
-		return &dialect.DeclareQueueResult{Partitions: n}, nil
-	}
-	if _, err := tx.ExecContext(ctx, d.qs().insertPartitions, p.Queue, p.Partitions); err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
-		return nil, err
-	}
-	lr, err := d.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})
-	if err != nil {
-		return nil, err
-	}
-	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: lr.PartitionIDs}, nil
-}
-
-// LookupQueue implements dialect.Dialect.
-func (d *Dialect) LookupQueue(ctx context.Context, q dialect.DBTX, p *dialect.LookupQueueParams) (*dialect.LookupQueueResult, error) {
-	return stmt.LookupQueue(ctx, q, d.qs().lookup, p.Queue)
-}
-
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
 // parameters (5 per row).
 const maxInsertRows = 1000
@@ -329,16 +247,16 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	if len(p.Rows) == 1 {
 		// The common Enqueue: a plain INSERT … SELECT, cheaper to plan.
 		r := p.Rows[0]
-		return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
-			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers)}
+		return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
+			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers)}
 			if notify := d.notify.due(rows); len(notify) > 0 {
 				// See the multi-row case below.
-				return stmt.Chunk{N: 1, Query: "WITH ins AS (" + d.qs().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
+				return sqlbase.Chunk{N: 1, Query: "WITH ins AS (" + d.qs().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
 			}
-			return stmt.Chunk{N: 1, Query: d.qs().insertOne, Args: args}
+			return sqlbase.Chunk{N: 1, Query: d.qs().insertOne, Args: args}
 		})
 	}
-	return stmt.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) stmt.Chunk {
+	return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
 		notify := d.notify.due(rows[:n])
@@ -350,40 +268,27 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			}
 			k := 5 * i
 			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text)", i, k+1, k+2, k+3, k+4, k+5)
-			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, stmt.NullBytes(r.Headers))
+			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers))
 		}
 		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
 				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
 			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
 			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
 		if len(notify) == 0 {
-			return stmt.Chunk{N: n, Query: b.String(), Args: args}
+			return sqlbase.Chunk{N: n, Query: b.String(), Args: args}
 		}
 		// The insert becomes a data-modifying CTE (it runs whether or not
 		// the outer SELECT reads it); the SELECT reports its row count and
 		// sends the wake-ups.
-		return stmt.Chunk{N: n, Query: "WITH ins AS (" + b.String() + d.notifyTail(&args, notify), Args: args, Counted: true}
+		return sqlbase.Chunk{N: n, Query: "WITH ins AS (" + b.String() + d.notifyTail(&args, notify), Args: args, Counted: true}
 	})
-}
-
-// PendingPartitions implements dialect.Dialect.
-func (d *Dialect) PendingPartitions(ctx context.Context, q dialect.DBTX, p *dialect.PendingPartitionsParams) (*dialect.PendingPartitionsResult, error) {
-	ids, err := stmt.Int64s(ctx, q, d.qs().pending, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	return &dialect.PendingPartitionsResult{PartitionIDs: ids}, nil
 }
 
 // SequencePartition implements dialect.Dialect.
 func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
-	var last int64
-	err := tx.QueryRowContext(ctx, d.qs().lockPartition, p.PartitionID).Scan(&last)
-	if errors.Is(err, sql.ErrNoRows) {
-		return &dialect.SequencePartitionResult{}, nil
-	}
-	if err != nil {
-		return nil, err
+	last, locked, err := sqlbase.LockPartition(ctx, tx, d.qs().lockPartition, p.PartitionID)
+	if err != nil || !locked {
+		return &dialect.SequencePartitionResult{}, err
 	}
 	var after int64
 	if err := tx.QueryRowContext(ctx, d.qs().sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
@@ -394,6 +299,9 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	if p.Limit <= 0 || len(p.Queues) == 0 {
+		return &dialect.ClaimResult{}, nil
+	}
 	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
@@ -418,127 +326,22 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 	return res, rows.Err()
 }
 
-// ReadMessages implements dialect.Dialect.
-func (d *Dialect) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	rows, err := q.QueryContext(ctx, d.qs().read, p.PartitionID, p.AfterSeq, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, p.Limit)}
-	for rows.Next() {
-		var m dialect.Message
-		var h sql.NullString
-		if err := rows.Scan(&m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, &m.CreatedAt); err != nil {
-			return nil, err
-		}
-		if h.Valid {
-			m.Headers = []byte(h.String)
-		}
-		res.Messages = append(res.Messages, m)
-	}
-	return res, rows.Err()
-}
-
 // UpdateCursor implements dialect.Dialect.
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	var n int
 	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		stmt.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block).Scan(&n)
+		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block).Scan(&n)
 	if err != nil {
 		return nil, err
 	}
 	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
 }
 
-// InsertDeadLetters implements dialect.Dialect.
-func (d *Dialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
-	res, err := q.ExecContext(ctx, d.qs().deadLetters, p.PartitionID, int64Array(p.Seqs), p.Attempts, stmt.NullString(p.Reason))
-	if err != nil {
-		return nil, err
-	}
-	n, err := res.RowsAffected()
-	return &dialect.InsertDeadLettersResult{Inserted: int(n)}, err
-}
-
-// ReleaseLeases implements dialect.Dialect.
-func (d *Dialect) ReleaseLeases(ctx context.Context, q dialect.DBTX, p *dialect.ReleaseLeasesParams) (*dialect.ReleaseLeasesResult, error) {
-	res, err := q.ExecContext(ctx, d.qs().release, int64Array(p.PartitionIDs), p.Token)
-	if err != nil {
-		return nil, err
-	}
-	n, err := res.RowsAffected()
-	return &dialect.ReleaseLeasesResult{Released: int(n)}, err
-}
-
-// Vacuum implements dialect.Dialect.
-func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	res, err := q.ExecContext(ctx, d.qs().vacuum, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	n, err := res.RowsAffected()
-	return &dialect.VacuumResult{Deleted: int(n)}, err
-}
-
-// PartitionState implements dialect.Inspector.
-func (d *Dialect) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
-	var r dialect.PartitionStateResult
-	var until, blocked sql.NullTime
-	err := q.QueryRowContext(ctx, d.qs().state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, &r.NextAttemptAt, &r.LeaseToken, &until, &blocked, &r.Now)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, dialect.ErrQueueNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	r.LeaseUntil, r.BlockedAt = until.Time, blocked.Time
-	return &r, nil
-}
-
-// ListDeadLetters implements dialect.Inspector.
-func (d *Dialect) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
-			failed_at, attempts, coalesce(last_error, ''), status
-		FROM `+d.Prefix()+`dead_letters
-		WHERE ($1::text = '' OR queue = $1) AND ($2::text = '' OR status = $2)
-		ORDER BY failed_at DESC, id DESC LIMIT $3`, p.Queue, p.Status, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	res := &dialect.ListDeadLettersResult{}
-	for rows.Next() {
-		var dl dialect.DeadLetter
-		var h sql.NullString
-		if err := rows.Scan(&dl.ID, &dl.Queue, &dl.Partition, &dl.Seq, &dl.Payload, &dl.PayloadType, &h,
-			&dl.CreatedAt, &dl.FailedAt, &dl.Attempts, &dl.LastError, &dl.Status); err != nil {
-			return nil, err
-		}
-		if h.Valid {
-			dl.Headers = []byte(h.String)
-		}
-		res.DeadLetters = append(res.DeadLetters, dl)
-	}
-	return res, rows.Err()
-}
-
-// Stats implements dialect.Inspector.
-func (d *Dialect) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
-	var s dialect.StatsResult
-	err := q.QueryRowContext(ctx, d.qs().stats).Scan(&s.Queues, &s.Partitions, &s.Messages, &s.Unsequenced, &s.DeadLetters)
-	if err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
 var _ dialect.Checker = (*Dialect)(nil)
 
 // CheckDatabase implements dialect.Checker: q must be PostgreSQL.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	return stmt.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
+	return sqlbase.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
 }
 
 var _ dialect.Operator = (*Dialect)(nil)

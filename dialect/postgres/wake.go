@@ -79,7 +79,7 @@ type ListenParams struct {
 var _ dialect.Waker = (*Dialect)(nil)
 
 // Channel is the notification channel of this dialect's prefix.
-func (d *Dialect) Channel() string { return d.prefix + "wake" }
+func (d *Dialect) Channel() string { return d.Prefix() + "wake" }
 
 // Listen implements dialect.Waker through the dialect's Listener; without
 // one it returns dialect.ErrNoWakeups.

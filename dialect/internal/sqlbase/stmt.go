@@ -1,7 +1,4 @@
-// Package stmt holds what the built-in dialects run the same way: scanning
-// a column of ids, the queue lookup, all-or-nothing inserts, and NULL
-// arguments.
-package stmt
+package sqlbase
 
 import (
 	"context"
@@ -29,19 +26,6 @@ func Int64s(ctx context.Context, q dialect.DBTX, query string, args ...any) ([]i
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-// LookupQueue runs query (one queue-name argument, partition ids in
-// partition order) and reports dialect.ErrQueueNotFound when it finds none.
-func LookupQueue(ctx context.Context, q dialect.DBTX, query, queue string) (*dialect.LookupQueueResult, error) {
-	ids, err := Int64s(ctx, q, query, queue)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, dialect.ErrQueueNotFound
-	}
-	return &dialect.LookupQueueResult{PartitionIDs: ids}, nil
 }
 
 // Chunk is one statement of an insert: it covers the first N rows given
@@ -227,4 +211,24 @@ func firstInt(ctx context.Context, q dialect.DBTX, query string, args []any) (in
 		return 0, err
 	}
 	return n, rows.Close()
+}
+
+// Placeholders returns "?, ?, …" with n placeholders, for the IN lists of
+// statements built per call on the databases whose placeholder is "?".
+func Placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// LockPartition runs query, a SKIP LOCKED read of one partition's last_seq
+// by id, inside tx. locked is false when no row came back: another
+// sequencer holds the partition (or it does not exist).
+func LockPartition(ctx context.Context, tx *sql.Tx, query string, id int64) (last int64, locked bool, err error) {
+	err = tx.QueryRowContext(ctx, query, id).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return last, err == nil, err
 }
