@@ -9,7 +9,7 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// ErrNotBlocked: RetryPartition or SkipPartition was called on a partition
+// ErrNotBlocked is returned by RetryPartition and SkipPartition for a partition
 // that is not blocked (see PoisonBlock); nothing was changed.
 var ErrNotBlocked = errors.New("outbox: partition not blocked")
 
