@@ -261,7 +261,7 @@ type LockPartitionParams struct {
 	Token       string // the lease ClaimLease stamped
 }
 
-// ClaimedPartition is a partition handed to a processor.
+// ClaimedPartition is a partition handed to a worker.
 type ClaimedPartition struct {
 	PartitionID  int64
 	Queue        string

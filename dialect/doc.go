@@ -1,46 +1,84 @@
 // Package dialect is the seam between the outbox core and a SQL database.
 //
 // The core ([github.com/modkit-go/db/outbox]) contains no SQL text and imports
-// no driver. Everything database-specific lives behind [Dialect]: statement
-// text, placeholders, locking clauses (FOR UPDATE SKIP LOCKED), workarounds
-// for missing features (MariaDB has no UPDATE … RETURNING), quoting, error
-// classification and the embedded schema.
+// no driver. Everything database-specific lives behind three interfaces,
+// which the built-in dialects implement on one type:
+//
+//   - [Dialect], the pipeline: what the core needs to enqueue, sequence,
+//     claim, deliver, acknowledge and vacuum. Required.
+//   - [Inspector], for operators: partition state, dead letters, row counts.
+//     Optional; without it the outbox's inspection methods return
+//     outbox.ErrNotSupported and the pipeline is unaffected.
+//   - [Schema], the tables: the prefix, the goose dialect and the embedded
+//     migrations that [github.com/modkit-go/db/migrations.Up] applies.
+//
+// [Checker], [Operator] (an operator's retry or skip of a blocked
+// partition) and [Waker] are further optional interfaces the core uses when
+// present. [Savepoint] is a plain function: SAVEPOINT, ROLLBACK TO SAVEPOINT
+// and RELEASE SAVEPOINT are spelt alike by every supported database.
+//
+// # Terms
+//
+// A queue has a fixed number of partitions. Each partition has a row in the
+// partitions table (last_seq, the sequencer's counter) and a cursor row in
+// the processors table: processed_seq (the cursor: everything up to it is
+// delivered), attempts and last_error of the partition's head, the backoff
+// (next_attempt_at), the lease (lease_token, lease_until) and the block
+// (blocked_at, schema version 2). "Worker" is
+// the core's goroutine that claims partitions and runs handlers; the table
+// keeps its historical name.
 //
 // # Contract for implementers
 //
 // Every method takes a context, an executor ([DBTX], a [*sql.Tx] where the
 // core owns the transaction, or a [*sql.DB] where the dialect may need its own
 // transaction) and a params struct, and returns a result struct. New fields may
-// be added to params and results without breaking implementations.
+// be added to params and results without breaking implementations. A Limit of
+// 0 or less means "nothing": return an empty result without a query.
+// Database time (now() in SQL) decides leases, backoff and timestamps, never
+// the application's clock.
 //
-// An implementation must keep these invariants, which the conformance suite
+// Each method owns these invariants, which the conformance suite
 // ([github.com/modkit-go/db/conformance]) checks against a real database:
 //
-//   - SequencePartition assigns seq = last_seq+1, last_seq+2, … to committed,
-//     unsequenced rows of one partition in id order, under a lock that excludes
-//     every other sequencer of that partition, and never blocks on rows of
-//     transactions that have not committed. A partition locked by another
-//     sequencer is skipped and reported as such.
-//   - ClaimLease hands each claimable partition (last_seq > processed_seq, no
-//     live lease, next_attempt_at <= now) to at most one caller, stamping the
-//     caller's fresh token and a lease that ends at database time now()+Lease.
-//     Taking over a lease that was never released counts as a failed attempt.
-//     A blocked partition (blocked_at set) is never claimable, and
-//     LockPartition does not lock it.
-//   - UpdateCursor with Block sets blocked_at = now(); without it, it clears
-//     blocked_at.
-//   - LockPartition locks the processor row of a partition the caller leased
+//   - DeclareQueue: idempotent under concurrent declarers; when the stored
+//     partition count differs from the requested one it writes nothing else.
+//   - InsertMessages: all or nothing within q; ids increase in slice order; a
+//     row's partition is resolved in the statement, in q's own database, and
+//     a missing one is ErrQueueNotFound. Rows are unsequenced (seq NULL).
+//   - SequencePartition: assigns seq = last_seq+1, last_seq+2, … to
+//     committed, unsequenced rows of one partition in id order, under a lock
+//     that excludes every other sequencer of that partition, and never
+//     blocks on rows of transactions that have not committed. A partition
+//     locked by another sequencer is skipped and reported (Locked false).
+//   - ClaimLease: hands each claimable partition (last_seq > processed_seq,
+//     no live lease, next_attempt_at <= now) to at most one caller, stamping
+//     the caller's fresh token and a lease that ends at database time
+//     now()+Lease. Taking over a lease that was never released counts as one
+//     failed attempt (attempts + 1); claiming a released one adds nothing.
+//     A blocked partition (blocked_at set, see UpdateCursor's Block) is
+//     never claimable.
+//   - LockPartition: locks the cursor row of a partition the caller leased
+//     and that is not blocked,
 //     for the rest of the caller's transaction, skipping a row another
 //     transaction holds. Claims skip rows so locked, so a transactional
 //     handler keeps its partition for as long as its transaction lives.
-//   - UpdateCursor with a non-empty token changes the row only if that
-//     token still holds an unexpired lease; it reports whether it did.
-//   - Database time (now() in SQL) decides leases, backoff and timestamps.
-//   - Vacuum deletes only rows with seq <= processed_seq of their partition.
+//   - ReadMessages: sequenced rows with seq > AfterSeq, in seq order, at
+//     most Limit.
+//   - UpdateCursor: with a non-empty token, changes the cursor row only if
+//     that token still holds an unexpired lease, and reports whether it did;
+//     with an empty token the caller holds the row lock. Renew 0 releases
+//     the lease. DeleteThrough may delete delivered rows in the same
+//     statement, only if the update happened. Block sets blocked_at = now();
+//     without it the update clears blocked_at.
+//   - InsertDeadLetters: copies exactly the named seqs of the partition, with
+//     their payload, into the dead-letter table; in the caller's transaction,
+//     so a lost lease (the core rolls back) leaves none behind.
+//   - ReleaseLeases: clears only leases the given token holds.
+//   - Vacuum: deletes only rows with seq <= processed_seq of their
+//     partition, at most Limit, and never blocks producers.
 //
-// Optional interfaces add mechanisms the core uses when present: [Checker]
-// (refuse a database of another kind), [Operator] (lock a cursor row for
-// an operator's retry or skip of a blocked partition) and [Waker] (wake the workers of
-// other processes when an enqueue commits, never when it rolls back; the
-// conformance suite's Wake cases check it).
+// A new dialect proves itself with conformance.Run; the built-in ones share
+// their common statements in an internal base and keep only what differs in
+// their own packages.
 package dialect

@@ -107,9 +107,9 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	}
 	// Not cancelled by a stop mid-statement: a claim that committed on the
 	// server but looked failed here would strand its leases until expiry.
-	bk, cancel := o.bookkeeping(context.Background())
+	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
-	res, err := o.d.ClaimLease(bk, o.db, &dialect.ClaimLeaseParams{
+	res, err := o.d.ClaimLease(stmtCtx, o.db, &dialect.ClaimLeaseParams{
 		Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease,
 	})
 	if err != nil {
@@ -128,21 +128,21 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 		for i, c := range got {
 			ids[i] = c.PartitionID
 		}
-		_, _ = o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+		_, _ = o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 	}
 	return out, nil
 }
 
-// ackRound writes several decoupled acks (fenced processor updates without
+// ackRound writes several decoupled acks (fenced cursor-row updates without
 // dead letters) in one transaction. Each update is fenced by its own token
 // and reports for itself: one whose lease is gone matches no row, changes
 // nothing and does not stop the others from committing. Rows are updated in
 // partition order, so two rounds never wait on each other in a cycle.
 func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
-	bk, cancel := o.bookkeeping(context.Background())
+	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
 	if len(reqs) == 1 {
-		res, err := o.d.UpdateCursor(bk, o.db, reqs[0])
+		res, err := o.d.UpdateCursor(stmtCtx, o.db, reqs[0])
 		if err != nil {
 			return nil, err
 		}
@@ -156,9 +156,9 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 		return int(max(min(reqs[a].PartitionID-reqs[b].PartitionID, 1), -1))
 	})
 	out := make([]bool, len(reqs))
-	err := o.withTx(bk, func(tx *sql.Tx) error {
+	err := o.withTx(stmtCtx, func(tx *sql.Tx) error {
 		for _, i := range order {
-			res, err := o.d.UpdateCursor(bk, tx, reqs[i])
+			res, err := o.d.UpdateCursor(stmtCtx, tx, reqs[i])
 			if err != nil {
 				return err
 			}

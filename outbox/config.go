@@ -25,7 +25,7 @@ type Config struct {
 	// PollInterval is how often idle workers look for work when no wake-up
 	// came (the safety net behind InTx/Notify). Default 200ms; 10ms–1h.
 	PollInterval time.Duration
-	// LeaseDuration is how long a decoupled processor owns a partition per
+	// LeaseDuration is how long a decoupled worker owns a partition per
 	// batch. A handler's context is cancelled at 80% of it. Default 30s;
 	// 1s–24h (below a second, claim, read and ack round trips can outlast
 	// the lease and no batch ever completes).

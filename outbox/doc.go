@@ -42,9 +42,9 @@
 // # Delivery modes
 //
 // Decoupled handlers (Batch, PerMessage) run outside any transaction. A
-// processor claims a partition with a time-limited lease stamped with a
+// worker claims a partition with a time-limited lease stamped with a
 // fresh token, reads a batch, calls the handler, then acknowledges only if
-// its token still holds an unexpired lease (fencing): a processor that lost
+// its token still holds an unexpired lease (fencing): a worker that lost
 // its lease writes nothing, not even dead letters. The handler's context is
 // cancelled on shutdown and at 80% of the lease. Delivery is at-least-once:
 // make handlers idempotent, for example with the Seq check above.
@@ -52,13 +52,13 @@
 // Under load the pipeline batches its own bookkeeping, not the guarantees:
 // the sequencer assigns seqs to many partitions in one transaction; one
 // claim statement leases several partitions (each lease is the pair of
-// partition and token); and acknowledgements that several processors write
+// partition and token); and acknowledgements that several workers write
 // at the same moment share one transaction, each still fenced by its own
 // lease, so one that lost its lease changes nothing while the others
 // commit.
 //
 // Transactional handlers (TxBatch, TxPerMessage) receive the *sql.Tx that
-// locks the partition's row and acknowledges the batch. Their writes commit
+// locks the partition's cursor row and acknowledges the batch. Their writes commit
 // if and only if the messages they belong to are acknowledged: effects are
 // exactly-once. TxPerMessage wraps each message in a savepoint; TxBatch
 // wraps the call in one. The partition is claimed with a lease as in
@@ -156,7 +156,7 @@
 //
 // Workers poll (Config.PollInterval, 200ms by default) as a safety net. For
 // low latency, enqueue through InTx, which commits and then wakes the
-// sequencer and processors in this process, or call Notify after your own
+// sequencer and workers in this process, or call Notify after your own
 // Commit. A partition whose lease expired is taken over within the lease
 // plus one poll interval.
 //
@@ -171,7 +171,7 @@
 //
 // # Lifecycle
 //
-// Start launches the sequencer, MaxConcurrency processor goroutines (each
+// Start launches the sequencer, MaxConcurrency worker goroutines (each
 // calls one handler at a time, so at most that many handler calls run at
 // once; a goroutine may lease a few partitions together and work them one
 // after another, handing back unworked those whose lease is a tenth gone,
@@ -182,7 +182,7 @@
 // goroutine has exited. A restarted process resumes at the stored cursor.
 // Each of the library's statements is bounded by LeaseDuration, and once
 // Stop's context has ended by Config.ShutdownTimeout. The goroutines carry
-// the pprof label outbox=sequencer, processor or vacuum (handler calls run
+// the pprof label outbox=sequencer, worker or vacuum (handler calls run
 // in goroutines of their own, under their worker's labels), on top of the
 // labels of Start's context.
 //

@@ -80,7 +80,7 @@ type Handler interface {
 	// deliver calls the handler on a batch. The handler value does the
 	// calling, so that a type embedding a Handler forwards it. An error
 	// means the delivery broke down (a transactional handler's savepoint
-	// failed, say); the processor counts it as a failed attempt.
+	// failed, say); the worker counts it as a failed attempt.
 	deliver(s *callScope, ds []Delivery) (outcome, error)
 }
 
@@ -173,7 +173,7 @@ type rejection struct {
 	reason string
 }
 
-// outcome is a handler call's result in the processor's terms. Messages
+// outcome is a handler call's result in the worker's terms. Messages
 // [0, done) are finished (acknowledged, or dead-lettered if listed in
 // rejected); kind applies to messages [done, n).
 type outcome struct {

@@ -11,7 +11,7 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// unknownKind is a Handler the processor does not know: it delivers
+// unknownKind is a Handler the worker does not know: it delivers
 // nothing and reports the zero outcome.
 type unknownKind struct{}
 
@@ -34,7 +34,7 @@ func testMessages(n int) []dialect.Message {
 // only part of the batch, or an outcome of an unknown kind is retried, with
 // the cursor where it was.
 func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
-	p := &processor{o: &Outbox{cfg: Config{RetryBase: time.Second, RetryMax: time.Minute}, hardCtx: context.Background()}}
+	p := &worker{o: &Outbox{cfg: Config{RetryBase: time.Second, RetryMax: time.Minute}, handlerCtx: context.Background()}}
 	msgs := testMessages(3)
 	out, err := unknownKind{}.deliver(&callScope{ctx: context.Background()}, deliveries(dialect.ClaimedPartition{}, msgs, 0))
 	if err != nil {
@@ -45,16 +45,16 @@ func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
 		"partial success":      {done: 2},
 		"unknown result kind":  {done: 3, kind: resultKind(42)},
 	} {
-		pl := p.plan(p.o.cfg.queueDefaults(), o, msgs, 10, 0)
-		if !pl.retry || pl.cursor > 10+int64(o.done) || pl.attempts != 1 || len(pl.dead) != 0 {
-			t.Errorf("%s: plan %+v, want a retry that acknowledges nothing unfinished", name, pl)
+		cc := p.cursorChangeFor(p.o.cfg.queueDefaults(), o, msgs, 10, 0)
+		if !cc.retry || cc.cursor > 10+int64(o.done) || cc.attempts != 1 || len(cc.dead) != 0 {
+			t.Errorf("%s: cursor change %+v, want a retry that acknowledges nothing unfinished", name, cc)
 		}
-		if name != "partial success" && pl.cursor != 10 {
-			t.Errorf("%s: cursor moved to %d, want 10", name, pl.cursor)
+		if name != "partial success" && cc.cursor != 10 {
+			t.Errorf("%s: cursor moved to %d, want 10", name, cc.cursor)
 		}
 	}
-	if pl := p.plan(p.o.cfg.queueDefaults(), outcome{done: 3}, msgs, 10, 0); pl.retry || pl.cursor != 13 {
-		t.Errorf("complete success: plan %+v, want the cursor past the batch", pl)
+	if cc := p.cursorChangeFor(p.o.cfg.queueDefaults(), outcome{done: 3}, msgs, 10, 0); cc.retry || cc.cursor != 13 {
+		t.Errorf("complete success: cursor change %+v, want the cursor past the batch", cc)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// Start launches the sequencer, the processors of every queue with a
+// Start launches the sequencer, the workers of every queue with a
 // handler, and the vacuum, and returns once they run. Each handled queue must
 // have been declared (by this or another process). Cancelling ctx has the
 // effect of Stop without waiting; call Stop to wait for the goroutines.
@@ -41,7 +41,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 	sort.Strings(transactional)
 
 	runCtx, cancel := context.WithCancel(ctx)
-	o.hardCtx, o.hard = context.WithCancel(context.WithoutCancel(ctx))
+	o.handlerCtx, o.cancelHandlers = context.WithCancel(context.WithoutCancel(ctx))
 	o.cancel = cancel
 	o.done = make(chan struct{})
 	o.started = true
@@ -50,9 +50,9 @@ func (o *Outbox) Start(ctx context.Context) error {
 		o.goLoop(runCtx, "sequencer", o.cfg.PollInterval, o.seqWake, o.sequencePass)
 	}
 	if len(decoupled)+len(transactional) > 0 {
-		w := newProcessor(o, decoupled, transactional)
+		w := newWorker(o, decoupled, transactional)
 		for range o.cfg.MaxConcurrency {
-			o.goLoop(runCtx, "processor", o.cfg.PollInterval, o.procWake, w.pass)
+			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, w.pass)
 		}
 	}
 	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, o.vacuumPass)
@@ -60,7 +60,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 	go func() {
 		o.wg.Wait()
 		cancel()
-		o.hard()
+		o.cancelHandlers()
 		close(o.done)
 	}()
 	o.log.Info("outbox started", "dialect", o.d.Name(), "decoupled", decoupled, "transactional", transactional)
@@ -88,7 +88,7 @@ func (o *Outbox) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		o.hard()
+		o.cancelHandlers()
 		<-done
 		return ctx.Err()
 	}
@@ -171,12 +171,12 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 // already running.
 func (o *Outbox) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
 	base := context.WithoutCancel(ctx)
-	if o.hardCtx == nil || o.hardCtx.Err() != nil {
+	if o.handlerCtx == nil || o.handlerCtx.Err() != nil {
 		return context.WithTimeout(base, o.cfg.ShutdownTimeout)
 	}
-	bk, cancel := context.WithTimeout(base, o.cfg.LeaseDuration)
-	stop := context.AfterFunc(o.hardCtx, func() { time.AfterFunc(o.cfg.ShutdownTimeout, cancel) })
-	return bk, func() {
+	stmtCtx, cancel := context.WithTimeout(base, o.cfg.LeaseDuration)
+	stop := context.AfterFunc(o.handlerCtx, func() { time.AfterFunc(o.cfg.ShutdownTimeout, cancel) })
+	return stmtCtx, func() {
 		stop()
 		cancel()
 	}
@@ -266,7 +266,7 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		assigned += n
 		skipped += skip
 		if n > 0 {
-			o.procWake.broadcast()
+			o.workWake.broadcast()
 		}
 		ids = append(full, ids[next:]...)
 	}

@@ -86,7 +86,7 @@ func TestBookkeepingBounds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lease, shutdown = 30 * time.Second, 5 * time.Second
 		o := &Outbox{cfg: Config{LeaseDuration: lease, ShutdownTimeout: shutdown}}
-		o.hardCtx, o.hard = context.WithCancel(context.Background())
+		o.handlerCtx, o.cancelHandlers = context.WithCancel(context.Background())
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel() // a soft stop does not end bookkeeping
 
@@ -100,7 +100,7 @@ func TestBookkeepingBounds(t *testing.T) {
 		running, done := o.bookkeeping(ctx)
 		defer done()
 		time.Sleep(10 * time.Second)
-		o.hard() // Stop's context ended
+		o.cancelHandlers() // Stop's context ended
 		stopped := time.Now()
 		<-running.Done()
 		if got := time.Since(stopped); got != shutdown {

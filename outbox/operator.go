@@ -119,7 +119,7 @@ func (o *Outbox) unblock(ctx context.Context, what, queue string, partition int,
 	})
 	switch {
 	case err == nil:
-		o.procWake.broadcast()
+		o.workWake.broadcast()
 		return nil
 	case errors.Is(err, dialect.ErrQueueNotFound):
 		return invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)

@@ -26,17 +26,19 @@ type Outbox struct {
 	checked  bool           // the dialect's CheckDatabase passed
 
 	seqWake  *signal // producers committed
-	procWake *signal // the sequencer assigned seqs
+	workWake *signal // the sequencer assigned seqs
 
 	mu       sync.Mutex
 	handlers map[string]Handler
 	started  bool
 	stopped  bool
 	cancel   context.CancelFunc // soft stop: no new work
-	hard     context.CancelFunc // cancels in-flight handlers
-	hardCtx  context.Context
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// handlerCtx is the parent of every handler call; cancelHandlers (the
+	// hard stop) ends it once Stop's context ends.
+	handlerCtx     context.Context
+	cancelHandlers context.CancelFunc
+	done           chan struct{}
+	wg             sync.WaitGroup
 
 	// queueConfigs are the handled queues' options (see Handle), written
 	// with handlers.
@@ -68,7 +70,7 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		log:      cfg.Logger,
 		queues:   make(map[string]int),
 		seqWake:  newSignal(),
-		procWake: newSignal(),
+		workWake: newSignal(),
 		handlers: make(map[string]Handler),
 
 		queueConfigs: make(map[string]queueConfig),
@@ -298,7 +300,7 @@ func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// Notify wakes the sequencer (and through it the processors). Call it after
+// Notify wakes the sequencer (and through it the workers). Call it after
 // committing a transaction that enqueued messages. Calling it before the
 // commit is harmless but does not replace a call after it.
 func (o *Outbox) Notify() { o.seqWake.broadcast() }

@@ -216,8 +216,8 @@ func (o *Outbox) claimGroups(queues []string, decoupled bool) []*claimGroup {
 }
 
 // logBlocked reports a partition that PoisonBlock stopped at its head.
-func (o *Outbox) logBlocked(c dialect.ClaimedPartition, pl plan) {
+func (o *Outbox) logBlocked(c dialect.ClaimedPartition, cc cursorChange) {
 	o.log.Warn("outbox: partition blocked at its head; RetryPartition or SkipPartition resumes it",
-		"queue", c.Queue, "partition", c.Partition, "seq", pl.cursor+1,
-		"attempts", pl.attempts, "reason", pl.lastError)
+		"queue", c.Queue, "partition", c.Partition, "seq", cc.cursor+1,
+		"attempts", cc.attempts, "reason", cc.lastError)
 }

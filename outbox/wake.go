@@ -18,7 +18,7 @@ const (
 
 // goListen starts the wake-up listener when the dialect can wake other
 // processes (dialect.Waker): one goroutine that keeps a listening
-// connection open until ctx ends and wakes the sequencers and processors on
+// connection open until ctx ends and wakes the sequencers and workers on
 // every wake-up. Polling goes on regardless; the listener only cuts latency.
 func (o *Outbox) goListen(ctx context.Context) {
 	w, ok := o.d.(dialect.Waker)
@@ -73,9 +73,9 @@ func (o *Outbox) listen(ctx context.Context, w dialect.Waker) {
 	}
 }
 
-// wake wakes the sequencers (a producer committed) and the processors
+// wake wakes the sequencers (a producer committed) and the workers
 // (another process's sequencer may have sequenced the rows already).
 func (o *Outbox) wake() {
 	o.seqWake.broadcast()
-	o.procWake.broadcast()
+	o.workWake.broadcast()
 }

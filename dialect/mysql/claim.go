@@ -17,8 +17,8 @@ type candidate struct {
 	lastSeq   int64
 }
 
-// lockedProcessor is a processors row locked by the claim.
-type lockedProcessor struct {
+// lockedCursor is a cursor row locked by the claim.
+type lockedCursor struct {
 	id           int64
 	processedSeq int64
 	attempts     int
@@ -69,10 +69,10 @@ func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []
 	return order, cands, rows.Err()
 }
 
-// lockClaimable locks, in tx, the processors rows of up to limit of the
+// lockClaimable locks, in tx, the cursor rows of up to limit of the
 // candidates in order. It returns the locked rows in claim order.
-func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, cands map[int64]candidate, limit int) ([]lockedProcessor, error) {
-	// Step 2: lock only processors rows (MariaDB has no FOR UPDATE OF), by
+func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, cands map[int64]candidate, limit int) ([]lockedCursor, error) {
+	// Step 2: lock only cursor rows (MariaDB has no FOR UPDATE OF), by
 	// primary key, skipping rows other claimers hold, in batches of as many
 	// candidates as are still wanted, so that no row beyond the wanted
 	// number stays locked until the claim commits (an ORDER BY … LIMIT
@@ -82,7 +82,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, 
 	// so step 1's value is a lower bound of the current one: a row whose
 	// cursor has reached it since (another claimer delivered in between) is
 	// left alone, since it may have nothing to deliver.
-	var locked []lockedProcessor
+	var locked []lockedCursor
 	for len(order) > 0 && len(locked) < limit {
 		batch := order[:min(limit-len(locked), len(order))]
 		order = order[len(batch):]
@@ -115,14 +115,14 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, 
 	}
 	return locked, nil
 }
-func scanLocked(rows *sql.Rows, err error) (map[int64]lockedProcessor, error) {
+func scanLocked(rows *sql.Rows, err error) (map[int64]lockedCursor, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	got := make(map[int64]lockedProcessor)
+	got := make(map[int64]lockedCursor)
 	for rows.Next() {
-		var l lockedProcessor
+		var l lockedCursor
 		if err := rows.Scan(&l.id, &l.processedSeq, &l.attempts, &l.leased); err != nil {
 			return nil, err
 		}
@@ -193,8 +193,8 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 }
 
 // LockPartition implements dialect.Dialect. tx is the core's READ COMMITTED
-// transaction; the processors row stays locked until it ends, and claimers
-// skip it meanwhile. Only the processors row is locked: the partitions row
+// transaction; the cursor row stays locked until it ends, and claimers
+// skip it meanwhile. Only the cursor row is locked: the partitions row
 // is read without a lock (last_seq only grows), so the sequencer is never
 // held up by a running handler.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {

@@ -56,7 +56,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 			return nil, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, d.qs().insertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.qs().insertCursors, p.Queue); err != nil {
 		return nil, err
 	}
 	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: ids}, nil

@@ -107,7 +107,7 @@ func (d *Dialect) TxOptions() *sql.TxOptions {
 
 // queries are the statements only MySQL/MariaDB runs this way.
 type queries struct {
-	insertQueue, selectQueue, insertProcessors      string
+	insertQueue, selectQueue, insertCursors         string
 	lockPartition, unsequenced, bumpLastSeq         string
 	update, vacuumCandidates, vacuumPick, insertOne string
 }
@@ -134,19 +134,19 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		insertQueue: r.Replace(`INSERT INTO {p}queues (name, partitions) VALUES (?, ?)
 			ON DUPLICATE KEY UPDATE name = name`),
 		selectQueue: r.Replace(`SELECT partitions FROM {p}queues WHERE name = ?`),
-		// Only processor rows that are missing: in the common case (a
+		// Only cursor rows that are missing: in the common case (a
 		// redeclaration at startup) this inserts nothing and takes no lock,
 		// where a plain INSERT IGNORE would take a shared lock on every
-		// existing processors row and wait for, or block, their claimers.
+		// existing cursor row and wait for, or block, their claimers.
 		// INSERT … SELECT reads partitions and processors as consistent
 		// reads. IGNORE covers the race with a
 		// concurrent declarer; every value comes from a valid partitions row.
-		insertProcessors: r.Replace(`INSERT IGNORE INTO {p}processors (partition_id, queue)
+		insertCursors: r.Replace(`INSERT IGNORE INTO {p}processors (partition_id, queue)
 			SELECT p.id, p.queue FROM {p}partitions p
 			WHERE p.queue = ? AND NOT EXISTS (SELECT 1 FROM {p}processors pr WHERE pr.partition_id = p.id)`),
 		// The partition row lock excludes every other sequencer of this
 		// partition. Nothing else locks partitions rows (claims lock only
-		// processors rows; other reads of partitions are consistent reads),
+		// cursor rows; other reads of partitions are consistent reads),
 		// so SKIP LOCKED skips only a partition another sequencer is on.
 		// Primary-key lookup: a record lock, no gap lock.
 		lockPartition: r.Replace(`SELECT last_seq FROM {p}partitions WHERE id = ? FOR UPDATE SKIP LOCKED`),
@@ -174,7 +174,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				version = version + 1
 			WHERE partition_id = ? AND (? = '' OR (lease_token = ? AND lease_until > NOW(6)))`),
 		// Partitions that have delivered rows left: one probe of the
-		// (partition_id, seq) index per processor row, stopping after ? hits.
+		// (partition_id, seq) index per cursor row, stopping after ? hits.
 		vacuumCandidates: r.Replace(`SELECT pr.partition_id, pr.processed_seq FROM {p}processors pr
 			WHERE EXISTS (SELECT 1 FROM {p}messages m
 				WHERE m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq)

@@ -310,7 +310,7 @@ func testLifecycle(t *testing.T, parseTime bool) {
 		t.Fatalf("claim of a locked partition: %+v %v", cl, err)
 	}
 	if sr := sequence(t, db, d, pid); !sr.Locked {
-		t.Fatal("sequencer skipped a partition locked by a processor")
+		t.Fatal("sequencer skipped a partition whose cursor row a worker locked")
 	}
 	for _, op := range []dialect.SavepointOp{dialect.SavepointCreate, dialect.SavepointRollback, dialect.SavepointRelease} {
 		if err := dialect.Savepoint(ctx, tx, "sp_1", op); err != nil {

@@ -107,7 +107,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		SelectQueue: r.Replace(`SELECT partitions FROM {p}queues WHERE name = $1`),
 		InsertPartitions: r.Replace(`INSERT INTO {p}partitions (queue, partition_num)
 			SELECT $1::text, g FROM generate_series(0, $2::int - 1) g ON CONFLICT (queue, partition_num) DO NOTHING`),
-		InsertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
+		InsertCursors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
 			SELECT id, queue FROM {p}partitions WHERE queue = $1 ON CONFLICT (partition_id) DO NOTHING`),
 		// A loose index scan over the partial index (partition_id, id) WHERE
 		// seq IS NULL: one probe per partition with a backlog, where
@@ -190,7 +190,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		//
 		// The delivered rows go in the same statement, only if the update
 		// happened: no separate vacuum pass over them, and no delete by a
-		// processor that lost its lease.
+		// worker that lost its lease.
 		update: r.Replace(`WITH upd AS (
 				UPDATE {p}processors SET processed_seq = $3, attempts = $4, last_error = $5,
 					next_attempt_at = now() + $6::bigint * interval '1 microsecond',

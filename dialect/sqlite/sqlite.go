@@ -119,7 +119,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		InsertPartitions: r.Replace(`WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n + 1 < ?2)
 			INSERT INTO {p}partitions (queue, partition_num) SELECT ?1, n FROM g WHERE true
 			ON CONFLICT (queue, partition_num) DO NOTHING`),
-		InsertProcessors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
+		InsertCursors: r.Replace(`INSERT INTO {p}processors (partition_id, queue)
 			SELECT id, queue FROM {p}partitions WHERE queue = ?1 ON CONFLICT (partition_id) DO NOTHING`),
 		// A loose index scan over the partial index (partition_id, id) WHERE
 		// seq IS NULL: one probe per partition with a backlog.

@@ -64,10 +64,10 @@ type Shared struct {
 	// Empty when the dialect defines its own Vacuum.
 	Vacuum string
 	// InsertQueue (name, partitions), SelectQueue (name), InsertPartitions
-	// (queue, count) and InsertProcessors (queue) are DeclareQueue's
+	// (queue, count) and InsertCursors (queue) are DeclareQueue's
 	// statements, each idempotent. Empty when the dialect defines its own
 	// DeclareQueue.
-	InsertQueue, SelectQueue, InsertPartitions, InsertProcessors string
+	InsertQueue, SelectQueue, InsertPartitions, InsertCursors string
 }
 
 // Base holds a dialect's prefix and statements, built once on first use
@@ -208,7 +208,7 @@ func (b *Base[S, Q]) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.De
 	if _, err := tx.ExecContext(ctx, b.sh.InsertPartitions, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, b.sh.InsertProcessors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, b.sh.InsertCursors, p.Queue); err != nil {
 		return nil, err
 	}
 	lr, err := b.LookupQueue(ctx, tx, &dialect.LookupQueueParams{Queue: p.Queue})

@@ -13,9 +13,9 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// processor claims partitions and runs their handlers. MaxConcurrency
-// goroutines share one processor; each works one partition at a time.
-type processor struct {
+// worker claims partitions and runs their handlers. MaxConcurrency
+// goroutines share one worker; each works one partition at a time.
+type worker struct {
 	o             *Outbox
 	decoupled     []string
 	transactional []string
@@ -27,16 +27,16 @@ type processor struct {
 	acks                      combiner[*dialect.UpdateCursorParams, bool]
 }
 
-func newProcessor(o *Outbox, decoupled, transactional []string) *processor {
-	p := &processor{o: o, decoupled: decoupled, transactional: transactional}
-	p.decoupledGroups = o.claimGroups(decoupled, true)
-	p.txGroups = o.claimGroups(transactional, false)
-	p.acks.run = o.ackRound
-	return p
+func newWorker(o *Outbox, decoupled, transactional []string) *worker {
+	w := &worker{o: o, decoupled: decoupled, transactional: transactional}
+	w.decoupledGroups = o.claimGroups(decoupled, true)
+	w.txGroups = o.claimGroups(transactional, false)
+	w.acks.run = o.ackRound
+	return w
 }
 
 // claim claims up to limit partitions of g's queues through its combiner.
-func (p *processor) claim(g *claimGroup, limit int) (claimRes, error) {
+func (w *worker) claim(g *claimGroup, limit int) (claimRes, error) {
 	return g.claims.do(claimReq{queues: g.queues, limit: limit, lease: g.lease})
 }
 
@@ -44,27 +44,27 @@ func (p *processor) claim(g *claimGroup, limit int) (claimRes, error) {
 // delays few others.
 const maxClaim = 8
 
-// errLostLease: a fenced write found the lease gone; another processor owns
+// errLostLease: a fenced write found the lease gone; another worker owns
 // the partition now.
 var errLostLease = errors.New("outbox: lease lost")
 
-func (p *processor) pass(ctx context.Context) (bool, error) {
+func (w *worker) pass(ctx context.Context) (bool, error) {
 	var busy bool
-	for _, g := range p.decoupledGroups {
+	for _, g := range w.decoupledGroups {
 		if ctx.Err() != nil {
 			break
 		}
-		did, err := p.leasedPass(ctx, g)
+		did, err := w.leasedPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
 		busy = busy || did
 	}
-	for _, g := range p.txGroups {
+	for _, g := range w.txGroups {
 		if ctx.Err() != nil {
 			break
 		}
-		did, err := p.txPass(ctx, g)
+		did, err := w.txPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
@@ -82,10 +82,10 @@ func newToken() string {
 // leasedPass claims one partition with a lease and delivers its messages
 // batch by batch, outside any transaction, until it is caught up, a handler
 // asks for a retry, the lease is lost, or the outbox stops.
-func (p *processor) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
-	o := p.o
+func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
+	o := w.o
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := p.claim(g, g.limit)
+	res, err := w.claim(g, g.limit)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -108,14 +108,14 @@ func (p *processor) leasedPass(ctx context.Context, g *claimGroup) (bool, error)
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
 			}
-			bk, cancel := o.bookkeeping(ctx)
-			_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+			stmtCtx, cancel := o.bookkeeping(ctx)
+			_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 			cancel()
 			return true, errors.Join(firstErr, err)
 		}
-		if err := p.runLeased(ctx, c, token, granted); err != nil {
+		if err := w.runLeased(ctx, c, token, granted); err != nil {
 			if errors.Is(err, errLostLease) {
-				o.log.Warn("outbox: lease lost; another processor took the partition", "queue", c.Queue, "partition", c.Partition)
+				o.log.Warn("outbox: lease lost; another worker took the partition", "queue", c.Queue, "partition", c.Partition)
 				continue
 			}
 			firstErr = err
@@ -124,23 +124,23 @@ func (p *processor) leasedPass(ctx context.Context, g *claimGroup) (bool, error)
 	return true, firstErr
 }
 
-func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
-	o := p.o
+func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
+	o := w.o
 	h := o.handlers[c.Queue]
 	qc := o.queueConfigOf(c.Queue)
 	cursor, attempts := c.ProcessedSeq, c.Attempts
 	release := func() error {
-		bk, cancel := o.bookkeeping(ctx)
+		stmtCtx, cancel := o.bookkeeping(ctx)
 		defer cancel()
-		_, err := o.d.ReleaseLeases(bk, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+		_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
 		return err
 	}
 	for {
 		if ctx.Err() != nil {
 			return release() // stopping: hand the partition back
 		}
-		bk, cancel := o.bookkeeping(ctx)
-		rm, err := o.d.ReadMessages(bk, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
+		stmtCtx, cancel := o.bookkeeping(ctx)
+		rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
 		cancel()
 		if err != nil {
 			_ = release()
@@ -150,54 +150,54 @@ func (p *processor) runLeased(ctx context.Context, c dialect.ClaimedPartition, t
 		if len(msgs) == 0 {
 			return release()
 		}
-		var pl plan
+		var out outcome
 		if qc.exhausted(attempts) {
-			pl = p.plan(qc, qc.exhaustedOutcome(), msgs, cursor, attempts)
+			out = qc.exhaustedOutcome()
 		} else {
 			ds := deliveries(c, msgs, attempts)
-			hctx, hcancel := context.WithDeadline(o.hardCtx, granted.Add(qc.lease*8/10))
-			out, err := h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
+			hctx, hcancel := context.WithDeadline(o.handlerCtx, granted.Add(qc.lease*8/10))
+			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
 			}
-			pl = p.plan(qc, out, msgs, cursor, attempts)
 		}
-		more := !pl.retry && ctx.Err() == nil &&
-			(len(msgs) == qc.batchSize || pl.cursor < msgs[len(msgs)-1].Seq)
+		cc := w.cursorChangeFor(qc, out, msgs, cursor, attempts)
+		more := !cc.retry && ctx.Err() == nil &&
+			(len(msgs) == qc.batchSize || cc.cursor < msgs[len(msgs)-1].Seq)
 		up := &dialect.UpdateCursorParams{
-			PartitionID: c.PartitionID, Token: token, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-			LastError: pl.lastError, RetryAfter: pl.retryAfter, Block: pl.block,
+			PartitionID: c.PartitionID, Token: token, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
+			LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
 		}
 		if more {
 			up.Renew = qc.lease
 		}
 		ackStart := time.Now()
-		if err := p.write(ctx, nil, c, up, pl.dead); err != nil {
+		if err := w.write(ctx, nil, c, up, cc.dead); err != nil {
 			if errors.Is(err, errLostLease) {
 				return err
 			}
-			return p.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
+			return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
-		if pl.block {
-			o.logBlocked(c, pl)
+		if cc.block {
+			o.logBlocked(c, cc)
 		}
 		if !more {
 			return nil
 		}
-		cursor, attempts, granted = pl.cursor, pl.attempts, ackStart
+		cursor, attempts, granted = cc.cursor, cc.attempts, ackStart
 	}
 }
 
 // txPass runs a transactional handler on one partition. It first claims
 // the partition with a lease, committed on its own: the lease is what
 // counts a crash as an attempt (a crash rolls back everything else). Then,
-// in the handler's transaction, it locks the partition's row, which keeps
+// in the handler's transaction, it locks the partition's cursor row, which keeps
 // claimers away for as long as the transaction lives, runs the handler, and
 // commits the handler's writes with the ack, which also drops the lease.
-func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
-	o := p.o
-	cl, err := p.claim(g, 1)
+func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
+	o := w.o
+	cl, err := w.claim(g, 1)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -208,7 +208,7 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		return false, nil
 	}
 	claim, token := cl.claimed[0], cl.token
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	release := func() {
 		rctx, cancel := o.bookkeeping(ctx)
@@ -218,7 +218,7 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	// The transaction outlives a soft stop: it ends by commit or rollback,
 	// never by the stop cancelling its context mid-ack. Cancelling txCtx
 	// (a handler call past HandlerTimeout) makes database/sql roll it back
-	// at once, which frees its connection and the partition's row lock.
+	// at once, which frees its connection and the cursor row's lock.
 	txCtx, cancelTx := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTx()
 	tx, err := o.db.BeginTx(txCtx, o.d.TxOptions())
@@ -227,7 +227,7 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		return false, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := o.d.LockPartition(bk, tx, &dialect.LockPartitionParams{PartitionID: claim.PartitionID, Token: token})
+	res, err := o.d.LockPartition(stmtCtx, tx, &dialect.LockPartitionParams{PartitionID: claim.PartitionID, Token: token})
 	if err != nil || len(res.Partitions) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -238,7 +238,7 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	}
 	c := res.Partitions[0]
 	qc := o.queueConfigOf(c.Queue)
-	rm, err := o.d.ReadMessages(bk, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
+	rm, err := o.d.ReadMessages(stmtCtx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
 	if err != nil || len(rm.Messages) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -257,7 +257,7 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		expired = true
 		cancelTx()
 		err := fmt.Errorf("handler timed out after %v (HandlerTimeout)", o.cfg.HandlerTimeout)
-		_ = p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, err)
+		_ = w.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, err)
 	}
 	// fail rolls back a delivery that broke down (a savepoint or the
 	// commit failed) and records it as a failed attempt with backoff, so
@@ -268,14 +268,14 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		if expired {
 			return true, nil
 		}
-		return true, p.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
+		return true, w.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
 	}
 	var out outcome
 	if qc.exhausted(c.Attempts) {
 		out = qc.exhaustedOutcome()
 	} else {
 		ds := deliveries(c, msgs, c.Attempts)
-		out, err = p.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
+		out, err = w.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
 		if err != nil || expired {
 			if err == nil {
 				err = errors.New("handler timed out")
@@ -283,18 +283,18 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 			return fail(err)
 		}
 	}
-	pl := p.plan(qc, out, msgs, c.ProcessedSeq, c.Attempts)
+	cc := w.cursorChangeFor(qc, out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateCursorParams{
-		PartitionID: c.PartitionID, ProcessedSeq: pl.cursor, Attempts: pl.attempts,
-		LastError: pl.lastError, RetryAfter: pl.retryAfter, Block: pl.block,
+		PartitionID: c.PartitionID, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
+		LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
 	}
-	if err := p.write(ctx, tx, c, up, pl.dead); err != nil {
+	if err := w.write(ctx, tx, c, up, cc.dead); err != nil {
 		return fail(err)
 	}
-	if pl.block {
-		o.logBlocked(c, pl)
+	if cc.block {
+		o.logBlocked(c, cc)
 	}
 	return true, nil
 }
@@ -307,13 +307,13 @@ func (p *processor) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 // and the dead-letter table (MaxAttempts applies). If even that write
 // fails, the lease is left to expire: the takeover counts the attempt.
 // It returns nil once the attempt is recorded, else the write's error.
-func (p *processor) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
-	o := p.o
+func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
+	o := w.o
 	qc := o.queueConfigOf(c.Queue)
 	next := attempts + 1
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	res, err := o.d.UpdateCursor(bk, o.db, &dialect.UpdateCursorParams{
+	res, err := o.d.UpdateCursor(stmtCtx, o.db, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
 		LastError: asciiReason(cause), RetryAfter: backoff(next, qc.retryBase, qc.retryMax, jitter),
 	})
@@ -338,19 +338,19 @@ const (
 // runTx calls a transactional handler with savepoints so that exactly the
 // writes of acknowledged messages survive. expire runs when a call
 // outlives HandlerTimeout.
-func (p *processor) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, expire func()) (outcome, error) {
-	ctx := p.o.hardCtx
+func (w *worker) runTx(tx *sql.Tx, d dialect.Dialect, h Handler, ds []Delivery, expire func()) (outcome, error) {
+	ctx := w.o.handlerCtx
 	sp := func(name string, op dialect.SavepointOp) error {
 		// Bounded per statement, not per batch: handlers may take as long
 		// as they need between savepoints.
-		bk, cancel := p.o.bookkeeping(ctx)
+		stmtCtx, cancel := w.o.bookkeeping(ctx)
 		defer cancel()
-		if err := dialect.Savepoint(bk, tx, name, op); err != nil {
+		if err := dialect.Savepoint(stmtCtx, tx, name, op); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
 		return nil
 	}
-	return h.deliver(&callScope{ctx: ctx, timeout: p.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
+	return h.deliver(&callScope{ctx: ctx, timeout: w.o.cfg.HandlerTimeout, expire: expire, tx: tx, sp: sp}, ds)
 }
 
 // undo rolls back to the savepoint name and releases it.
@@ -420,38 +420,38 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 	return final, nil
 }
 
-// write records a batch's result: dead letters and the fenced processor
-// update in one transaction, so a processor that lost its lease writes
+// write records a batch's result: dead letters and the fenced cursor-row
+// update in one transaction, so a worker that lost its lease writes
 // nothing at all. tx is the transactional handler's transaction, or nil.
-func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
-	o := p.o
+func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
+	o := w.o
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
 	if tx == nil && len(dead) == 0 {
 		// A plain ack: combined with other goroutines' acks into one
 		// commit. If the round fails, this ack is retried alone below,
 		// with a bookkeeping bound of its own.
-		if updated, err := p.acks.do(up); err == nil {
+		if updated, err := w.acks.do(up); err == nil {
 			if !updated {
 				return errLostLease
 			}
 			return nil
 		}
 	}
-	bk, cancel := o.bookkeeping(ctx)
+	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	apply := func(q dialect.DBTX) error {
 		// Dead letters first: they copy rows the ack may delete. If the
 		// fenced ack then fails, the transaction, dead letters included,
 		// is rolled back.
 		for _, g := range dead {
-			if _, err := o.d.InsertDeadLetters(bk, q, &dialect.InsertDeadLettersParams{
+			if _, err := o.d.InsertDeadLetters(stmtCtx, q, &dialect.InsertDeadLettersParams{
 				PartitionID: c.PartitionID, Seqs: g.seqs, Reason: g.reason, Attempts: g.attempts,
 			}); err != nil {
 				return fmt.Errorf("dead letter: %w", err)
 			}
 		}
-		res, err := o.d.UpdateCursor(bk, q, up)
+		res, err := o.d.UpdateCursor(stmtCtx, q, up)
 		if err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}
@@ -479,7 +479,7 @@ func (p *processor) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPart
 		if len(dead) == 0 {
 			err = apply(o.db)
 		} else {
-			err = o.withTx(bk, func(tx *sql.Tx) error { return apply(tx) })
+			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(tx) })
 		}
 		if err == nil || try == 3 || !o.d.IsRetryable(err) {
 			return err
@@ -493,8 +493,9 @@ type deadGroup struct {
 	attempts int
 }
 
-// plan is what a batch's outcome does to the partition's row.
-type plan struct {
+// cursorChange is what a batch's outcome does to the partition's cursor
+// row (and which messages it dead-letters).
+type cursorChange struct {
 	cursor     int64
 	attempts   int
 	lastError  string
@@ -504,34 +505,35 @@ type plan struct {
 	dead       []deadGroup
 }
 
-// plan turns an outcome into the partition's next state under the queue's
-// options qc. cursor and attempts are the state before the batch.
-func (p *processor) plan(qc queueConfig, out outcome, msgs []dialect.Message, cursor int64, attempts int) plan {
-	o := p.o
+// cursorChangeFor turns an outcome into the partition's next state under
+// the queue's options qc. cursor and attempts are the state before the
+// batch.
+func (w *worker) cursorChangeFor(qc queueConfig, out outcome, msgs []dialect.Message, cursor int64, attempts int) cursorChange {
+	o := w.o
 	out = out.settled(len(msgs))
-	pl := plan{cursor: cursor}
+	cc := cursorChange{cursor: cursor}
 	for _, r := range out.rejected {
-		pl.dead = append(pl.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: sanitizeReason(r.reason), attempts: attempts})
+		cc.dead = append(cc.dead, deadGroup{seqs: []int64{msgs[r.index].Seq}, reason: sanitizeReason(r.reason), attempts: attempts})
 	}
 	if out.done > 0 {
-		pl.cursor = msgs[out.done-1].Seq
+		cc.cursor = msgs[out.done-1].Seq
 	}
 	switch out.kind {
 	case kindSuccess:
-		pl.cursor = msgs[len(msgs)-1].Seq
+		cc.cursor = msgs[len(msgs)-1].Seq
 	case kindReject:
 		if out.headOnly {
 			head := msgs[out.done]
-			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq}, reason: sanitizeReason(out.reason), attempts: attempts})
-			pl.cursor = head.Seq
+			cc.dead = append(cc.dead, deadGroup{seqs: []int64{head.Seq}, reason: sanitizeReason(out.reason), attempts: attempts})
+			cc.cursor = head.Seq
 			break
 		}
 		seqs := make([]int64, 0, len(msgs)-out.done)
 		for _, m := range msgs[out.done:] {
 			seqs = append(seqs, m.Seq)
 		}
-		pl.dead = append(pl.dead, deadGroup{seqs: seqs, reason: sanitizeReason(out.reason), attempts: attempts})
-		pl.cursor = msgs[len(msgs)-1].Seq
+		cc.dead = append(cc.dead, deadGroup{seqs: seqs, reason: sanitizeReason(out.reason), attempts: attempts})
+		cc.cursor = msgs[len(msgs)-1].Seq
 	case kindRetry:
 		// Attempts count failures of the partition's head; a finished
 		// prefix means a new head that failed once.
@@ -540,7 +542,7 @@ func (p *processor) plan(qc queueConfig, out outcome, msgs []dialect.Message, cu
 			next = 1
 		}
 		switch {
-		case o.hardCtx.Err() != nil:
+		case o.handlerCtx.Err() != nil:
 			// Cancelled by shutdown: not the message's fault. Keep the
 			// count and retry at once after restart.
 			if out.done > 0 {
@@ -548,25 +550,25 @@ func (p *processor) plan(qc queueConfig, out outcome, msgs []dialect.Message, cu
 			} else {
 				next = attempts
 			}
-			pl.retry, pl.attempts = true, next
+			cc.retry, cc.attempts = true, next
 		case out.block:
 			// Exhausted before this call (see exhaustedOutcome): the count
 			// stays what the claim found.
-			pl.retry, pl.block, pl.attempts, pl.lastError = true, true, attempts, sanitizeReason(out.reason)
+			cc.retry, cc.block, cc.attempts, cc.lastError = true, true, attempts, sanitizeReason(out.reason)
 		case qc.maxAttempts > 0 && next >= qc.maxAttempts && qc.poison == PoisonBlock:
-			pl.retry, pl.block, pl.attempts = true, true, next
-			pl.lastError = sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason))
+			cc.retry, cc.block, cc.attempts = true, true, next
+			cc.lastError = sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason))
 		case qc.maxAttempts > 0 && next >= qc.maxAttempts:
 			head := msgs[out.done]
-			pl.dead = append(pl.dead, deadGroup{seqs: []int64{head.Seq},
+			cc.dead = append(cc.dead, deadGroup{seqs: []int64{head.Seq},
 				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason)), attempts: next})
-			pl.cursor = head.Seq
+			cc.cursor = head.Seq
 		default:
-			pl.retry, pl.attempts, pl.lastError = true, next, sanitizeReason(out.reason)
-			pl.retryAfter = backoff(next, qc.retryBase, qc.retryMax, jitter)
+			cc.retry, cc.attempts, cc.lastError = true, next, sanitizeReason(out.reason)
+			cc.retryAfter = backoff(next, qc.retryBase, qc.retryMax, jitter)
 		}
 	}
-	return pl
+	return cc
 }
 
 // maxAttemptsOutcome dead-letters the head of a partition that already
