@@ -25,6 +25,8 @@ var queueTests = []test{
 	{"Queues/BlockThenSkip", func(t *testing.T, b *Backend) { testBlock(t, b, false, true) }},
 	{"Queues/TxBlockThenRetry", func(t *testing.T, b *Backend) { testBlock(t, b, true, false) }},
 	{"Queues/TxBlockThenSkip", func(t *testing.T, b *Backend) { testBlock(t, b, true, true) }},
+	{"Queues/ExhaustedHeadBlocks", func(t *testing.T, b *Backend) { testExhaustedHeadBlocks(t, b, false) }},
+	{"Queues/TxExhaustedHeadBlocks", func(t *testing.T, b *Backend) { testExhaustedHeadBlocks(t, b, true) }},
 	{"Queues/PerQueueMaxAttemptsAndPolicy", testPerQueueMaxAttempts},
 	{"Queues/PerQueueBackoffLeaseBatch", testPerQueueTimings},
 	{"Queues/InvalidOptions", testQueueOptionsInvalid},
@@ -212,6 +214,59 @@ func testBlock(t *testing.T, b *Backend, transactional, skip bool) {
 		t.Fatalf("partition 1 delivered %v, want [b1 b2 b3 b4]", p)
 	}
 	e.stop(ob)
+}
+
+// testExhaustedHeadBlocks: a head whose attempts already reached
+// MaxAttempts when it is claimed (its workers crashed, and each lease
+// takeover counted one) blocks its partition under PoisonBlock without
+// another handler call, keeping its attempts and writing no dead letter;
+// RetryPartition then delivers it.
+func testExhaustedHeadBlocks(t *testing.T, b *Backend, transactional bool) {
+	e := newEnv(t, b)
+	ob := e.outbox(nil, fast(outbox.Config{}))
+	e.declare(ob, "q", 1)
+	e.enqueue(ob, msg("q", 0, "m1"), msg("q", 0, "m2"))
+	e.sequenceAll(ob)
+	// What three crashed deliveries leave behind (see Faults for the
+	// crashes themselves): attempts 3, no live lease.
+	e.exec(e.db, "UPDATE "+e.table("processors")+" SET attempts = 3 WHERE queue = ?", "q")
+	var calls atomic.Int32
+	var got tally
+	result := func(d outbox.Delivery) outbox.Result {
+		calls.Add(1)
+		got.add(d)
+		return outbox.Success()
+	}
+	var h outbox.Handler = outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result { return result(d) })
+	if transactional {
+		h = outbox.TxPerMessage(func(_ context.Context, _ *sql.Tx, d outbox.Delivery) outbox.Result { return result(d) })
+	}
+	if err := ob.Handle("q", h, outbox.WithMaxAttempts(3), outbox.WithPoisonPolicy(outbox.PoisonBlock)); err != nil {
+		t.Fatal(err)
+	}
+	e.start(ob)
+	var st outbox.PartitionState
+	e.pollUntil("q/0 blocked", func() bool {
+		st = e.state(ob, "q", 0)
+		return st.Blocked
+	})
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("the exhausted head's handler was called %d times, want 0", n)
+	}
+	if st.Attempts != 3 || st.ProcessedSeq != 0 || !strings.Contains(st.LastError, "max attempts (3)") {
+		t.Fatalf("state %+v, want attempts 3 kept, cursor 0, a reason naming max attempts", st)
+	}
+	if dl := e.sortedDeadLetters(ob); len(dl) != 0 {
+		t.Fatalf("%d dead letters, want none", len(dl))
+	}
+	if err := ob.RetryPartition(e.ctx, "q", 0); err != nil {
+		t.Fatal(err)
+	}
+	await(t, got.reached(2), "both messages after RetryPartition")
+	e.stop(ob)
+	if p := got.payloads(0); !slices.Equal(p, []string{"m1", "m2"}) {
+		t.Fatalf("delivered %v, want [m1 m2]", p)
+	}
 }
 
 // testPerQueueMaxAttempts: queues of one outbox keep their own MaxAttempts
