@@ -91,7 +91,7 @@ func Run(t *testing.T, b Backend) {
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests,
-		queueTests,
+		queueTests, opsTests,
 	}
 	if b.TerminateSessions != nil {
 		groups = append(groups, connLossTests)

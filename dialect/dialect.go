@@ -456,6 +456,10 @@ type DeadLetter struct {
 	Attempts    int
 	LastError   string
 	Status      string
+	// Deadline is a reprocessing row's claim deadline, CompletedAt when a
+	// row became resolved or discarded; zero when NULL. Only Operator
+	// methods read them.
+	Deadline, CompletedAt time.Time
 }
 
 // ListDeadLettersResult holds dead letters, newest first.

@@ -12,9 +12,13 @@
 //   - [Schema], the tables: the prefix, the goose dialect and the embedded
 //     migrations that [github.com/modkit-go/db/migrations.Up] applies.
 //
-// [Checker], [Operator] (an operator's retry or skip of a blocked
-// partition) and [Waker] are further optional interfaces the core uses when
-// present. [Savepoint] is a plain function: SAVEPOINT, ROLLBACK TO SAVEPOINT
+// [Checker], [Waker], [CursorLocker] (an operator's retry or skip of a
+// blocked partition) and [Operator] are further optional interfaces the
+// core uses when present. Operator (implemented directly or returned by an
+// [OperatorSource], as the built-in dialects do) is the operations store
+// behind the outbox's dead-letter and status methods; its method docs
+// state the guard each status change keeps, and the conformance suite's
+// Ops cases check them. [Savepoint] is a plain function: SAVEPOINT, ROLLBACK TO SAVEPOINT
 // and RELEASE SAVEPOINT are spelt alike by every supported database.
 //
 // # Terms

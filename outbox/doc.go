@@ -191,6 +191,41 @@
 // failed pass, capped at 5s (or at the interval, if longer); a wake-up
 // (InTx, Notify) retries at once.
 //
+// # Dead letters
+//
+// A rejected message is copied to the dead-letter table with status
+// "pending". Operators list them newest first with filters and cursor
+// paging (DeadLetterPage, CountDeadLetters) and move them through this
+// lifecycle; every step is one statement guarded by the status it leaves,
+// so of two operators acting on one row exactly one succeeds, and the
+// other gets ErrStatusConflict with nothing changed:
+//
+//	pending ──RequeueDeadLetters──► resolved    new messages in their partition, same transaction
+//	pending ──DiscardDeadLetters──► discarded
+//	pending ──ClaimDeadLetters────► reprocessing (until a deadline; reclaimable after it)
+//	reprocessing ──ResolveDeadLetter──► resolved
+//	reprocessing ──ReturnDeadLetter───► pending (attempts+1, new reason)
+//	resolved, discarded ──CleanupDeadLetters──► deleted, in bounded batches
+//
+// Requeue and discard take a list of ids and change all of them or none.
+// Requeued messages get new ids and seqs after whatever their partition
+// holds, in their original (partition, seq) order, and are marked resolved
+// in the same transaction. The replay calls are for tools that process
+// dead letters themselves: a claim holds its rows until its deadline
+// (database time), its token fences Resolve and Return, and concurrent
+// claims never share a row.
+//
+// # Status
+//
+// QueueStatus (one queue) and Status (every queue) report, per partition,
+// the sequenced and processed seqs, the backlog including messages not yet
+// sequenced, the age of the next message to deliver, attempts, the last
+// error, the time of a pending retry (zero when none is pending), the
+// lease token and its end while a lease is live, and whether the partition
+// is blocked; and, per queue, totals and the dead letters by status. Each
+// call takes a fixed number of statements (two on the built-in dialects),
+// whatever the partition count.
+//
 // # Logging
 //
 // The outbox logs through Config.Logger (a *slog.Logger) and is silent by

@@ -42,12 +42,14 @@ var (
 	// *sql.DB, a server still starting up) the error wraps that cause
 	// instead (context.Canceled, sql.ErrConnDone, the driver's error).
 	ErrWrongDialect = errors.New("outbox: wrong dialect for this database")
-	// ErrInvalidFilter: a DeadLetterFilter's Status or Limit is out of
-	// range.
+	// ErrInvalidFilter: a DeadLetterFilter field is out of range, or an
+	// argument of a dead-letter operation is (ids, counts, durations,
+	// claim tokens).
 	ErrInvalidFilter = errors.New("outbox: invalid filter")
 	// ErrNotSupported: the dialect lacks an optional interface the call
 	// needs (PartitionState, DeadLetters and Stats need dialect.Inspector;
-	// every built-in dialect implements it).
+	// the dead-letter operations and status need dialect.Operator; every
+	// built-in dialect implements both).
 	ErrNotSupported = errors.New("outbox: not supported by this dialect")
 	// ErrNilTx: Enqueue was given a nil *sql.Tx.
 	ErrNilTx = errors.New("outbox: nil transaction")

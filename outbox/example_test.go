@@ -236,3 +236,136 @@ func Example_observability() {
 	// outbox.messages.enqueued 1
 	// outbox.messages.delivered 1
 }
+
+// A handler rejects a message it cannot handle yet; once the cause is
+// fixed, an operator finds the dead letter and requeues it: it is
+// delivered again, in its partition's order, as a new message.
+func ExampleOutbox_RequeueDeadLetters() {
+	ctx := context.Background()
+	db, cleanup := openSQLite()
+	defer cleanup()
+	// Two outboxes in turn (a stopped one cannot start again): one whose
+	// handler rejects, one after the fix.
+	run := func(handler func(m outbox.Delivery) outbox.Result, until string, work func(ob *outbox.Outbox)) {
+		ob := exampleOutbox(ctx, db, "orders", 1)
+		done := make(chan struct{})
+		err := ob.Handle("orders", outbox.PerMessage(func(_ context.Context, m outbox.Delivery) outbox.Result {
+			r := handler(m)
+			if string(m.Payload) == until {
+				close(done)
+			}
+			return r
+		}))
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := ob.Start(ctx); err != nil {
+			log.Fatal(err)
+		}
+		work(ob)
+		<-done
+		if err := ob.Stop(ctx); err != nil { // results are recorded before Stop returns
+			log.Fatal(err)
+		}
+	}
+
+	// The handler cannot deal with order-2 yet.
+	run(func(m outbox.Delivery) outbox.Result {
+		if string(m.Payload) == "order-2" {
+			return outbox.Reject("unknown customer")
+		}
+		fmt.Printf("delivered %s (seq %d)\n", m.Payload, m.Seq)
+		return outbox.Success()
+	}, "order-3", func(ob *outbox.Outbox) {
+		err := ob.InTx(ctx, func(tx *sql.Tx) error {
+			for _, s := range []string{"order-1", "order-2", "order-3"} {
+				if err := ob.Enqueue(ctx, tx, outbox.Message{Queue: "orders", Payload: []byte(s), PayloadType: "text/plain"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	})
+
+	// Fixed: requeue the pending dead letters of the queue.
+	run(func(m outbox.Delivery) outbox.Result {
+		fmt.Printf("delivered %s (seq %d)\n", m.Payload, m.Seq)
+		return outbox.Success()
+	}, "order-2", func(ob *outbox.Outbox) {
+		page, err := ob.DeadLetterPage(ctx, outbox.DeadLetterFilter{Queue: "orders", Status: "pending"})
+		if err != nil {
+			log.Fatal(err)
+		}
+		var ids []int64
+		for _, dl := range page.DeadLetters {
+			fmt.Printf("dead letter: %s, %q\n", dl.Payload, dl.Reason)
+			ids = append(ids, dl.ID)
+		}
+		n, err := ob.RequeueDeadLetters(ctx, ids)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("requeued", n)
+	})
+	// Output:
+	// delivered order-1 (seq 1)
+	// delivered order-3 (seq 3)
+	// dead letter: order-2, "unknown customer"
+	// requeued 1
+	// delivered order-2 (seq 4)
+}
+
+// QueueStatus reports a queue's backlog, per partition and in total, with
+// messages not yet sequenced counted in.
+func ExampleOutbox_QueueStatus() {
+	ctx := context.Background()
+	db, cleanup := openSQLite()
+	defer cleanup()
+	ob := exampleOutbox(ctx, db, "orders", 2)
+	err := ob.InTx(ctx, func(tx *sql.Tx) error {
+		for i, key := range []string{"alice", "bob", "alice"} {
+			m := outbox.Message{Queue: "orders", Partition: outbox.PartitionFor(key, 2), Payload: []byte{byte(i)}, PayloadType: "bytes"}
+			if err := ob.Enqueue(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := ob.QueueStatus(ctx, "orders")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: backlog %d, retrying %d, leased %d, pending dead letters %d\n",
+		st.Queue, st.Backlog, st.Retrying, st.Leased, st.DeadLetters["pending"])
+	for _, p := range st.Partitions {
+		fmt.Printf("partition %d: backlog %d (unsequenced %d), oldest enqueued: %v\n",
+			p.Partition, p.Backlog, p.Unsequenced, !p.OldestCreatedAt.IsZero())
+	}
+	// Output:
+	// orders: backlog 3, retrying 0, leased 0, pending dead letters 0
+	// partition 0: backlog 1 (unsequenced 1), oldest enqueued: true
+	// partition 1: backlog 2 (unsequenced 2), oldest enqueued: true
+}
+
+// exampleOutbox applies the schema to db (idempotent) and returns an
+// outbox with queue declared.
+func exampleOutbox(ctx context.Context, db *sql.DB, queue string, partitions int) *outbox.Outbox {
+	d := sqlite.New()
+	if err := migrations.Up(ctx, db, d); err != nil {
+		log.Fatal(err)
+	}
+	ob, err := outbox.New(db, d, outbox.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ob.DeclareQueue(ctx, queue, partitions); err != nil {
+		log.Fatal(err)
+	}
+	return ob
+}

@@ -82,9 +82,12 @@ type DeadLetter struct {
 	FailedAt    time.Time
 	Attempts    int
 	Reason      string
-	// Status is "pending" when written; "reprocessing", "resolved" and
-	// "discarded" are for replay tooling.
+	// Status is "pending" when written; see "Dead letters" in the package
+	// documentation for the others.
 	Status string
+	// Deadline is a reprocessing row's claim deadline; CompletedAt is when
+	// the row became resolved or discarded. Zero otherwise.
+	Deadline, CompletedAt time.Time
 }
 
 // DeadLetterFilter selects dead letters. Zero fields match everything.
@@ -93,8 +96,17 @@ type DeadLetterFilter struct {
 	Queue string
 	// Status, when set, is one of DeadLetterStatuses.
 	Status string
-	// Limit is 1..MaxDeadLetterLimit; 0 means 100.
+	// Limit is 1..MaxDeadLetterLimit; 0 means 100. Count ignores it.
 	Limit int
+	// Partition, when set, is in 0..MaxPartitions-1.
+	Partition *int
+	// PayloadType, when set, is a valid payload type.
+	PayloadType string
+	// FailedFrom (inclusive) and FailedBefore (exclusive), when set, bound
+	// the failure time (microseconds; finer parts are cut).
+	FailedFrom, FailedBefore time.Time
+	// After continues a listing: a DeadLetterPage's Next. Count ignores it.
+	After string
 }
 
 // DeadLetterStatuses are the statuses a dead letter can have.
@@ -103,9 +115,10 @@ var DeadLetterStatuses = []string{"pending", "reprocessing", "resolved", "discar
 // MaxDeadLetterLimit is the largest DeadLetterFilter.Limit.
 const MaxDeadLetterLimit = 10000
 
-// DeadLetters lists dead letters, newest first. An invalid filter is
-// rejected before the database is asked: a bad Queue wraps
-// ErrInvalidQueueName, a bad Status or Limit ErrInvalidFilter.
+// DeadLetters lists dead letters, newest first: the first page of
+// DeadLetterPage. An invalid filter is rejected before the database is
+// asked: a bad Queue wraps ErrInvalidQueueName, any other bad field
+// ErrInvalidFilter.
 func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
 	if f.Queue != "" && !ValidQueueName(f.Queue) {
 		return nil, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(f.Queue))
@@ -118,6 +131,11 @@ func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLet
 	}
 	if f.Limit < 1 || f.Limit > MaxDeadLetterLimit {
 		return nil, invalid(-1, "Limit", ErrInvalidFilter, "%d is not in 1..%d", f.Limit, MaxDeadLetterLimit)
+	}
+	if _, err := o.operator("dead letters"); err == nil || f.paged() {
+		// The operations store knows every filter field (deadletters.go).
+		p, err := o.DeadLetterPage(ctx, f)
+		return p.DeadLetters, err
 	}
 	in, err := o.inspector("dead letters")
 	if err != nil {

@@ -22,7 +22,7 @@ var ErrNotBlocked = errors.New("outbox: partition not blocked")
 // Errors: ErrInvalidQueueName and ErrPartitionOutOfRange before the
 // database is asked; ErrUnknownQueue when the partition does not exist;
 // ErrNotBlocked when it is not blocked; ErrNotSupported when the dialect
-// does not implement dialect.Operator. On error nothing was changed.
+// does not implement dialect.CursorLocker. On error nothing was changed.
 func (o *Outbox) RetryPartition(ctx context.Context, queue string, partition int) error {
 	err := o.unblock(ctx, "retry partition", queue, partition, func(_ *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error) {
 		return &dialect.UpdateCursorParams{PartitionID: r.PartitionID, ProcessedSeq: r.ProcessedSeq}, nil
@@ -89,9 +89,9 @@ func (o *Outbox) unblock(ctx context.Context, what, queue string, partition int,
 	if partition < 0 || partition >= MaxPartitions {
 		return invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
 	}
-	op, ok := o.d.(dialect.Operator)
+	op, ok := o.d.(dialect.CursorLocker)
 	if !ok {
-		return fmt.Errorf("outbox: %s: dialect %s does not implement dialect.Operator: %w", what, o.d.Name(), ErrNotSupported)
+		return fmt.Errorf("outbox: %s: dialect %s does not implement dialect.CursorLocker: %w", what, o.d.Name(), ErrNotSupported)
 	}
 	if err := o.checkDatabase(ctx, o.db); err != nil {
 		return err

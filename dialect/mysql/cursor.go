@@ -22,9 +22,9 @@ func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.U
 	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
 }
 
-var _ dialect.Operator = (*Dialect)(nil)
+var _ dialect.CursorLocker = (*Dialect)(nil)
 
-// LockCursor implements dialect.Operator. The partitions row is read
+// LockCursor implements dialect.CursorLocker. The partitions row is read
 // without a lock (as in LockPartition: the sequencer is never held up);
 // the processors row is locked by primary key, a record lock, waiting for
 // a transactional handler that holds it.

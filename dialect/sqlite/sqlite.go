@@ -309,9 +309,9 @@ func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return sqlbase.CheckDatabase(ctx, q, "SELECT sqlite_version()", func(v string) bool { return v != "" })
 }
 
-var _ dialect.Operator = (*Dialect)(nil)
+var _ dialect.CursorLocker = (*Dialect)(nil)
 
-// LockCursor implements dialect.Operator.
+// LockCursor implements dialect.CursorLocker.
 func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
 	var r dialect.LockCursorResult
 	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,

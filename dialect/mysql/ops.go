@@ -1,0 +1,10 @@
+package mysql
+
+import (
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/opsql"
+)
+
+// Operator implements dialect.OperatorSource: the operations store the
+// built-in dialects share, with MySQL/MariaDB's clauses (opsql.MySQL).
+func (d *Dialect) Operator() dialect.Operator { return opsql.New(d, opsql.MySQL) }
