@@ -82,7 +82,7 @@ type telemetry struct {
 	unregister                                    sync.Once
 	attrsMu                                       sync.RWMutex
 	attrs                                         map[string]*queueAttrs
-	logRetry, logStuck, logDead, logBacklog     logLimiter
+	logRetry, logStuck, logDead, logBacklog       logLimiter
 }
 
 // queueAttrs are a queue's attribute options, built once so that recording
