@@ -90,7 +90,8 @@ func Run(t *testing.T, b Backend) {
 	b.init(t)
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
-		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests, opsTests,
+		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests,
+		queueTests, opsTests,
 	}
 	if b.TerminateSessions != nil {
 		groups = append(groups, connLossTests)

@@ -319,7 +319,7 @@ func testRequeueRedelivers(t *testing.T, b *Backend) {
 	e.enqueue(ob, msg("q", 0, "already-there"))
 	e.sequenceAll(ob)
 
-	var tl tally
+	var tl recorder
 	e.handle(ob, "q", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
 		tl.add(d)
 		return outbox.Success()
@@ -722,6 +722,21 @@ func testStatus(t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	e.deadLetter(ob, "other", 0, "elsewhere")
+	// Queue other, partition 0: blocked at its head (the PoisonBlock policy).
+	e.enqueue(ob, msg("other", 0, "stuck"))
+	e.sequenceAll(ob)
+	olr, err := d.LookupQueue(e.ctx, e.db, &dialect.LookupQueueParams{Queue: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ost, err := ob.PartitionState(e.ctx, "other", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.UpdateCursor(e.ctx, e.db, &dialect.UpdateCursorParams{PartitionID: olr.PartitionIDs[0], ProcessedSeq: ost.ProcessedSeq,
+		Attempts: 3, LastError: "poison", Block: true}); err != nil {
+		t.Fatal(err)
+	}
 	e.enqueue(ob, msg("s", 1, "retrying"))
 	e.sequenceAll(ob)
 	if _, err := d.UpdateCursor(e.ctx, e.db, &dialect.UpdateCursorParams{PartitionID: pid[1], ProcessedSeq: 2, Attempts: 2, LastError: "boom", RetryAfter: time.Hour}); err != nil {
@@ -757,9 +772,6 @@ func testStatus(t *testing.T, b *Backend) {
 	if p3.Backlog != 0 || !p3.NextAttemptAt.IsZero() || !p3.OldestCreatedAt.IsZero() || p3.Age != 0 || p3.Leased {
 		t.Errorf("partition 3 (healthy, idle): %+v; want no retry pending", p3)
 	}
-	// TODO(h-queues, at merge): block partition 3 with the "block" poison
-	// policy and expect Blocked, BlockedAt and st.Blocked == 1 (see
-	// opsql's blockedAt).
 	for _, p := range st.Partitions {
 		if p.Blocked || !p.BlockedAt.IsZero() {
 			t.Errorf("partition %d reported blocked", p.Partition)
@@ -775,7 +787,11 @@ func testStatus(t *testing.T, b *Backend) {
 	all, err := ob.Status(e.ctx)
 	if err != nil || len(all) != 2 || all[0].Queue != "other" || all[1].Queue != "s" ||
 		all[0].DeadLetters["pending"] != 1 || all[1].Backlog != st.Backlog {
-		t.Errorf("Status: %+v, %v", all, err)
+		t.Fatalf("Status: %+v, %v", all, err)
+	}
+	if op := all[0].Partitions[0]; all[0].Blocked != 1 || !op.Blocked || op.BlockedAt.IsZero() || op.Attempts != 3 ||
+		op.LastError != "poison" || op.Backlog != 1 || op.Leased || !op.NextAttemptAt.IsZero() {
+		t.Errorf("blocked partition: %+v (queue blocked count %d)", op, all[0].Blocked)
 	}
 	if _, err := ob.QueueStatus(e.ctx, "never-declared"); !errors.Is(err, outbox.ErrUnknownQueue) {
 		t.Errorf("unknown queue: %v", err)

@@ -103,11 +103,13 @@ type Dialect interface {
 	// tx. Locked is false when another transaction held the partition.
 	SequencePartition(ctx context.Context, tx *sql.Tx, p *SequencePartitionParams) (*SequencePartitionResult, error)
 	// ClaimLease claims up to Limit claimable partitions of Queues with a
-	// lease (decoupled mode), committing before it returns.
+	// lease (decoupled mode), committing before it returns. A blocked
+	// partition (see UpdateCursorParams.Block) is never claimable.
 	ClaimLease(ctx context.Context, db *sql.DB, p *ClaimLeaseParams) (*ClaimResult, error)
 	// LockPartition locks, inside tx, the cursor row of a partition whose
 	// lease Token holds (transactional mode), skipping a row another
-	// transaction holds. It returns that partition, or none.
+	// transaction holds or that is blocked. It returns that partition, or
+	// none.
 	LockPartition(ctx context.Context, tx *sql.Tx, p *LockPartitionParams) (*ClaimResult, error)
 	// ReadMessages reads sequenced messages with seq > AfterSeq in seq order.
 	ReadMessages(ctx context.Context, q DBTX, p *ReadMessagesParams) (*ReadMessagesResult, error)
@@ -317,6 +319,11 @@ type UpdateCursorParams struct {
 	// the update happened. A dialect may ignore it: Vacuum deletes them
 	// later either way.
 	DeleteThrough int64
+	// Block sets blocked_at = now(): the partition stops at its head until
+	// an operator unblocks it (ClaimLease and LockPartition skip blocked
+	// rows). Without it the update clears blocked_at. Attempts, LastError
+	// and the lease (Renew 0 releases it) are written as for any update.
+	Block bool
 }
 
 // UpdateCursorResult reports whether the fenced update happened.
@@ -424,6 +431,7 @@ type PartitionStateResult struct {
 	NextAttemptAt time.Time
 	LeaseToken    string
 	LeaseUntil    time.Time // zero when no lease
+	BlockedAt     time.Time // zero when not blocked
 	Now           time.Time // the database's clock when read
 }
 

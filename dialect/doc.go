@@ -12,7 +12,8 @@
 //   - [Schema], the tables: the prefix, the goose dialect and the embedded
 //     migrations that [github.com/modkit-go/db/migrations.Up] applies.
 //
-// [Checker], [Waker] and [Operator] are further optional interfaces the
+// [Checker], [Waker], [CursorLocker] (an operator's retry or skip of a
+// blocked partition) and [Operator] are further optional interfaces the
 // core uses when present. Operator (implemented directly or returned by an
 // [OperatorSource], as the built-in dialects do) is the operations store
 // behind the outbox's dead-letter and status methods; its method docs
@@ -26,7 +27,8 @@
 // partitions table (last_seq, the sequencer's counter) and a cursor row in
 // the processors table: processed_seq (the cursor: everything up to it is
 // delivered), attempts and last_error of the partition's head, the backoff
-// (next_attempt_at), and the lease (lease_token, lease_until). "Worker" is
+// (next_attempt_at), the lease (lease_token, lease_until) and the block
+// (blocked_at, schema version 2). "Worker" is
 // the core's goroutine that claims partitions and runs handlers; the table
 // keeps its historical name.
 //
@@ -58,7 +60,10 @@
 //     the caller's fresh token and a lease that ends at database time
 //     now()+Lease. Taking over a lease that was never released counts as one
 //     failed attempt (attempts + 1); claiming a released one adds nothing.
-//   - LockPartition: locks the cursor row of a partition the caller leased,
+//     A blocked partition (blocked_at set, see UpdateCursor's Block) is
+//     never claimable.
+//   - LockPartition: locks the cursor row of a partition the caller leased
+//     and that is not blocked,
 //     for the rest of the caller's transaction, skipping a row another
 //     transaction holds. Claims skip rows so locked, so a transactional
 //     handler keeps its partition for as long as its transaction lives.
@@ -68,7 +73,8 @@
 //     that token still holds an unexpired lease, and reports whether it did;
 //     with an empty token the caller holds the row lock. Renew 0 releases
 //     the lease. DeleteThrough may delete delivered rows in the same
-//     statement, only if the update happened.
+//     statement, only if the update happened. Block sets blocked_at = now();
+//     without it the update clears blocked_at.
 //   - InsertDeadLetters: copies exactly the named seqs of the partition, with
 //     their payload, into the dead-letter table; in the caller's transaction,
 //     so a lost lease (the core rolls back) leaves none behind.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/modkit-go/db/dialect"
 )
@@ -84,6 +85,7 @@ func (c *combiner[Req, Res]) do(req Req) (Res, error) {
 type claimReq struct {
 	queues []string
 	limit  int
+	lease  time.Duration
 }
 
 type claimRes struct {
@@ -93,7 +95,8 @@ type claimRes struct {
 
 // claimRound claims, in one statement and commit, up to the sum of the
 // requests' limits, and shares the partitions out in request order. Every
-// request of a round names the same queues (one combiner per mode). The
+// request of a round names the same queues and lease (one combiner per
+// claimGroup). The
 // partitions share the round's token: a lease is the pair (partition,
 // token), fresh for each acquisition of a partition.
 func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
@@ -107,7 +110,7 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
 	res, err := o.d.ClaimLease(stmtCtx, o.db, &dialect.ClaimLeaseParams{
-		Queues: reqs[0].queues, Limit: limit, Token: token, Lease: o.cfg.LeaseDuration,
+		Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease,
 	})
 	if err != nil {
 		return nil, err

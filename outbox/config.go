@@ -167,17 +167,23 @@ func (c Config) withDefaults() (Config, error) {
 	defInt(&c.VacuumBatch, 1000)
 	def(&c.ShutdownTimeout, 5*time.Second)
 	for _, l := range c.limits() {
-		if l.v >= l.min && l.v <= l.max || l.optional && l.v == 0 {
-			continue
+		if p := l.problem(); p != "" {
+			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, p)
 		}
-		if l.duration {
-			return c, fmt.Errorf("%w: %s is %v, want %v to %v", ErrInvalidConfig, l.name,
-				time.Duration(l.v), time.Duration(l.min), time.Duration(l.max))
-		}
-		return c, fmt.Errorf("%w: %s is %d, want %d to %d", ErrInvalidConfig, l.name, l.v, l.min, l.max)
 	}
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("%w: RetryMax (%v) is below RetryBase (%v)", ErrInvalidConfig, c.RetryMax, c.RetryBase)
 	}
 	return c, nil
+}
+
+// problem describes l's value out of its range, or is "" when it is in it.
+func (l limit) problem() string {
+	switch {
+	case l.v >= l.min && l.v <= l.max || l.optional && l.v == 0:
+		return ""
+	case l.duration:
+		return fmt.Sprintf("%s is %v, want %v to %v", l.name, time.Duration(l.v), time.Duration(l.min), time.Duration(l.max))
+	}
+	return fmt.Sprintf("%s is %d, want %d to %d", l.name, l.v, l.min, l.max)
 }

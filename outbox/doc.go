@@ -102,6 +102,9 @@
 //	                                                             to the dead-letter table
 //	MaxAttempts  past the head message           reset to 0      a head that failed MaxAttempts times is
 //	                                                             dead-lettered by the library
+//	MaxAttempts  stays before the head           kept            PoisonBlock: the partition is blocked at
+//	 (block)                                                     its head until RetryPartition or
+//	                                                             SkipPartition; nothing is dead-lettered
 //	panic        as Retry                        as Retry        the panic value is the reason
 //	Goexit       as Retry                        as Retry        a handler that calls runtime.Goexit ends
 //	                                                             its call, not its worker
@@ -117,6 +120,23 @@
 // MaxAttempts, the dead-letter table. A Result reports what the handler
 // did; any other outcome (an unknown handler kind, say) is retried, never
 // acknowledged.
+//
+// # Per-queue options and poison policies
+//
+// Handle takes QueueOptions that set a queue's own MaxAttempts, retry
+// backoff, lease duration, batch size and poison policy; the rest come
+// from Config, and each value has its Config field's range. The poison
+// policy says what happens once a head has failed MaxAttempts times:
+// PoisonSkip (the default) dead-letters it and the partition goes on;
+// PoisonBlock dead-letters nothing and stops the partition at its head, so
+// no later message of the partition overtakes it. A blocked partition is
+// logged at warn level once (queue, partition, seq, attempts, reason),
+// reported by PartitionState (Blocked, BlockedAt, Attempts, LastError),
+// skipped by every claim, and resumed by an operator: RetryPartition gives
+// the head MaxAttempts fresh tries, SkipPartition moves it to the
+// dead-letter table and delivers the rest in order. The other partitions
+// of the queue are never held up. A handler's own Reject dead-letters
+// under either policy.
 //
 // In transactional mode the same rows apply, and Retry and Reject also undo
 // the handler's writes for the messages concerned (the savepoint is rolled

@@ -182,6 +182,7 @@ type outcome struct {
 	kind     resultKind
 	reason   string
 	headOnly bool // a Reject of messages[done] alone (MaxAttempts)
+	block    bool // with kindRetry: block at the head (PoisonBlock, MaxAttempts)
 }
 
 func batchOutcome(r Result, n int) outcome {

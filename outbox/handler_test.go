@@ -45,7 +45,7 @@ func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
 		"partial success":      {done: 2},
 		"unknown result kind":  {done: 3, kind: resultKind(42)},
 	} {
-		cc := p.cursorChangeFor(o, msgs, 10, 0)
+		cc := p.cursorChangeFor(p.o.cfg.queueDefaults(), o, msgs, 10, 0)
 		if !cc.retry || cc.cursor > 10+int64(o.done) || cc.attempts != 1 || len(cc.dead) != 0 {
 			t.Errorf("%s: cursor change %+v, want a retry that acknowledges nothing unfinished", name, cc)
 		}
@@ -53,7 +53,7 @@ func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
 			t.Errorf("%s: cursor moved to %d, want 10", name, cc.cursor)
 		}
 	}
-	if cc := p.cursorChangeFor(outcome{done: 3}, msgs, 10, 0); cc.retry || cc.cursor != 13 {
+	if cc := p.cursorChangeFor(p.o.cfg.queueDefaults(), outcome{done: 3}, msgs, 10, 0); cc.retry || cc.cursor != 13 {
 		t.Errorf("complete success: cursor change %+v, want the cursor past the batch", cc)
 	}
 }
@@ -62,7 +62,11 @@ func TestUnknownOutcomeIsRetriedNeverAcknowledged(t *testing.T) {
 // accepted to panic on every message; a wrapper around a handler is taken.
 func TestHandleRefusesEmptyWrappers(t *testing.T) {
 	type wrapper struct{ Handler }
-	o := &Outbox{handlers: map[string]Handler{}}
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &Outbox{cfg: cfg, handlers: map[string]Handler{}, queueConfigs: map[string]queueConfig{}}
 	for name, h := range map[string]Handler{
 		"nil":                 nil,
 		"wrapper{nil}":        wrapper{},

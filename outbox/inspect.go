@@ -29,6 +29,11 @@ type PartitionState struct {
 	// its end (zero when none).
 	Leased     bool
 	LeaseUntil time.Time
+	// Blocked reports a partition stopped at its head by PoisonBlock, since
+	// BlockedAt (zero when not blocked); Attempts and LastError say why.
+	// RetryPartition or SkipPartition resumes it.
+	Blocked   bool
+	BlockedAt time.Time
 	// Now is the database clock when the state was read.
 	Now time.Time
 }
@@ -59,6 +64,7 @@ func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int
 		Queue: queue, Partition: partition, LastSeq: r.LastSeq, ProcessedSeq: r.ProcessedSeq,
 		Attempts: r.Attempts, LastError: r.LastError, NextAttemptAt: r.NextAttemptAt,
 		Leased: r.LeaseToken != "" && r.LeaseUntil.After(r.Now), LeaseUntil: r.LeaseUntil, Now: r.Now,
+		Blocked: !r.BlockedAt.IsZero(), BlockedAt: r.BlockedAt,
 	}, nil
 }
 

@@ -40,6 +40,10 @@ type Outbox struct {
 	cancelHandlers context.CancelFunc
 	done           chan struct{}
 	wg             sync.WaitGroup
+
+	// queueConfigs are the handled queues' options (see Handle), written
+	// with handlers.
+	queueConfigs map[string]queueConfig
 }
 
 // New returns an Outbox over db, which must already hold the schema (see
@@ -74,6 +78,8 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		seqWake:  newSignal(),
 		workWake: newSignal(),
 		handlers: make(map[string]Handler),
+
+		queueConfigs: make(map[string]queueConfig),
 	}
 	if err := tel.observeBacklog(o.queueBacklog); err != nil {
 		return nil, err
@@ -327,12 +333,20 @@ func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (o *Outbox) Notify() { o.seqWake.broadcast() }
 
 // Handle registers h for queue. Call it before Start; one handler per queue.
-func (o *Outbox) Handle(queue string, h Handler) error {
+// opts set the queue's own MaxAttempts, backoff, lease, batch size and
+// poison policy (see QueueOption); without them the Config's apply. An
+// option out of range returns an error wrapping ErrInvalidConfig that
+// names the field and the queue, and registers nothing.
+func (o *Outbox) Handle(queue string, h Handler, opts ...QueueOption) error {
 	if !ValidQueueName(queue) {
 		return invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
 	}
 	if handlerIsNil(h) {
 		return fmt.Errorf("%w: nil handler for queue %q", ErrInvalidHandler, queue)
+	}
+	qc, err := newQueueConfig(o.cfg, queue, opts)
+	if err != nil {
+		return err
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -343,6 +357,7 @@ func (o *Outbox) Handle(queue string, h Handler) error {
 		return fmt.Errorf("%w: queue %q already has a handler", ErrInvalidHandler, queue)
 	}
 	o.handlers[queue] = h
+	o.queueConfigs[queue] = qc
 	return nil
 }
 

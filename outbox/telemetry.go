@@ -33,10 +33,10 @@ const (
 	attrWorker    = "outbox.worker"
 )
 
-// blockedAfter is the failed-attempt count of a partition's head from which
-// its retries are logged at warn level as a blocked partition (every later
+// stuckAfter is the failed-attempt count of a partition's head from which
+// its retries are logged at warn level as a stuck partition (every later
 // message of the partition waits behind it) instead of at debug level.
-const blockedAfter = 3
+const stuckAfter = 3
 
 // logsPerSecond bounds the retry, blocked-partition and dead-letter log
 // lines: at most this many per second of each kind. The next line written
@@ -82,7 +82,7 @@ type telemetry struct {
 	unregister                                    sync.Once
 	attrsMu                                       sync.RWMutex
 	attrs                                         map[string]*queueAttrs
-	logRetry, logBlocked, logDead, logBacklog     logLimiter
+	logRetry, logStuck, logDead, logBacklog       logLimiter
 }
 
 // queueAttrs are a queue's attribute options, built once so that recording
@@ -383,8 +383,8 @@ func (t *telemetry) recorded(ctx context.Context, c dialect.ClaimedPartition, ms
 func (t *telemetry) retry(ctx context.Context, c dialect.ClaimedPartition, seq int64, attempts int, reason string, after time.Duration) {
 	t.countRetry(ctx, c.Queue)
 	lim, level, msg := &t.logRetry, slog.LevelDebug, "outbox: retry"
-	if attempts >= blockedAfter {
-		lim, level, msg = &t.logBlocked, slog.LevelWarn, "outbox: partition blocked: its head message keeps failing"
+	if attempts >= stuckAfter {
+		lim, level, msg = &t.logStuck, slog.LevelWarn, "outbox: head message keeps failing; its partition waits behind it"
 	}
 	t.logBounded(ctx, lim, level, msg, slog.String("queue", c.Queue), slog.Int("partition", c.Partition),
 		slog.Int64("seq", seq), slog.String("reason", reason), slog.Int("attempts", attempts), slog.Duration("retry_in", after))

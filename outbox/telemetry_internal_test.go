@@ -47,7 +47,7 @@ func TestLogRateBound(t *testing.T) {
 	for range 25 {
 		tel.logBounded(t.Context(), &tel.logDead, slog.LevelWarn, "dead")
 	}
-	tel.logBounded(t.Context(), &tel.logBlocked, slog.LevelWarn, "blocked") // another kind: its own budget
+	tel.logBounded(t.Context(), &tel.logStuck, slog.LevelWarn, "blocked") // another kind: its own budget
 	for range 5 {
 		tel.logBounded(t.Context(), &tel.logRetry, slog.LevelDebug, "retry") // not wanted
 	}
@@ -77,7 +77,7 @@ func TestLogRateBound(t *testing.T) {
 	}
 }
 
-// A retry is logged at debug level until its head has failed blockedAfter
+// A retry is logged at debug level until its head has failed stuckAfter
 // times, then at warn level as a blocked partition; dead letters at warn
 // level; each with queue, partition, seq, reason and attempts. A retry
 // cancelled by shutdown (no backoff) is neither logged nor counted.
@@ -87,7 +87,7 @@ func TestRetryAndDeadLetterLogs(t *testing.T) {
 	c := dialect.ClaimedPartition{Queue: "q", Partition: 3}
 	msgs := []dialect.Message{{Seq: 5}, {Seq: 6}, {Seq: 7}}
 	tel.recorded(t.Context(), c, msgs, 4, cursorChange{cursor: 4, retry: true, attempts: 1, lastError: "down", retryAfter: time.Second})
-	tel.recorded(t.Context(), c, msgs, 4, cursorChange{cursor: 4, retry: true, attempts: blockedAfter, lastError: "still down", retryAfter: time.Second})
+	tel.recorded(t.Context(), c, msgs, 4, cursorChange{cursor: 4, retry: true, attempts: stuckAfter, lastError: "still down", retryAfter: time.Second})
 	tel.recorded(t.Context(), c, msgs, 4, cursorChange{cursor: 4, retry: true, attempts: 2}) // shutdown
 	tel.recorded(t.Context(), c, msgs, 4, cursorChange{cursor: 7, dead: []deadGroup{{seqs: []int64{6, 7}, reason: "bad", attempts: 2}}})
 
@@ -97,7 +97,7 @@ func TestRetryAndDeadLetterLogs(t *testing.T) {
 		attrs map[string]any
 	}{
 		{slog.LevelDebug, "outbox: retry", map[string]any{"queue": "q", "partition": int64(3), "seq": int64(5), "reason": "down", "attempts": int64(1)}},
-		{slog.LevelWarn, "outbox: partition blocked: its head message keeps failing", map[string]any{"queue": "q", "partition": int64(3), "seq": int64(5), "reason": "still down", "attempts": int64(blockedAfter)}},
+		{slog.LevelWarn, "outbox: head message keeps failing; its partition waits behind it", map[string]any{"queue": "q", "partition": int64(3), "seq": int64(5), "reason": "still down", "attempts": int64(stuckAfter)}},
 		{slog.LevelWarn, "outbox: dead-lettered", map[string]any{"queue": "q", "partition": int64(3), "seq": int64(6), "seq_last": int64(7), "messages": int64(2), "reason": "bad", "attempts": int64(2)}},
 	}
 	if len(logs.records) != len(want) {

@@ -20,39 +20,24 @@ type worker struct {
 	decoupled     []string
 	transactional []string
 	// Claims and decoupled acks of all goroutines are combined: under load
-	// one statement and commit serves several of them (see combiner).
-	claimDecoupled, claimTx combiner[claimReq, claimRes]
-	acks                    combiner[*dialect.UpdateCursorParams, bool]
-	claimMax                int // see claimLimit
+	// one statement and commit serves several of them (see combiner). Claims
+	// are combined per group of queues with one lease duration (see
+	// claimGroups): one group unless queues set their own LeaseDuration.
+	decoupledGroups, txGroups []*claimGroup
+	acks                      combiner[*dialect.UpdateCursorParams, bool]
 }
 
 func newWorker(o *Outbox, decoupled, transactional []string) *worker {
 	w := &worker{o: o, decoupled: decoupled, transactional: transactional}
-	w.claimDecoupled.run = o.claimRound
-	w.claimTx.run = o.claimRound
+	w.decoupledGroups = o.claimGroups(decoupled, true)
+	w.txGroups = o.claimGroups(transactional, false)
 	w.acks.run = o.ackRound
-	parts := 0
-	o.queuesMu.RLock()
-	for _, q := range decoupled {
-		parts += o.queues[q] // cached by Start
-	}
-	o.queuesMu.RUnlock()
-	conc := o.cfg.MaxConcurrency
-	w.claimMax = min(max(1, (parts+conc-1)/conc), maxClaim)
 	return w
 }
 
-// claim claims up to limit partitions of queues through c.
-func (w *worker) claim(c *combiner[claimReq, claimRes], queues []string, limit int) (claimRes, error) {
-	return c.do(claimReq{queues: queues, limit: limit})
-}
-
-// claimLimit is how many partitions one decoupled pass claims: enough for
-// the goroutines together to cover every partition in one pass each when
-// all have work (so that under load a partition waits for one pass, not
-// partitions/MaxConcurrency passes), and 1 for a lone partition.
-func (w *worker) claimLimit() int {
-	return w.claimMax
+// claim claims up to limit partitions of g's queues through its combiner.
+func (w *worker) claim(g *claimGroup, limit int) (claimRes, error) {
+	return g.claims.do(claimReq{queues: g.queues, limit: limit, lease: g.lease})
 }
 
 // maxClaim bounds the partitions one pass holds, so that a slow handler
@@ -65,15 +50,21 @@ var errLostLease = errors.New("outbox: lease lost")
 
 func (w *worker) pass(ctx context.Context) (bool, error) {
 	var busy bool
-	if len(w.decoupled) > 0 {
-		did, err := w.leasedPass(ctx)
+	for _, g := range w.decoupledGroups {
+		if ctx.Err() != nil {
+			break
+		}
+		did, err := w.leasedPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
-		busy = did
+		busy = busy || did
 	}
-	if len(w.transactional) > 0 && ctx.Err() == nil {
-		did, err := w.txPass(ctx)
+	for _, g := range w.txGroups {
+		if ctx.Err() != nil {
+			break
+		}
+		did, err := w.txPass(ctx, g)
 		if err != nil {
 			return false, err
 		}
@@ -91,10 +82,10 @@ func newToken() string {
 // leasedPass claims one partition with a lease and delivers its messages
 // batch by batch, outside any transaction, until it is caught up, a handler
 // asks for a retry, the lease is lost, or the outbox stops.
-func (w *worker) leasedPass(ctx context.Context) (bool, error) {
+func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 	o := w.o
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := w.claim(&w.claimDecoupled, w.decoupled, w.claimLimit())
+	res, err := w.claim(g, g.limit)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -112,7 +103,7 @@ func (w *worker) leasedPass(ctx context.Context) (bool, error) {
 		// database error occurred, the rest go back unworked (a release is
 		// not an attempt), so a handler always starts with at least 70% of
 		// the lease before its context ends.
-		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > o.cfg.LeaseDuration/10) {
+		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > g.lease/10) {
 			ids := make([]int64, 0, len(res.claimed)-i)
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
@@ -137,6 +128,7 @@ func (w *worker) leasedPass(ctx context.Context) (bool, error) {
 func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
 	o := w.o
 	h := o.handlers[c.Queue]
+	qc := o.queueConfigOf(c.Queue)
 	cursor, attempts := c.ProcessedSeq, c.Attempts
 	release := func() error {
 		stmtCtx, cancel := o.bookkeeping(ctx)
@@ -149,7 +141,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 			return release() // stopping: hand the partition back
 		}
 		stmtCtx, cancel := o.bookkeeping(ctx)
-		rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: o.cfg.BatchSize})
+		rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
 		cancel()
 		if err != nil {
 			_ = release()
@@ -160,26 +152,26 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 			return release()
 		}
 		var out outcome
-		if o.cfg.MaxAttempts > 0 && attempts >= o.cfg.MaxAttempts {
-			out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+		if qc.exhausted(attempts) {
+			out = qc.exhaustedOutcome()
 		} else {
 			ds := deliveries(c, msgs, attempts)
-			hctx, hcancel := context.WithDeadline(o.handlerCtx, granted.Add(o.cfg.LeaseDuration*8/10))
+			hctx, hcancel := context.WithDeadline(o.handlerCtx, granted.Add(qc.lease*8/10))
 			out, err = h.deliver(&callScope{ctx: hctx, timeout: o.cfg.HandlerTimeout, tel: o.tel}, ds)
 			hcancel()
 			if err != nil {
 				out = outcome{kind: kindRetry, reason: err.Error()}
 			}
 		}
-		cc := w.cursorChangeFor(out, msgs, cursor, attempts)
+		cc := w.cursorChangeFor(qc, out, msgs, cursor, attempts)
 		more := !cc.retry && ctx.Err() == nil &&
-			(len(msgs) == o.cfg.BatchSize || cc.cursor < msgs[len(msgs)-1].Seq)
+			(len(msgs) == qc.batchSize || cc.cursor < msgs[len(msgs)-1].Seq)
 		up := &dialect.UpdateCursorParams{
 			PartitionID: c.PartitionID, Token: token, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
-			LastError: cc.lastError, RetryAfter: cc.retryAfter,
+			LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
 		}
 		if more {
-			up.Renew = o.cfg.LeaseDuration
+			up.Renew = qc.lease
 		}
 		ackStart := time.Now()
 		if err := w.write(ctx, nil, c, up, cc.dead); err != nil {
@@ -189,6 +181,9 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 			return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 		}
 		o.tel.recorded(ctx, c, msgs, cursor, cc)
+		if cc.block {
+			o.logBlocked(c, cc)
+		}
 		if !more {
 			return nil
 		}
@@ -202,9 +197,9 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 // in the handler's transaction, it locks the partition's cursor row, which keeps
 // claimers away for as long as the transaction lives, runs the handler, and
 // commits the handler's writes with the ack, which also drops the lease.
-func (w *worker) txPass(ctx context.Context) (bool, error) {
+func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	o := w.o
-	cl, err := w.claim(&w.claimTx, w.transactional, 1)
+	cl, err := w.claim(g, 1)
 	if err != nil {
 		if o.d.IsRetryable(err) {
 			return true, nil
@@ -247,7 +242,8 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	c := res.Partitions[0]
-	rm, err := o.d.ReadMessages(stmtCtx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.cfg.BatchSize})
+	qc := o.queueConfigOf(c.Queue)
+	rm, err := o.d.ReadMessages(stmtCtx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
 	if err != nil || len(rm.Messages) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -280,8 +276,8 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 		return true, w.unrecorded(ctx, c, token, c.ProcessedSeq, c.Attempts, cause)
 	}
 	var out outcome
-	if o.cfg.MaxAttempts > 0 && c.Attempts >= o.cfg.MaxAttempts {
-		out = maxAttemptsOutcome(o.cfg.MaxAttempts)
+	if qc.exhausted(c.Attempts) {
+		out = qc.exhaustedOutcome()
 	} else {
 		ds := deliveries(c, msgs, c.Attempts)
 		out, err = w.runTx(tx, o.d, o.handlers[c.Queue], ds, expire)
@@ -292,17 +288,20 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 			return fail(err)
 		}
 	}
-	cc := w.cursorChangeFor(out, msgs, c.ProcessedSeq, c.Attempts)
+	cc := w.cursorChangeFor(qc, out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
-		LastError: cc.lastError, RetryAfter: cc.retryAfter,
+		LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
 	}
 	if err := w.write(ctx, tx, c, up, cc.dead); err != nil {
 		return fail(err)
 	}
 	o.tel.recorded(ctx, c, msgs, c.ProcessedSeq, cc)
+	if cc.block {
+		o.logBlocked(c, cc)
+	}
 	return true, nil
 }
 
@@ -316,12 +315,13 @@ func (w *worker) txPass(ctx context.Context) (bool, error) {
 // It returns nil once the attempt is recorded, else the write's error.
 func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, token string, cursor int64, attempts int, cause error) error {
 	o := w.o
+	qc := o.queueConfigOf(c.Queue)
 	next := attempts + 1
 	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
 	res, err := o.d.UpdateCursor(stmtCtx, o.db, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
-		LastError: asciiReason(cause), RetryAfter: backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter),
+		LastError: asciiReason(cause), RetryAfter: backoff(next, qc.retryBase, qc.retryMax, jitter),
 	})
 	switch {
 	case err != nil:
@@ -506,12 +506,14 @@ type cursorChange struct {
 	lastError  string
 	retryAfter time.Duration
 	retry      bool
+	block      bool // stop at the head: PoisonBlock after MaxAttempts
 	dead       []deadGroup
 }
 
-// cursorChangeFor turns an outcome into the partition's next state.
-// cursor and attempts are the state before the batch.
-func (w *worker) cursorChangeFor(out outcome, msgs []dialect.Message, cursor int64, attempts int) cursorChange {
+// cursorChangeFor turns an outcome into the partition's next state under
+// the queue's options qc. cursor and attempts are the state before the
+// batch.
+func (w *worker) cursorChangeFor(qc queueConfig, out outcome, msgs []dialect.Message, cursor int64, attempts int) cursorChange {
 	o := w.o
 	out = out.settled(len(msgs))
 	cc := cursorChange{cursor: cursor}
@@ -554,14 +556,21 @@ func (w *worker) cursorChangeFor(out outcome, msgs []dialect.Message, cursor int
 				next = attempts
 			}
 			cc.retry, cc.attempts = true, next
-		case o.cfg.MaxAttempts > 0 && next >= o.cfg.MaxAttempts:
+		case out.block:
+			// Exhausted before this call (see exhaustedOutcome): the count
+			// stays what the claim found.
+			cc.retry, cc.block, cc.attempts, cc.lastError = true, true, attempts, sanitizeReason(out.reason)
+		case qc.maxAttempts > 0 && next >= qc.maxAttempts && qc.poison == PoisonBlock:
+			cc.retry, cc.block, cc.attempts = true, true, next
+			cc.lastError = sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason))
+		case qc.maxAttempts > 0 && next >= qc.maxAttempts:
 			head := msgs[out.done]
 			cc.dead = append(cc.dead, deadGroup{seqs: []int64{head.Seq},
-				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", o.cfg.MaxAttempts, out.reason)), attempts: next})
+				reason: sanitizeReason(fmt.Sprintf("max attempts (%d) reached: %s", qc.maxAttempts, out.reason)), attempts: next})
 			cc.cursor = head.Seq
 		default:
 			cc.retry, cc.attempts, cc.lastError = true, next, sanitizeReason(out.reason)
-			cc.retryAfter = backoff(next, o.cfg.RetryBase, o.cfg.RetryMax, jitter)
+			cc.retryAfter = backoff(next, qc.retryBase, qc.retryMax, jitter)
 		}
 	}
 	return cc

@@ -48,7 +48,7 @@ func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []
 		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
 		WHERE pr.queue IN (`+sqlbase.Placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
-		  AND pr.next_attempt_at <= NOW(6)
+		  AND pr.next_attempt_at <= NOW(6) AND pr.blocked_at IS NULL
 		ORDER BY pr.next_attempt_at, pr.partition_id LIMIT ?`, args...)
 	if err != nil {
 		return nil, nil, err
@@ -92,7 +92,7 @@ func (d *Dialect) lockClaimable(ctx context.Context, tx *sql.Tx, order []int64, 
 			FROM ` + d.Prefix() + `processors
 			WHERE partition_id IN (` + sqlbase.Placeholders(len(batch)) + `)
 			  AND (lease_until IS NULL OR lease_until < NOW(6))
-			  AND next_attempt_at <= NOW(6)
+			  AND next_attempt_at <= NOW(6) AND blocked_at IS NULL
 			  AND processed_seq < CASE partition_id`)
 		for _, id := range batch {
 			args = append(args, id)
@@ -200,7 +200,7 @@ func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLe
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
 	var c dialect.ClaimedPartition
 	err := tx.QueryRowContext(ctx, `SELECT partition_id, queue, processed_seq, attempts FROM `+d.Prefix()+`processors
-		WHERE partition_id = ? AND lease_token = ? FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
+		WHERE partition_id = ? AND lease_token = ? AND blocked_at IS NULL FOR UPDATE SKIP LOCKED`, p.PartitionID, p.Token).
 		Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &dialect.ClaimResult{}, nil

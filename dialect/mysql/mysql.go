@@ -170,6 +170,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND,
 				lease_token = CASE WHEN ? > 0 THEN lease_token ELSE NULL END,
 				lease_until = CASE WHEN ? > 0 THEN NOW(6) + INTERVAL ? MICROSECOND ELSE NULL END,
+				blocked_at = CASE WHEN ? THEN NOW(6) ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ? AND (? = '' OR (lease_token = ? AND lease_until > NOW(6)))`),
 		// Partitions that have delivered rows left: one probe of the

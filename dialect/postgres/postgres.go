@@ -89,6 +89,7 @@ func (d *Dialect) IsRetryable(err error) bool {
 // queries are the statements only PostgreSQL runs this way.
 type queries struct {
 	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
+	lockCursor                                                        string
 }
 
 // spec tells the shared base how PostgreSQL differs.
@@ -160,7 +161,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 				WHERE pr.queue = ANY($1::text[]) AND p.last_seq > pr.processed_seq
 				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
-				  AND pr.next_attempt_at <= now()
+				  AND pr.next_attempt_at <= now() AND pr.blocked_at IS NULL
 				ORDER BY pr.next_attempt_at LIMIT $2
 				FOR UPDATE OF pr SKIP LOCKED
 			)
@@ -175,8 +176,15 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// claimers skip the partition however long the handler runs.
 		lockClaim: r.Replace(`SELECT pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts
 			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-			WHERE pr.partition_id = $1 AND pr.lease_token = $2
+			WHERE pr.partition_id = $1 AND pr.lease_token = $2 AND pr.blocked_at IS NULL
 			FOR UPDATE OF pr SKIP LOCKED`),
+		// An operator's action waits for the row (a transactional handler
+		// holding it finishes first); only the cursor row is locked.
+		lockCursor: r.Replace(`SELECT pr.partition_id, pr.processed_seq, p.last_seq, pr.attempts,
+				coalesce(pr.last_error, ''), pr.blocked_at IS NOT NULL
+			FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
+			WHERE p.queue = $1 AND p.partition_num = $2
+			FOR UPDATE OF pr`),
 		// Fenced: with a token, the row changes only while that token holds
 		// an unexpired lease, by the database's clock.
 		//
@@ -188,6 +196,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 					next_attempt_at = now() + $6::bigint * interval '1 microsecond',
 					lease_token = CASE WHEN $7::bigint > 0 THEN lease_token ELSE NULL END,
 					lease_until = CASE WHEN $7::bigint > 0 THEN now() + $7::bigint * interval '1 microsecond' ELSE NULL END,
+					blocked_at = CASE WHEN $9::bool THEN now() ELSE NULL END,
 					version = version + 1
 				WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))
 				RETURNING partition_id
@@ -321,7 +330,7 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	var n int
 	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough).Scan(&n)
+		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block).Scan(&n)
 	if err != nil {
 		return nil, err
 	}
@@ -333,4 +342,20 @@ var _ dialect.Checker = (*Dialect)(nil)
 // CheckDatabase implements dialect.Checker: q must be PostgreSQL.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return sqlbase.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
+}
+
+var _ dialect.CursorLocker = (*Dialect)(nil)
+
+// LockCursor implements dialect.CursorLocker.
+func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
+	var r dialect.LockCursorResult
+	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+		&r.LastSeq, &r.Attempts, &r.LastError, &r.Blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

@@ -91,13 +91,16 @@ const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 // queries are the statements only SQLite runs this way.
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
+	lockCursor                                               string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
-// lease and no pending backoff. %s is the queue-list placeholder group.
+// lease, no pending backoff and no block. %s is the queue-list placeholder
+// group.
 const claimable = `SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
 	WHERE pr.queue IN (%s) AND p.last_seq > pr.processed_seq
 	  AND (pr.lease_until IS NULL OR pr.lease_until < {now}) AND pr.next_attempt_at <= {now}
+	  AND pr.blocked_at IS NULL
 	ORDER BY pr.next_attempt_at LIMIT ?`
 
 // spec tells the shared base how SQLite differs.
@@ -154,8 +157,13 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// stands for the partition's row lock until the handler's
 		// transaction ends.
 		lockClaim: r.Replace(`UPDATE {p}processors SET version = version + 1
-			WHERE partition_id = ?1 AND lease_token = ?2
+			WHERE partition_id = ?1 AND lease_token = ?2 AND blocked_at IS NULL
 			RETURNING partition_id, queue, processed_seq, attempts`),
+		// An operator's action: a write first, so the transaction holds
+		// the write lock (standing for the row lock) before it decides.
+		lockCursor: r.Replace(`UPDATE {p}processors SET version = version + 1
+			WHERE partition_id = (SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2)
+			RETURNING partition_id, processed_seq, attempts, coalesce(last_error, ''), blocked_at IS NOT NULL`),
 		claimInfo: r.Replace(`SELECT partition_num, last_seq FROM {p}partitions WHERE id = ?1`),
 		// Fenced by token and lease expiry on SQLite's clock. SET
 		// expressions all see the row's old values.
@@ -163,6 +171,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				next_attempt_at = {now} + ?6,
 				lease_token = CASE WHEN ?7 > 0 THEN lease_token ELSE NULL END,
 				lease_until = CASE WHEN ?7 > 0 THEN {now} + ?7 ELSE NULL END,
+				blocked_at = CASE WHEN ?8 THEN {now} ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ?1 AND (?2 = '' OR (lease_token = ?2 AND lease_until > {now}))`),
 	}
@@ -286,7 +295,7 @@ func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []an
 // UpdateCursor implements dialect.Dialect.
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	n, err := sqlbase.Exec(ctx, q, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds())
+		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.Block)
 	if err != nil {
 		return nil, err
 	}
@@ -298,4 +307,24 @@ var _ dialect.Checker = (*Dialect)(nil)
 // CheckDatabase implements dialect.Checker: q must be SQLite.
 func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 	return sqlbase.CheckDatabase(ctx, q, "SELECT sqlite_version()", func(v string) bool { return v != "" })
+}
+
+var _ dialect.CursorLocker = (*Dialect)(nil)
+
+// LockCursor implements dialect.CursorLocker.
+func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
+	var r dialect.LockCursorResult
+	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+		&r.Attempts, &r.LastError, &r.Blocked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dialect.ErrQueueNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var partition int
+	if err := tx.QueryRowContext(ctx, d.qs().claimInfo, r.PartitionID).Scan(&partition, &r.LastSeq); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

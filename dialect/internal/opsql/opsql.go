@@ -298,13 +298,9 @@ func (o *Ops) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect
 	return r, nil
 }
 
-// blockedAt is the status's blocked_at column of the cursor row.
-//
-// TODO(h-queues, at merge): "pr.blocked_at" once the 00002_blocked
-// migrations are in; until then the schema has no such column and every
-// partition reads as not blocked. conformance's testStatus then gains a
-// blocked partition (see the TODO there).
-const blockedAt = "NULL"
+// blockedAt is the status's blocked_at column of the cursor row (schema
+// version 2).
+const blockedAt = "pr.blocked_at"
 
 // claimable is the condition of a row a claim may take.
 const claimable = `(status = 'pending' OR (status = 'reprocessing' AND deadline < {now}))`

@@ -133,7 +133,7 @@ func buildStatements(p string, sh Shared) statements {
 		read: bind(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
 		state: bind(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
-				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, {now}
+				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, pr.blocked_at, {now}
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = ? AND p.partition_num = ?`),
 		stats: bind(`SELECT (SELECT COUNT(*) FROM {p}queues), (SELECT COUNT(*) FROM {p}partitions),
@@ -303,7 +303,7 @@ func (b *Base[S, Q]) PartitionState(ctx context.Context, q dialect.DBTX, p *dial
 	b.init()
 	var r dialect.PartitionStateResult
 	err := q.QueryRowContext(ctx, b.st.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, (*Time)(&r.NextAttemptAt), &r.LeaseToken, (*Time)(&r.LeaseUntil), (*Time)(&r.Now))
+		&r.Attempts, &r.LastError, (*Time)(&r.NextAttemptAt), &r.LeaseToken, (*Time)(&r.LeaseUntil), (*Time)(&r.BlockedAt), (*Time)(&r.Now))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
 	}
