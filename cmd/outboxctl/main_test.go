@@ -2,20 +2,25 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/mysql"
 	"github.com/modkit-go/db/dialect/postgres"
 	"github.com/modkit-go/db/dialect/sqlite"
 	"github.com/modkit-go/db/internal/testdb"
+	"github.com/modkit-go/db/outbox"
 )
 
 // binary is the outboxctl built once for the package's tests.
@@ -180,4 +185,223 @@ func TestUsageAndConnectionErrors(t *testing.T) {
 	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a command other than migrate created %s (%v)", missing, err)
 	}
+}
+
+// seeded is a database in a known state: queue orders (4 partitions) with
+// two rejected messages dead-lettered (partitions 0 and 2), partitions 1
+// and 3 blocked at a poison head by PoisonBlock (with a message waiting
+// behind the one in partition 1), and queue emails with a backlog of three
+// messages and no worker.
+func seed(t *testing.T, b backend) *sql.DB {
+	t.Helper()
+	ctx := t.Context()
+	db := b.open()
+	b.ctl(t, "migrate").want(t, 0, "migrated")
+	ob, err := outbox.New(db, b.d, outbox.Config{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, n := range map[string]int{"orders": 4, "emails": 2} {
+		if err := ob.DeclareQueue(ctx, q, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = ob.Handle("orders", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
+		switch p := string(d.Payload); {
+		case strings.HasPrefix(p, "bad"):
+			return outbox.Reject("invalid order " + p)
+		case strings.HasPrefix(p, "poison"):
+			return outbox.Retry("downstream refuses " + p)
+		}
+		return outbox.Success()
+	}), outbox.WithPoisonPolicy(outbox.PoisonBlock), outbox.WithMaxAttempts(2),
+		outbox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, ob, "orders", map[int][]string{0: {"o1", "bad-1", "o2"}, 1: {"poison-1", "o3"}, 2: {"bad-2"}, 3: {"poison-3"}})
+	enqueue(t, ob, "emails", map[int][]string{0: {"e1", "e2"}, 1: {"e3"}})
+	if err := ob.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (polling the state, bounded by the test's deadline) until the
+	// rejects are dead letters and both poison heads are blocked.
+	for {
+		n, err := ob.CountDeadLetters(ctx, outbox.DeadLetterFilter{Queue: "orders"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1, err1 := ob.PartitionState(ctx, "orders", 1)
+		p3, err3 := ob.PartitionState(ctx, "orders", 3)
+		if err1 != nil || err3 != nil {
+			t.Fatal(err1, err3)
+		}
+		if n == 2 && p1.Blocked && p3.Blocked {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("seed: not settled (dead letters %d, blocked %v %v)", n, p1.Blocked, p3.Blocked)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := ob.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func enqueue(t *testing.T, ob *outbox.Outbox, queue string, byPartition map[int][]string) {
+	t.Helper()
+	err := ob.InTx(t.Context(), func(tx *sql.Tx) error {
+		for p := range 4 {
+			for _, payload := range byPartition[p] {
+				if err := ob.Enqueue(t.Context(), tx, outbox.Message{Queue: queue, Partition: p, Payload: []byte(payload), PayloadType: "text/plain"}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOperatorSession: outboxctl's view of a seeded database, and what its
+// actions change: status (table and JSON), dead letters listed, counted
+// and shown, a blocked partition retried and another skipped, every dead
+// letter requeued and then delivered in its partition's order, cleanup.
+func TestOperatorSession(t *testing.T) {
+	for _, bk := range backends() {
+		t.Run(bk.name, func(t *testing.T) {
+			b := bk.make(t)
+			db := seed(t, b)
+
+			r := b.ctl(t, "status")
+			r.want(t, 0, "QUEUE", "orders", "emails", "blocked", "downstream refuses poison-1", "2/0/0/0")
+			t.Logf("outboxctl status:\n%s", r.stdout)
+			var st []struct {
+				Queue       string           `json:"queue"`
+				Backlog     int64            `json:"backlog"`
+				Blocked     int              `json:"blocked"`
+				DeadLetters map[string]int64 `json:"dead_letters"`
+				Partitions  []struct {
+					Partition int    `json:"partition"`
+					Blocked   bool   `json:"blocked"`
+					Attempts  int    `json:"attempts"`
+					LastError string `json:"last_error"`
+				} `json:"partitions"`
+			}
+			r = b.ctl(t, "status", "--json")
+			r.want(t, 0)
+			if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, r.stdout)
+			}
+			byQueue := map[string]int{}
+			for i, q := range st {
+				byQueue[q.Queue] = i
+			}
+			orders, emails := st[byQueue["orders"]], st[byQueue["emails"]]
+			if orders.Blocked != 2 || orders.DeadLetters["pending"] != 2 || orders.Backlog != 3 ||
+				!orders.Partitions[1].Blocked || orders.Partitions[1].Attempts != 2 || emails.Backlog != 3 {
+				t.Fatalf("status --json: %+v", st)
+			}
+			b.ctl(t, "status", "--queue", "nope").want(t, 5, "nope")
+			b.ctl(t, "status", "--queue", "bad name").want(t, 2)
+
+			b.ctl(t, "dead-letters", "count", "--queue", "orders").want(t, 0, "2\n")
+			b.ctl(t, "dead-letters", "count", "--queue", "orders", "--partition", "2").want(t, 0, "1\n")
+			r = b.ctl(t, "dead-letters", "list", "--queue", "orders")
+			r.want(t, 0, "ID", "invalid order bad-1", "invalid order bad-2", "pending")
+			b.ctl(t, "dead-letters", "list", "--status", "bogus").want(t, 2, "bogus")
+			r = b.ctl(t, "dead-letters", "list", "--queue", "orders", "--limit", "1")
+			r.want(t, 0, "more: --after ")
+			ids := deadLetterIDs(t, db, b)
+			b.ctl(t, "dead-letters", "show", fmt.Sprint(ids[0])).want(t, 0, "payload (5 bytes):\nbad-1", "invalid order bad-1")
+			b.ctl(t, "dead-letters", "show", "999999").want(t, 5, "999999")
+
+			b.ctl(t, "partition", "retry", "--queue", "orders", "--partition", "0").want(t, 6, "not blocked")
+			b.ctl(t, "partition", "retry", "--queue", "orders", "--partition", "9").want(t, 5, "does not exist")
+			b.ctl(t, "partition", "retry", "--queue", "orders", "--partition", "3").want(t, 0, "unblocked")
+			b.ctl(t, "partition", "skip", "--queue", "orders", "--partition", "1", "--reason", "operator skipped").want(t, 0, "dead letters")
+			b.ctl(t, "dead-letters", "count", "--queue", "orders").want(t, 0, "3\n")
+
+			b.ctl(t, "dead-letters", "requeue").want(t, 2, "--id")
+			b.ctl(t, "dead-letters", "requeue", "--queue", "orders").want(t, 0, "requeued 3 dead letters")
+			b.ctl(t, "dead-letters", "requeue", "--id", fmt.Sprint(ids[0])).want(t, 6)
+			b.ctl(t, "dead-letters", "requeue", "--id", "999999").want(t, 5)
+			b.ctl(t, "dead-letters", "count", "--status", "resolved").want(t, 0, "3\n")
+
+			// The fixed handler receives what was requeued and retried, in
+			// each partition's order: o3 was waiting behind the skipped
+			// poison-1, which comes back after it.
+			got := deliverAll(t, db, b, 5)
+			want := map[int][]string{0: {"bad-1"}, 1: {"o3", "poison-1"}, 2: {"bad-2"}, 3: {"poison-3"}}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("delivered after requeue %v, want %v", got, want)
+			}
+			b.ctl(t, "dead-letters", "cleanup", "--older-than", "0s").want(t, 0, "deleted 3")
+			b.ctl(t, "dead-letters", "count").want(t, 0, "0\n")
+		})
+	}
+}
+
+// deadLetterIDs returns the dead letters' ids, oldest first.
+func deadLetterIDs(t *testing.T, db *sql.DB, b backend) []int64 {
+	t.Helper()
+	ob, err := outbox.New(db, b.d, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dls, err := ob.DeadLetters(t.Context(), outbox.DeadLetterFilter{Queue: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int64, len(dls))
+	for i, d := range dls {
+		ids[len(dls)-1-i] = d.ID
+	}
+	return ids
+}
+
+// deliverAll runs a handler that accepts everything on queue orders until
+// n messages arrived, and returns their payloads by partition.
+func deliverAll(t *testing.T, db *sql.DB, b backend, n int) map[int][]string {
+	t.Helper()
+	ctx := t.Context()
+	ob, err := outbox.New(db, b.d, outbox.Config{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[int][]string{}
+	done := make(chan struct{})
+	count := 0
+	err = ob.Handle("orders", outbox.PerMessage(func(_ context.Context, d outbox.Delivery) outbox.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		got[d.Partition] = append(got[d.Partition], string(d.Payload))
+		if count++; count == n {
+			close(done)
+		}
+		return outbox.Success()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("delivered %v, want %d messages", got, n)
+	}
+	if err := ob.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return got
 }

@@ -190,7 +190,7 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, outbox.ErrUnknownQueue), errors.Is(err, outbox.ErrDeadLetterNotFound):
 		return &exitError{code: exitNotFound, err: err}
-	case errors.Is(err, outbox.ErrStatusConflict):
+	case errors.Is(err, outbox.ErrStatusConflict), errors.Is(err, outbox.ErrNotBlocked):
 		return &exitError{code: exitConflict, err: err}
 	case errors.Is(err, outbox.ErrInvalidQueueName), errors.Is(err, outbox.ErrInvalidFilter),
 		errors.Is(err, outbox.ErrPartitionOutOfRange), errors.Is(err, outbox.ErrInvalidConfig):
