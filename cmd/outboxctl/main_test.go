@@ -314,6 +314,7 @@ func TestOperatorSession(t *testing.T) {
 			b.ctl(t, "dead-letters", "count", "--queue", "orders", "--partition", "2").want(t, 0, "1\n")
 			r = b.ctl(t, "dead-letters", "list", "--queue", "orders")
 			r.want(t, 0, "ID", "invalid order bad-1", "invalid order bad-2", "pending")
+			t.Logf("outboxctl dead-letters list --queue orders:\n%s", r.stdout)
 			b.ctl(t, "dead-letters", "list", "--status", "bogus").want(t, 2, "bogus")
 			r = b.ctl(t, "dead-letters", "list", "--queue", "orders", "--limit", "1")
 			r.want(t, 0, "more: --after ")
@@ -328,7 +329,9 @@ func TestOperatorSession(t *testing.T) {
 			b.ctl(t, "dead-letters", "count", "--queue", "orders").want(t, 0, "3\n")
 
 			b.ctl(t, "dead-letters", "requeue").want(t, 2, "--id")
-			b.ctl(t, "dead-letters", "requeue", "--queue", "orders").want(t, 0, "requeued 3 dead letters")
+			r = b.ctl(t, "dead-letters", "requeue", "--queue", "orders")
+			r.want(t, 0, "requeued 3 dead letters")
+			t.Logf("outboxctl dead-letters requeue --queue orders:\n%s", r.stdout)
 			b.ctl(t, "dead-letters", "requeue", "--id", fmt.Sprint(ids[0])).want(t, 6)
 			b.ctl(t, "dead-letters", "requeue", "--id", "999999").want(t, 5)
 			b.ctl(t, "dead-letters", "count", "--status", "resolved").want(t, 0, "3\n")
