@@ -458,14 +458,14 @@ type queueBacklog struct {
 
 // queueBacklog reads the backlog and the oldest message's age of every
 // queue this Outbox knows (declared, handled or enqueued to here), for the
-// backlog gauges. Per partition it runs PartitionState and, when the
-// partition has a backlog, reads its head message: at most two statements
-// a partition, and at most backlogMaxStatements in all. A queue that might
-// not fit the remaining budget is left out (with an error saying so)
-// rather than reported in part.
-//
-// This stands in for a dialect query that reads every queue's totals in
-// one statement; switch to it once dialect offers one.
+// backlog gauges. With a dialect.Operator (every built-in dialect) that is
+// the status query: a fixed number of statements per queue, unsequenced
+// messages included. Without one it falls back to PartitionState per
+// partition and, when the partition has a backlog, a read of its head
+// message: at most two statements a partition, and at most
+// backlogMaxStatements in all. A queue that might not fit the remaining
+// budget is left out (with an error saying so) rather than reported in
+// part.
 func (o *Outbox) queueBacklog(ctx context.Context) ([]queueBacklog, error) {
 	o.queuesMu.RLock()
 	queues := make([]string, 0, len(o.queues))
@@ -476,6 +476,22 @@ func (o *Outbox) queueBacklog(ctx context.Context) ([]queueBacklog, error) {
 	}
 	o.queuesMu.RUnlock()
 	slices.Sort(queues)
+	if _, err := o.operator("backlog"); err == nil {
+		var out []queueBacklog
+		var errs []error
+		for _, q := range queues {
+			st, err := o.QueueStatus(ctx, q)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("queue %q: %w", q, err))
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			out = append(out, queueBacklog{queue: q, messages: st.Backlog, oldest: st.Age})
+		}
+		return out, errors.Join(errs...)
+	}
 	budget := backlogMaxStatements
 	var out []queueBacklog
 	var errs []error
