@@ -31,7 +31,7 @@ type PartitionStatus struct {
 	// (Attempts > 0 and the time has not come).
 	NextAttemptAt time.Time
 	// LeaseToken identifies the lease holder's claim while Leased (a
-	// decoupled processor's unexpired lease); LeaseUntil is when it ends.
+	// decoupled worker's unexpired lease); LeaseUntil is when it ends.
 	LeaseToken string
 	Leased     bool
 	LeaseUntil time.Time
