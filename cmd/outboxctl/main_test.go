@@ -319,7 +319,7 @@ func TestOperatorSession(t *testing.T) {
 			r = b.ctl(t, "dead-letters", "list", "--queue", "orders", "--limit", "1")
 			r.want(t, 0, "more: --after ")
 			ids := deadLetterIDs(t, db, b)
-			b.ctl(t, "dead-letters", "show", fmt.Sprint(ids[0])).want(t, 0, "payload (5 bytes):\nbad-1", "invalid order bad-1")
+			b.ctl(t, "dead-letters", "show", fmt.Sprint(ids["bad-1"])).want(t, 0, "payload (5 bytes):\nbad-1", "invalid order bad-1")
 			b.ctl(t, "dead-letters", "show", "999999").want(t, 5, "999999")
 
 			b.ctl(t, "partition", "retry", "--queue", "orders", "--partition", "0").want(t, 6, "not blocked")
@@ -332,7 +332,7 @@ func TestOperatorSession(t *testing.T) {
 			r = b.ctl(t, "dead-letters", "requeue", "--queue", "orders")
 			r.want(t, 0, "requeued 3 dead letters")
 			t.Logf("outboxctl dead-letters requeue --queue orders:\n%s", r.stdout)
-			b.ctl(t, "dead-letters", "requeue", "--id", fmt.Sprint(ids[0])).want(t, 6)
+			b.ctl(t, "dead-letters", "requeue", "--id", fmt.Sprint(ids["bad-1"])).want(t, 6)
 			b.ctl(t, "dead-letters", "requeue", "--id", "999999").want(t, 5)
 			b.ctl(t, "dead-letters", "count", "--status", "resolved").want(t, 0, "3\n")
 
@@ -350,8 +350,8 @@ func TestOperatorSession(t *testing.T) {
 	}
 }
 
-// deadLetterIDs returns the dead letters' ids, oldest first.
-func deadLetterIDs(t *testing.T, db *sql.DB, b backend) []int64 {
+// deadLetterIDs returns the dead letters' ids by payload.
+func deadLetterIDs(t *testing.T, db *sql.DB, b backend) map[string]int64 {
 	t.Helper()
 	ob, err := outbox.New(db, b.d, outbox.Config{})
 	if err != nil {
@@ -361,9 +361,9 @@ func deadLetterIDs(t *testing.T, db *sql.DB, b backend) []int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := make([]int64, len(dls))
-	for i, d := range dls {
-		ids[len(dls)-1-i] = d.ID
+	ids := make(map[string]int64, len(dls))
+	for _, d := range dls {
+		ids[string(d.Payload)] = d.ID
 	}
 	return ids
 }
