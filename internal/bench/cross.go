@@ -235,6 +235,13 @@ func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Wri
 		return err
 	}
 	defer db.Close()
+	// Sized as README.md's pool advice says, idle connections included:
+	// database/sql keeps only 2 idle by default, and a busier pool then
+	// opens and closes connections all the time (a process fork per
+	// connection on PostgreSQL).
+	pool := consumers + 2 + 4 // MaxConcurrency + the default 2 sequencers + claims, vacuum and the listener
+	db.SetMaxOpenConns(pool)
+	db.SetMaxIdleConns(pool)
 	var d dialect.Dialect = mysqld.New()
 	if dialectName == "postgres" {
 		var l postgres.Listener = pqlisten.New(dsn)
