@@ -82,19 +82,26 @@ func when(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
+// openFiltered parses a filtering subcommand's flags, builds its filter
+// and opens the database.
+func (c *cli) openFiltered(ctx context.Context, fs *flag.FlagSet, f *filterFlags, args []string) (*session, outbox.DeadLetterFilter, error) {
+	if err := parse(fs, args, 0); err != nil {
+		return nil, outbox.DeadLetterFilter{}, err
+	}
+	df, err := f.filter(time.Now())
+	if err != nil {
+		return nil, df, err
+	}
+	s, err := c.open(ctx, false)
+	return s, df, err
+}
+
 func dlList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("dead-letters list")
 	var f filterFlags
 	f.register(fs, true)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	df, err := f.filter(time.Now())
-	if err != nil {
-		return err
-	}
-	s, err := c.open(ctx, false)
+	s, df, err := c.openFiltered(ctx, fs, &f, args)
 	if err != nil {
 		return err
 	}
@@ -210,14 +217,7 @@ func dlCount(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("dead-letters count")
 	var f filterFlags
 	f.register(fs, false)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	df, err := f.filter(time.Now())
-	if err != nil {
-		return err
-	}
-	s, err := c.open(ctx, false)
+	s, df, err := c.openFiltered(ctx, fs, &f, args)
 	if err != nil {
 		return err
 	}
