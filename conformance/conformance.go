@@ -54,6 +54,9 @@ type Backend struct {
 	// SingleWriter says only one process may write (SQLite): tests that
 	// simulate several processes run several outboxes on one pool instead.
 	SingleWriter bool
+	// batchSequence makes the contract cases sequence through
+	// dialect.PartitionsSequencer (see batchSequenceCases).
+	batchSequence bool
 	// WithPrefix, when set, builds the dialect with another table prefix,
 	// so the suite can check that nothing hard-codes "outbox_".
 	WithPrefix func(prefix string) dialect.Dialect

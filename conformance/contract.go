@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +25,9 @@ type contractCase struct {
 	// transactions open at once; it is not run on a single-writer backend
 	// (Backend.SingleWriter), where that cannot happen.
 	twoWriters string
+	// needs names the optional interface the case checks; it is not run
+	// on a dialect without it.
+	needs string
 }
 
 // contractCases check the invariants of dialect/doc.go one by one, by
@@ -46,7 +51,16 @@ var contractCases = []contractCase{
 	{name: "InsertAllOrNothing", fn: testInsertAllOrNothing},
 	{name: "ReadInSeqOrder", fn: testReadInSeqOrder},
 	{name: "DeadLetters", fn: testDeadLetters},
+	{name: "ReadPartitions", fn: testReadPartitions, needs: "dialect.PartitionsReader"},
+	{name: "SequencePartitions", fn: testSequencePartitions, needs: "dialect.PartitionsSequencer"},
+	{name: "SequencePartitionsSkipsLocked", fn: testSequencePartitionsSkipsLocked, needs: "dialect.PartitionsSequencer",
+		twoWriters: "the first sequencer's transaction is the only writer"},
 }
+
+// batchSequenceCases run again through dialect.PartitionsSequencer (one
+// partition per call), where the dialect has it: the same invariants hold
+// for both ways of sequencing.
+var batchSequenceCases = []string{"SequenceGapFree", "SequenceSkipsLockedPartition", "SequenceSkipsUncommitted", "SequenceConcurrent"}
 
 // RunDialect runs the per-method contract cases against b as parallel
 // subtests: each calls the dialect's methods directly on a fresh database
@@ -60,9 +74,29 @@ var contractCases = []contractCase{
 func RunDialect(t *testing.T, b Backend) {
 	t.Helper()
 	b.init(t)
-	for _, c := range contractCases {
+	_, batchSeq := b.Dialect.(dialect.PartitionsSequencer)
+	cases := contractCases
+	if batchSeq {
+		for _, c := range contractCases {
+			if slices.Contains(batchSequenceCases, c.name) {
+				fn := c.fn
+				c.name += "/Batch"
+				c.fn = func(t testing.TB, b *Backend) {
+					bb := *b
+					bb.batchSequence = true
+					fn(t, &bb)
+				}
+				cases = append(cases, c)
+			}
+		}
+	}
+	for _, c := range cases {
 		if c.twoWriters != "" && b.SingleWriter {
 			t.Logf("%s: not run on a single-writer backend: %s", c.name, c.twoWriters)
+			continue
+		}
+		if !implements(b.Dialect, c.needs) {
+			t.Logf("%s: not run: %T does not implement %s", c.name, b.Dialect, c.needs)
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
@@ -70,6 +104,22 @@ func RunDialect(t *testing.T, b Backend) {
 			c.fn(t, &b)
 		})
 	}
+}
+
+// implements reports whether d implements the optional interface named
+// (as in contractCase.needs; "" is always true).
+func implements(d dialect.Dialect, name string) bool {
+	switch name {
+	case "":
+		return true
+	case "dialect.PartitionsReader":
+		_, ok := d.(dialect.PartitionsReader)
+		return ok
+	case "dialect.PartitionsSequencer":
+		_, ok := d.(dialect.PartitionsSequencer)
+		return ok
+	}
+	panic("conformance: unknown interface " + name)
 }
 
 // contractTimeout bounds each call of a contract case, so that a broken
@@ -185,10 +235,26 @@ func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limi
 	var r *dialect.SequencePartitionResult
 	err := x.inTxWithin(db, d, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		r, err = x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
+		r, err = x.sequenceIn(ctx, tx, pid, limit)
 		return err
 	})
 	return r, err
+}
+
+// sequenceIn runs one sequencing step of pid in tx: SequencePartition, or
+// with Backend.batchSequence SequencePartitions for the one partition.
+func (x *dialectEnv) sequenceIn(ctx context.Context, tx *sql.Tx, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+	if !x.b.batchSequence {
+		return x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
+	}
+	rs, err := x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: []int64{pid}, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	if len(rs.Partitions) != 1 || rs.Partitions[0].PartitionID != pid {
+		return nil, fmt.Errorf("SequencePartitions([%d]) returned %+v, want one entry for partition %d", pid, rs.Partitions, pid)
+	}
+	return &rs.Partitions[0].SequencePartitionResult, nil
 }
 
 func (x *dialectEnv) mustSequence(pid int64, limit int) *dialect.SequencePartitionResult {
@@ -933,7 +999,7 @@ func testSequenceSkipsLockedPartition(t testing.TB, b *Backend) {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Rollback() }()
-	r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 1})
+	r, err := x.sequenceIn(x.ctx, first, pid, 1)
 	if err != nil || !r.Locked || r.Assigned != 1 {
 		t.Fatalf("first sequencer: %+v, %v", r, err)
 	}
@@ -1032,4 +1098,136 @@ func testDeadLetters(t testing.TB, b *Backend) {
 	if s := x.stats(); s.DeadLetters != 2 || s.Messages != 4 {
 		t.Fatalf("stats %+v, want 2 dead letters beside 4 messages (copied, not moved)", s)
 	}
+}
+
+// testReadPartitions: one ReadPartitions call returns, per read, what
+// ReadMessages returns for it: seq > AfterSeq, in seq order, at most Limit,
+// nothing for Limit 0 or an empty partition.
+func testReadPartitions(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 4)
+	for i, n := range []int{5, 3, 0, 2} {
+		for j := range n {
+			x.insert(x.db, "q", i, fmt.Sprintf("p%d-%d", i, j))
+		}
+		x.mustSequence(pids[i], 10)
+	}
+	reads := []dialect.ReadMessagesParams{
+		{PartitionID: pids[3], AfterSeq: 0, Limit: 10},
+		{PartitionID: pids[0], AfterSeq: 1, Limit: 3},
+		{PartitionID: pids[2], AfterSeq: 0, Limit: 10},
+		{PartitionID: pids[1], AfterSeq: 0, Limit: 0},
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	r, err := x.d.(dialect.PartitionsReader).ReadPartitions(ctx, x.db, &dialect.ReadPartitionsParams{Reads: reads})
+	if err != nil {
+		t.Fatalf("ReadPartitions: %v", err)
+	}
+	if len(r.Messages) != len(reads) {
+		t.Fatalf("ReadPartitions returned %d results for %d reads", len(r.Messages), len(reads))
+	}
+	want := []string{"[1:p3-0 2:p3-1]", "[2:p0-1 3:p0-2 4:p0-3]", "[]", "[]"}
+	for i, rd := range reads {
+		got := seqPayloads(r.Messages[i])
+		if got != want[i] {
+			t.Errorf("read %d (%+v): %s, want %s", i, rd, got, want[i])
+		}
+		if rd.Limit > 0 {
+			if single := seqPayloads(x.read(rd.PartitionID, rd.AfterSeq, rd.Limit)); single != got {
+				t.Errorf("read %d: ReadPartitions gives %s, ReadMessages %s", i, got, single)
+			}
+		}
+	}
+}
+
+func seqPayloads(ms []dialect.Message) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = fmt.Sprintf("%d:%s", m.Seq, m.Payload)
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
+// testSequencePartitions: one call sequences several partitions, each up
+// to Limit rows in id order from its own counter, and reports each in the
+// order asked; a partition without rows is Locked with nothing assigned.
+func testSequencePartitions(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 3)
+	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e")
+	x.insert(x.db, "q", 1, "x")
+	step := func(limit int, ids ...int64) []dialect.SequencedPartition {
+		var r *dialect.SequencePartitionsResult
+		err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			r, err = x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: ids, Limit: limit})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("SequencePartitions(%v, %d): %v", ids, limit, err)
+		}
+		return r.Partitions
+	}
+	res := func(pid int64, assigned int, last int64) dialect.SequencedPartition {
+		return dialect.SequencedPartition{PartitionID: pid, SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: assigned, LastSeq: last}}
+	}
+	for i, want := range [][]dialect.SequencedPartition{
+		{res(pids[2], 0, 0), res(pids[0], 3, 3), res(pids[1], 1, 1)},
+		{res(pids[1], 0, 1), res(pids[0], 2, 5)},
+	} {
+		ids := make([]int64, len(want))
+		for j, w := range want {
+			ids[j] = w.PartitionID
+		}
+		if got := step(3, ids...); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("step %d: %+v, want %+v", i, got, want)
+		}
+	}
+	x.insert(x.db, "q", 1, "y", "z")
+	if got, want := step(10, pids[1]), []dialect.SequencedPartition{res(pids[1], 2, 3)}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after two more rows: %+v, want %+v", got, want)
+	}
+	x.checkSeqs("q", 0, pids[0], 5)
+	x.checkSeqs("q", 1, pids[1], 3)
+}
+
+// testSequencePartitionsSkipsLocked: a partition another sequencer holds is
+// reported not Locked, at once, and the others of the call are sequenced.
+func testSequencePartitionsSkipsLocked(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 2)
+	x.insert(x.db, "q", 0, "a", "b")
+	x.insert(x.db, "q", 1, "c")
+	first, err := x.db.BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Rollback() }()
+	if r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pids[0], Limit: 1}); err != nil || !r.Locked {
+		t.Fatalf("first sequencer: %+v, %v", r, err)
+	}
+	var got []dialect.SequencedPartition
+	err = x.inTxWithin(x.open(), noWait, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: pids, Limit: 10})
+		if r != nil {
+			got = r.Partitions
+		}
+		return err
+	})
+	want := []dialect.SequencedPartition{
+		{PartitionID: pids[0]},
+		{PartitionID: pids[1], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}},
+	}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SequencePartitions while partition 0 is held: %+v, %v; want %+v at once", got, err, want)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := x.mustSequence(pids[0], 10); r.Assigned != 1 || r.LastSeq != 2 {
+		t.Fatalf("after the first committed: %+v", *r)
+	}
+	x.checkSeqs("q", 0, pids[0], 2)
+	x.checkSeqs("q", 1, pids[1], 1)
 }

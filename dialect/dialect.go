@@ -319,6 +319,12 @@ type UpdateCursorParams struct {
 	// the update happened. A dialect may ignore it: Vacuum deletes them
 	// later either way.
 	DeleteThrough int64
+	// DeleteAfter is a lower bound for that delete: rows with seq <=
+	// DeleteAfter were deleted before (by the ack that moved the cursor
+	// there) or are left to Vacuum, so the delete need not look at them.
+	// Without it the delete walks the partition's index from its start,
+	// over every entry earlier acks left dead.
+	DeleteAfter int64
 	// Block sets blocked_at = now(): the partition stops at its head until
 	// an operator unblocks it (ClaimLease and LockPartition skip blocked
 	// rows). Without it the update clears blocked_at. Attempts, LastError

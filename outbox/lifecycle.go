@@ -238,6 +238,28 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		var next int     // ids[:next] were tried in this transaction
 		err := o.withTx(ctx, func(tx *sql.Tx) error {
 			n, skip, full, next = 0, 0, nil, 0
+			if ps, ok := o.d.(dialect.PartitionsSequencer); ok {
+				// A fixed number of statements for all of them; the budget
+				// is shared evenly, and a partition that used its share
+				// goes round again.
+				next = min(len(ids), o.cfg.SequencerBatch)
+				limit := o.cfg.SequencerBatch / next
+				res, err := ps.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
+				if err != nil {
+					return fmt.Errorf("sequence partitions: %w", err)
+				}
+				for _, r := range res.Partitions {
+					if !r.Locked {
+						skip++
+						continue
+					}
+					n += r.Assigned
+					if r.Assigned == limit {
+						full = append(full, r.PartitionID)
+					}
+				}
+				return nil
+			}
 			for _, id := range ids {
 				budget := o.cfg.SequencerBatch - n
 				if budget <= 0 {

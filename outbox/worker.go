@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/modkit-go/db/dialect"
@@ -96,14 +98,49 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 		return false, nil
 	}
 	token := res.token
+	// The first batch of every claimed partition in one statement, where
+	// the dialect can.
+	var first [][]dialect.Message
+	if pr, ok := o.d.(dialect.PartitionsReader); ok && len(res.claimed) > 1 {
+		reads := make([]dialect.ReadMessagesParams, len(res.claimed))
+		for i, c := range res.claimed {
+			reads[i] = dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.queueConfigOf(c.Queue).batchSize}
+		}
+		stmtCtx, cancel := o.bookkeeping(ctx)
+		rr, err := pr.ReadPartitions(stmtCtx, o.db, &dialect.ReadPartitionsParams{Reads: reads})
+		cancel()
+		if err == nil {
+			first = rr.Messages
+		} // else each partition reads its own, and reports what fails
+	}
+	// A partition's last ack runs in the background while the next
+	// partition's handler runs: the acks of one pass then meet in the
+	// combiner and share its rounds. The pass ends when they have.
+	var acks sync.WaitGroup
+	var mu sync.Mutex
 	var firstErr error
+	fail := func(c dialect.ClaimedPartition, err error) {
+		if errors.Is(err, errLostLease) {
+			o.log.Warn("outbox: lease lost; another worker took the partition", "queue", c.Queue, "partition", c.Partition)
+			o.tel.lostLease(ctx, c.Queue)
+			return
+		}
+		mu.Lock()
+		firstErr = cmp.Or(firstErr, err)
+		mu.Unlock()
+	}
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr != nil
+	}
 	for i, c := range res.claimed {
 		// The partitions are worked one after another. Once a tenth of the
 		// lease is gone (a slow handler before them), the outbox stops or a
 		// database error occurred, the rest go back unworked (a release is
 		// not an attempt), so a handler always starts with at least 70% of
 		// the lease before its context ends.
-		if ctx.Err() != nil || firstErr != nil || (i > 0 && time.Since(granted) > g.lease/10) {
+		if ctx.Err() != nil || failed() || (i > 0 && time.Since(granted) > g.lease/10) {
 			ids := make([]int64, 0, len(res.claimed)-i)
 			for _, r := range res.claimed[i:] {
 				ids = append(ids, r.PartitionID)
@@ -111,21 +148,36 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 			stmtCtx, cancel := o.bookkeeping(ctx)
 			_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 			cancel()
+			acks.Wait()
 			return true, errors.Join(firstErr, err)
 		}
-		if err := w.runLeased(ctx, c, token, granted); err != nil {
-			if errors.Is(err, errLostLease) {
-				o.log.Warn("outbox: lease lost; another worker took the partition", "queue", c.Queue, "partition", c.Partition)
-				o.tel.lostLease(ctx, c.Queue)
-				continue
-			}
-			firstErr = err
+		var msgs []dialect.Message
+		if first != nil {
+			msgs = first[i]
+		}
+		lastAck := func(ack func() error) {
+			acks.Add(1)
+			go func() {
+				defer acks.Done()
+				if err := ack(); err != nil {
+					fail(c, err)
+				}
+			}()
+		}
+		if err := w.runLeased(ctx, c, token, granted, first != nil, msgs, lastAck); err != nil {
+			fail(c, err)
 		}
 	}
+	acks.Wait()
 	return true, firstErr
 }
 
-func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time) error {
+// runLeased delivers a claimed partition batch by batch. When read is
+// true, msgs is its first batch, already read. lastAck runs the ack of the
+// last batch (the one that ends the partition's turn); the other acks run
+// here, since the next batch waits for them.
+func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, token string, granted time.Time,
+	read bool, msgs []dialect.Message, lastAck func(func() error)) error {
 	o := w.o
 	h := o.handlers[c.Queue]
 	qc := o.queueConfigOf(c.Queue)
@@ -140,18 +192,22 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		if ctx.Err() != nil {
 			return release() // stopping: hand the partition back
 		}
-		stmtCtx, cancel := o.bookkeeping(ctx)
-		rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
-		cancel()
-		if err != nil {
-			_ = release()
-			return fmt.Errorf("read: %w", err)
+		if !read {
+			stmtCtx, cancel := o.bookkeeping(ctx)
+			rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
+			cancel()
+			if err != nil {
+				_ = release()
+				return fmt.Errorf("read: %w", err)
+			}
+			msgs = rm.Messages
 		}
-		msgs := rm.Messages
+		read = false
 		if len(msgs) == 0 {
 			return release()
 		}
 		var out outcome
+		var err error
 		if qc.exhausted(attempts) {
 			out = qc.exhaustedOutcome()
 		} else {
@@ -168,24 +224,32 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 			(len(msgs) == qc.batchSize || cc.cursor < msgs[len(msgs)-1].Seq)
 		up := &dialect.UpdateCursorParams{
 			PartitionID: c.PartitionID, Token: token, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
-			LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
+			LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block, DeleteAfter: cursor,
 		}
 		if more {
 			up.Renew = qc.lease
 		}
 		ackStart := time.Now()
-		if err := w.write(ctx, nil, c, up, cc.dead); err != nil {
-			if errors.Is(err, errLostLease) {
-				return err
+		ack := func(cursor int64, attempts int, msgs []dialect.Message) error {
+			if err := w.write(ctx, nil, c, up, cc.dead); err != nil {
+				if errors.Is(err, errLostLease) {
+					return err
+				}
+				return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 			}
-			return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
-		}
-		o.tel.recorded(ctx, c, msgs, cursor, cc)
-		if cc.block {
-			o.logBlocked(c, cc)
+			o.tel.recorded(ctx, c, msgs, cursor, cc)
+			if cc.block {
+				o.logBlocked(c, cc)
+			}
+			return nil
 		}
 		if !more {
+			cursor, attempts, msgs := cursor, attempts, msgs
+			lastAck(func() error { return ack(cursor, attempts, msgs) })
 			return nil
+		}
+		if err := ack(cursor, attempts, msgs); err != nil {
+			return err
 		}
 		cursor, attempts, granted = cc.cursor, cc.attempts, ackStart
 	}
@@ -293,7 +357,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	// lease, excludes every other claimer. Renew 0 drops the lease.
 	up := &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
-		LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block,
+		LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block, DeleteAfter: c.ProcessedSeq,
 	}
 	if err := w.write(ctx, tx, c, up, cc.dead); err != nil {
 		return fail(err)

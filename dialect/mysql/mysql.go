@@ -65,6 +65,8 @@ var (
 	_ dialect.Inspector = (*Dialect)(nil)
 	_ dialect.Schema    = (*Dialect)(nil)
 	_ dialect.Checker   = (*Dialect)(nil)
+
+	_ dialect.PartitionsReader = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.

@@ -12,6 +12,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -38,6 +39,9 @@ var (
 	_ dialect.Dialect   = (*Dialect)(nil)
 	_ dialect.Inspector = (*Dialect)(nil)
 	_ dialect.Schema    = (*Dialect)(nil)
+
+	_ dialect.PartitionsSequencer = (*Dialect)(nil)
+	_ dialect.PartitionsReader    = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -89,6 +93,7 @@ func (d *Dialect) IsRetryable(err error) bool {
 // queries are the statements only PostgreSQL runs this way.
 type queries struct {
 	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
+	lockPartitions, sequenceMany                                      string
 	lockCursor                                                        string
 }
 
@@ -154,6 +159,23 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			)
 			UPDATE {p}partitions SET last_seq = last_seq + (SELECT count(*) FROM upd)
 			WHERE id = $1 RETURNING last_seq`),
+		// SequencePartitions: the lock of lockPartition for a list of ids,
+		// then the pick and counter update of sequence for every locked
+		// partition at once (its snapshot, taken after the locks, sees the
+		// previous holders' work). The LATERAL keeps each partition's pick
+		// an index-only range scan of at most $3 rows.
+		lockPartitions: r.Replace(`SELECT id, last_seq FROM {p}partitions WHERE id = ANY($1::bigint[]) FOR NO KEY UPDATE SKIP LOCKED`),
+		sequenceMany: r.Replace(`WITH l (id, last_seq) AS (SELECT * FROM unnest($1::bigint[], $2::bigint[])),
+			todo AS (
+				SELECT m.id, l.id AS pid, l.last_seq + row_number() OVER (PARTITION BY l.id ORDER BY m.id) AS seq
+				FROM l CROSS JOIN LATERAL (
+					SELECT id FROM {p}messages WHERE partition_id BETWEEN l.id AND l.id AND seq IS NULL
+					ORDER BY partition_id, id LIMIT $3) m
+			), upd AS (
+				UPDATE {p}messages m SET seq = todo.seq FROM todo WHERE m.id = todo.id RETURNING todo.pid
+			), n AS (SELECT pid, count(*) AS n FROM upd GROUP BY pid)
+			UPDATE {p}partitions p SET last_seq = p.last_seq + n.n FROM n WHERE p.id = n.pid
+			RETURNING p.id, p.last_seq`),
 		// One statement: pick claimable partitions, skipping rows other
 		// claimers hold, and stamp the lease (attempts: see
 		// sqlbase.TakeoverAttempts).
@@ -201,7 +223,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				WHERE partition_id = $1 AND ($2::text = '' OR (lease_token = $2 AND lease_until > now()))
 				RETURNING partition_id
 			), del AS (
-				DELETE FROM {p}messages WHERE partition_id = $1 AND seq <= $8 AND EXISTS (SELECT 1 FROM upd)
+				DELETE FROM {p}messages WHERE partition_id = $1 AND seq > $10 AND seq <= $8 AND EXISTS (SELECT 1 FROM upd)
 			)
 			SELECT count(*) FROM upd`),
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
@@ -297,6 +319,71 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
 }
 
+// SequencePartitions implements dialect.PartitionsSequencer in two
+// statements, whatever the number of partitions.
+func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+	res := &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, len(p.PartitionIDs))}
+	at := make(map[int64]int, len(p.PartitionIDs))
+	for i, id := range p.PartitionIDs {
+		res.Partitions[i].PartitionID = id
+		at[id] = i
+	}
+	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
+		return res, nil
+	}
+	rows, err := tx.QueryContext(ctx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
+	if err != nil {
+		return nil, err
+	}
+	var ids, lasts []int64
+	for rows.Next() {
+		var id, last int64
+		if err := rows.Scan(&id, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if i, ok := at[id]; ok {
+			r := &res.Partitions[i]
+			r.Locked, r.LastSeq = true, last
+			ids, lasts = append(ids, id), append(lasts, last)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return res, err
+	}
+	rows, err = tx.QueryContext(ctx, d.qs().sequenceMany, int64Array(ids), int64Array(lasts), p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, after int64
+		if err := rows.Scan(&id, &after); err != nil {
+			return nil, err
+		}
+		if i, ok := at[id]; ok {
+			r := &res.Partitions[i]
+			r.Assigned, r.LastSeq = int(after-r.LastSeq), after
+		}
+	}
+	return res, rows.Err()
+}
+
+// int64Array formats vs as a PostgreSQL array literal for a ::bigint[]
+// cast (see textArray for why a literal).
+func int64Array(vs []int64) string {
+	b := make([]byte, 0, 2+8*len(vs))
+	b = append(b, '{')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return string(append(b, '}'))
+}
+
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
@@ -330,7 +417,7 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
 	var n int
 	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block).Scan(&n)
+		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block, p.DeleteAfter).Scan(&n)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,8 @@ var (
 	_ dialect.Dialect   = (*Dialect)(nil)
 	_ dialect.Inspector = (*Dialect)(nil)
 	_ dialect.Schema    = (*Dialect)(nil)
+
+	_ dialect.PartitionsReader = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.

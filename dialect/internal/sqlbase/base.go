@@ -20,11 +20,13 @@
 package sqlbase
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -256,6 +258,61 @@ func (b *Base[S, Q]) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialec
 		res.Messages = append(res.Messages, m)
 	}
 	return res, rows.Err()
+}
+
+// ReadPartitions implements dialect.PartitionsReader: ReadMessages's
+// statement once per partition, joined with UNION ALL (each branch a
+// derived table, so that it keeps its own ORDER BY and LIMIT on every
+// dialect), tagged with the read's index.
+func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dialect.ReadPartitionsParams) (*dialect.ReadPartitionsResult, error) {
+	b.init()
+	res := &dialect.ReadPartitionsResult{Messages: make([][]dialect.Message, len(p.Reads))}
+	var sb strings.Builder
+	args := make([]any, 0, 3*len(p.Reads))
+	for i, r := range p.Reads {
+		if r.Limit <= 0 {
+			continue
+		}
+		if len(args) > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&sb, "SELECT * FROM (SELECT %d AS k, id, seq, payload, payload_type, headers, created_at FROM %smessages "+
+			"WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?) t%d", i, b.prefix, i)
+		args = append(args, r.PartitionID, r.AfterSeq, r.Limit)
+		res.Messages[i] = make([]dialect.Message, 0, Capacity(r.Limit))
+	}
+	if len(args) == 0 {
+		return res, nil
+	}
+	rows, err := q.QueryContext(ctx, sqlx.Rebind(b.sh.Bind, sb.String()), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k int
+		var m dialect.Message
+		var h sql.NullString
+		if err := rows.Scan(&k, &m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt)); err != nil {
+			return nil, err
+		}
+		if k < 0 || k >= len(res.Messages) {
+			return nil, fmt.Errorf("read partitions: row of read %d", k)
+		}
+		m.Payload = NonNil(m.Payload)
+		if h.Valid {
+			m.Headers = []byte(h.String)
+		}
+		res.Messages[k] = append(res.Messages[k], m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// UNION ALL promises no order across or within branches.
+	for _, ms := range res.Messages {
+		slices.SortFunc(ms, func(a, b dialect.Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
+	return res, nil
 }
 
 // InsertDeadLetters implements dialect.Dialect.

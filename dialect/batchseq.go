@@ -1,0 +1,65 @@
+package dialect
+
+import (
+	"context"
+	"database/sql"
+)
+
+// PartitionsSequencer is optionally implemented by a Dialect that can
+// sequence several partitions in a fixed number of statements, whatever
+// their count. Under load the sequencer finds many partitions with a few
+// rows each; sequencing them one SequencePartition at a time costs round
+// trips per partition, and round trips are what a busy database server
+// spends its CPU on. The core uses SequencePartitions when it is there and
+// SequencePartition otherwise; both must give the same result.
+//
+// The contract is SequencePartition's, for each partition of the call:
+// a partition another transaction holds is skipped (Locked false, nothing
+// done); a locked one gets seq = LastSeq+1, LastSeq+2, … on up to Limit of
+// its committed unsequenced rows in id order, read by a statement whose
+// snapshot is taken after its lock was granted (so it sees every row the
+// previous holder sequenced), and its counter moves by the number assigned.
+type PartitionsSequencer interface {
+	SequencePartitions(ctx context.Context, tx *sql.Tx, p *SequencePartitionsParams) (*SequencePartitionsResult, error)
+}
+
+// SequencePartitionsParams are the arguments of SequencePartitions.
+type SequencePartitionsParams struct {
+	PartitionIDs []int64 // distinct
+	Limit        int     // most rows per partition
+}
+
+// SequencePartitionsResult has one entry per requested partition, in the
+// order of PartitionIDs.
+type SequencePartitionsResult struct {
+	Partitions []SequencedPartition
+}
+
+// SequencedPartition is one partition's part of a SequencePartitions call.
+type SequencedPartition struct {
+	PartitionID int64
+	SequencePartitionResult
+}
+
+// PartitionsReader is optionally implemented by a Dialect that can read
+// the next messages of several partitions in one statement. A worker that
+// claimed several partitions reads their first batches with it; without it
+// the worker reads each partition with ReadMessages.
+//
+// Each read is ReadMessages's: up to Limit messages with seq > AfterSeq,
+// in seq order.
+type PartitionsReader interface {
+	ReadPartitions(ctx context.Context, q DBTX, p *ReadPartitionsParams) (*ReadPartitionsResult, error)
+}
+
+// ReadPartitionsParams are the arguments of ReadPartitions: one
+// ReadMessages per partition, partitions distinct.
+type ReadPartitionsParams struct {
+	Reads []ReadMessagesParams
+}
+
+// ReadPartitionsResult has the messages of each read, in the order of
+// Reads, each in seq order.
+type ReadPartitionsResult struct {
+	Messages [][]Message
+}
