@@ -360,7 +360,15 @@ func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq
 	e.t.Helper()
 	var st outbox.PartitionState
 	e.pollUntil(fmt.Sprintf("%s/%d processed through seq %d", queue, partition, seq), func() bool {
-		st = e.state(ob, queue, partition)
+		// A failed read is a failed poll, not a failed test: after a
+		// session-kill storm the pool may still hold a connection whose
+		// session is gone (pgx reports it once, as 57P01).
+		s, err := ob.PartitionState(e.ctx, queue, partition)
+		if err != nil {
+			e.t.Logf("PartitionState(%s/%d) while polling: %v", queue, partition, err)
+			return false
+		}
+		st = s
 		return st.ProcessedSeq >= seq
 	})
 	return st

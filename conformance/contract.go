@@ -55,6 +55,7 @@ var contractCases = []contractCase{
 	{name: "SequencePartitions", fn: testSequencePartitions, needs: "dialect.PartitionsSequencer"},
 	{name: "SequencePartitionsSkipsLocked", fn: testSequencePartitionsSkipsLocked, needs: "dialect.PartitionsSequencer",
 		twoWriters: "the first sequencer's transaction is the only writer"},
+	{name: "InsertSequencesInCommitOrder", fn: testInsertSequencesInCommitOrder, needs: "dialect.InsertSequencer"},
 }
 
 // batchSequenceCases run again through dialect.PartitionsSequencer (one
@@ -118,6 +119,9 @@ func implements(d dialect.Dialect, name string) bool {
 	case "dialect.PartitionsSequencer":
 		_, ok := d.(dialect.PartitionsSequencer)
 		return ok
+	case "dialect.InsertSequencer":
+		is, ok := d.(dialect.InsertSequencer)
+		return ok && is.SequencesOnInsert()
 	}
 	panic("conformance: unknown interface " + name)
 }
@@ -273,8 +277,9 @@ func (x *dialectEnv) ready(queue string, partitions int) []int64 {
 	ids := x.declare(queue, partitions)
 	for i, pid := range ids {
 		x.insert(x.db, queue, i, fmt.Sprintf("%s-%d", queue, i))
-		if r := x.mustSequence(pid, 10); r.Assigned != 1 {
-			x.t.Fatalf("sequencing partition %d: %+v, want 1 assigned", i, r)
+		// A dialect.InsertSequencer may have sequenced it already.
+		if r := x.mustSequence(pid, 10); r.LastSeq != 1 {
+			x.t.Fatalf("sequencing partition %d: %+v, want last_seq 1", i, r)
 		}
 	}
 	return ids
@@ -738,7 +743,7 @@ func testVacuumBehindCursor(t testing.TB, b *Backend) {
 	x.insert(x.db, "q", 1, "1", "2")
 	x.mustSequence(pids[0], 100)
 	x.mustSequence(pids[1], 100)
-	x.insert(x.db, "q", 0, "unsequenced")
+	x.insert(x.db, "q", 0, "unsequenced", "unsequenced") // several rows: never sequenced on insert
 	if !x.update(dialect.UpdateCursorParams{PartitionID: pids[0], ProcessedSeq: 3}) {
 		t.Fatal("unfenced UpdateCursor did not update")
 	}
@@ -772,8 +777,8 @@ func testVacuumBehindCursor(t testing.TB, b *Backend) {
 	if n := len(x.read(pids[1], 0, 10)); n != 2 {
 		t.Fatalf("vacuum deleted %d rows of a partition whose cursor is 0", 2-n)
 	}
-	if s := x.stats(); s.Messages != 6 || s.Unsequenced != 1 {
-		t.Fatalf("after vacuum: %+v, want 6 messages, 1 unsequenced", s)
+	if s := x.stats(); s.Messages != 7 || s.Unsequenced != 2 {
+		t.Fatalf("after vacuum: %+v, want 7 messages, 2 unsequenced", s)
 	}
 }
 
@@ -1230,4 +1235,59 @@ func testSequencePartitionsSkipsLocked(t testing.TB, b *Backend) {
 	}
 	x.checkSeqs("q", 0, pids[0], 2)
 	x.checkSeqs("q", 1, pids[1], 1)
+}
+
+// testInsertSequencesInCommitOrder: a dialect that sequences on insert
+// keeps seqs gap-free and in commit order. A single-row insert takes the
+// next seq and reports it; one that rolls back leaves no gap; while the
+// partition has unsequenced rows (a multi-row insert), single-row inserts
+// leave theirs unsequenced too, so the sequencer numbers them all in
+// commit order.
+func testInsertSequencesInCommitOrder(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pid := x.declare("q", 1)[0]
+	insertOne := func(q dialect.DBTX, payload string) *dialect.InsertMessagesResult {
+		t.Helper()
+		ctx, cancel := x.bounded()
+		defer cancel()
+		r, err := x.d.InsertMessages(ctx, q, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{
+			{Queue: "q", Partition: 0, Payload: []byte(payload), PayloadType: "t"},
+		}})
+		if err != nil {
+			t.Fatalf("InsertMessages(%s): %v", payload, err)
+		}
+		return r
+	}
+	if r := insertOne(x.db, "1"); r.Inserted != 1 || r.Sequenced != 1 {
+		t.Fatalf("first single-row insert: %+v, want it sequenced", *r)
+	}
+	err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
+		if r := insertOne(tx, "rolled back"); r.Sequenced != 1 {
+			t.Errorf("single-row insert in a transaction: %+v, want it sequenced", *r)
+		}
+		return errors.New("roll back")
+	})
+	if err == nil {
+		t.Fatal("the transaction did not roll back")
+	}
+	if r := insertOne(x.db, "2"); r.Sequenced != 1 {
+		t.Fatalf("insert after a rollback: %+v, want it sequenced", *r)
+	}
+	x.insert(x.db, "q", 0, "3", "4") // several rows: left to the sequencer
+	if r := insertOne(x.db, "5"); r.Sequenced != 0 {
+		t.Fatalf("single-row insert behind unsequenced rows: %+v, want it left to the sequencer (commit order)", *r)
+	}
+	if s := x.state("q", 0); s.LastSeq != 2 {
+		t.Fatalf("counter after two sequenced inserts and a rollback: last_seq %d, want 2", s.LastSeq)
+	}
+	if r := x.mustSequence(pid, 100); r.Assigned != 3 || r.LastSeq != 5 {
+		t.Fatalf("sequencing the rest: %+v, want 3 assigned, last_seq 5", *r)
+	}
+	if r := insertOne(x.db, "6"); r.Sequenced != 1 {
+		t.Fatalf("insert once all is sequenced: %+v, want it sequenced", *r)
+	}
+	if got := seqPayloads(x.read(pid, 0, 10)); got != "[1:1 2:2 3:3 4:4 5:5 6:6]" {
+		t.Fatalf("partition reads %s, want [1:1 2:2 3:3 4:4 5:5 6:6] (gap-free, commit order)", got)
+	}
+	x.checkSeqs("q", 0, pid, 6)
 }

@@ -82,6 +82,7 @@ func testBadInput(t *testing.T, b *Backend) {
 	e.declare(ob, "orders", 4)
 	e.enqueue(ob, msg("orders", 0, "existing"))
 	before := e.stats(ob)
+	stBefore := e.state(ob, "orders", 0) // "existing" may be sequenced already (dialect.InsertSequencer)
 
 	good := msg("orders", 1, "ok")
 	with := func(f func(m *outbox.Message)) outbox.Message {
@@ -190,8 +191,8 @@ func testBadInput(t *testing.T, b *Backend) {
 	if after := e.stats(ob); after != before {
 		t.Fatalf("bad input changed the tables: before %+v, after %+v", before, after)
 	}
-	if st := e.state(ob, "orders", 0); st.LastSeq != 0 || st.ProcessedSeq != 0 {
-		t.Fatalf("partition state changed: %+v", st)
+	if st := e.state(ob, "orders", 0); st.LastSeq != stBefore.LastSeq || st.ProcessedSeq != 0 {
+		t.Fatalf("partition state changed: %+v, was %+v", st, stBefore)
 	}
 }
 

@@ -63,3 +63,15 @@ type ReadPartitionsParams struct {
 type ReadPartitionsResult struct {
 	Messages [][]Message
 }
+
+// InsertSequencer is optionally implemented by a Dialect whose
+// InsertMessages may give rows their seq itself, moving the partition's
+// counter in the same statement, where the database orders commits as
+// their inserts (SQLite's single writer). Such rows are claimable as soon
+// as their transaction commits, so the core wakes the workers, not only
+// the sequencer, when a producer commits. The contract is unchanged: seqs
+// stay gap-free and in commit order within a partition, so an insert may
+// do so only when its partition has no unsequenced row.
+type InsertSequencer interface {
+	SequencesOnInsert() bool
+}

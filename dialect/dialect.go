@@ -222,6 +222,9 @@ type InsertMessagesParams struct {
 // InsertMessagesResult reports an insert.
 type InsertMessagesResult struct {
 	Inserted int
+	// Sequenced counts the rows the insert gave their seq itself (a
+	// dialect.InsertSequencer); the others wait for the sequencer.
+	Sequenced int
 }
 
 // PendingPartitionsParams are the arguments of PendingPartitions.

@@ -326,17 +326,16 @@ func ExampleOutbox_QueueStatus() {
 	defer cleanup()
 	ob := exampleOutbox(ctx, db, "orders", 2)
 	err := ob.InTx(ctx, func(tx *sql.Tx) error {
+		var msgs []outbox.Message
 		for i, key := range []string{"alice", "bob", "alice"} {
-			m := outbox.Message{Queue: "orders", Partition: outbox.PartitionFor(key, 2), Payload: []byte{byte(i)}, PayloadType: "bytes"}
-			if err := ob.Enqueue(ctx, tx, m); err != nil {
-				return err
-			}
+			msgs = append(msgs, outbox.Message{Queue: "orders", Partition: outbox.PartitionFor(key, 2), Payload: []byte{byte(i)}, PayloadType: "bytes"})
 		}
-		return nil
+		return ob.EnqueueBatch(ctx, tx, msgs)
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Not started: the messages wait for the sequencer.
 	st, err := ob.QueueStatus(ctx, "orders")
 	if err != nil {
 		log.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/modkit-go/db/dialect"
 )
@@ -26,8 +28,14 @@ type Outbox struct {
 	queues   map[string]int // partition counts, for validation only
 	checked  bool           // the dialect's CheckDatabase passed
 
-	seqWake  *signal // producers committed
-	workWake *signal // the sequencer assigned seqs
+	seqWake *signal // producers committed
+	// insertSeq: the dialect may sequence rows as they are inserted
+	// (dialect.InsertSequencer), so a commit can make work for the
+	// workers directly; the sequencer is woken only while inserts leave
+	// rows to it (unseqAt: the last time one did, in UnixNano).
+	insertSeq bool
+	unseqAt   atomic.Int64
+	workWake  *signal // the sequencer assigned seqs
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -80,6 +88,9 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		handlers: make(map[string]Handler),
 
 		queueConfigs: make(map[string]queueConfig),
+	}
+	if is, ok := d.(dialect.InsertSequencer); ok {
+		o.insertSeq = is.SequencesOnInsert()
 	}
 	if err := tel.observeBacklog(o.queueBacklog); err != nil {
 		return nil, err
@@ -278,6 +289,12 @@ func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRo
 	if err == nil && res.Inserted != len(rows) {
 		err = fmt.Errorf("%w: %d of %d rows inserted", dialect.ErrQueueNotFound, res.Inserted, len(rows))
 	}
+	if err == nil && o.insertSeq {
+		o.tel.sequencedRows(ctx, res.Sequenced)
+		if res.Sequenced < res.Inserted {
+			o.unseqAt.Store(time.Now().UnixNano())
+		}
+	}
 	if errors.Is(err, dialect.ErrQueueNotFound) {
 		return invalid(base, "Queue", ErrUnknownQueue, "a message names a partition that does not exist in the transaction's database (%v)", err)
 	}
@@ -330,7 +347,22 @@ func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // Notify wakes the sequencer (and through it the workers). Call it after
 // committing a transaction that enqueued messages. Calling it before the
 // commit is harmless but does not replace a call after it.
-func (o *Outbox) Notify() { o.seqWake.broadcast() }
+func (o *Outbox) Notify() {
+	if !o.insertSeq {
+		o.seqWake.broadcast()
+		return
+	}
+	o.workWake.broadcast()
+	if time.Since(time.Unix(0, o.unseqAt.Load())) < unseqWakeWindow {
+		o.seqWake.broadcast()
+	}
+}
+
+// unseqWakeWindow: how long after an insert left rows unsequenced (with a
+// dialect.InsertSequencer) Notify still wakes the sequencer. A transaction
+// that commits later than this after its insert is found by the
+// sequencer's poll instead.
+const unseqWakeWindow = 10 * time.Second
 
 // Handle registers h for queue. Call it before Start; one handler per queue.
 // opts set the queue's own MaxAttempts, backoff, lease, batch size and

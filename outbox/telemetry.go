@@ -118,7 +118,7 @@ func newTelemetry(cfg *Config) (*telemetry, error) {
 		return h
 	}
 	t.enqueued = counter("outbox.messages.enqueued", "{message}", "Messages inserted by Enqueue and EnqueueBatch (counted at the insert, before the caller's transaction commits or rolls back).")
-	t.sequenced = counter("outbox.messages.sequenced", "{message}", "Committed messages given their partition's next seq by this process's sequencers.")
+	t.sequenced = counter("outbox.messages.sequenced", "{message}", "Messages given their partition's next seq: by this process's sequencers once committed, or by Enqueue's own insert where the dialect sequences on insert (SQLite; counted at the insert, like outbox.messages.enqueued).")
 	t.delivered = counter("outbox.messages.delivered", "{message}", "Messages whose handler succeeded and whose acknowledgement was committed.")
 	t.retried = counter("outbox.messages.retried", "{message}", "Failed deliveries of a partition's head message that will be tried again after backoff.")
 	t.dead = counter("outbox.messages.dead_lettered", "{message}", "Messages moved to the dead-letter table (Reject or MaxAttempts).")

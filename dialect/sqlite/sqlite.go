@@ -40,6 +40,7 @@ var (
 	_ dialect.Schema    = (*Dialect)(nil)
 
 	_ dialect.PartitionsReader = (*Dialect)(nil)
+	_ dialect.InsertSequencer  = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -93,7 +94,7 @@ const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 // queries are the statements only SQLite runs this way.
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
-	lockCursor                                               string
+	lockCursor, insertOne                                    string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
@@ -166,6 +167,19 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		lockCursor: r.Replace(`UPDATE {p}processors SET version = version + 1
 			WHERE partition_id = (SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2)
 			RETURNING partition_id, processed_seq, attempts, coalesce(last_error, ''), blocked_at IS NOT NULL`),
+		// The common Enqueue, one row: it takes the partition's next seq
+		// itself (see migrations/00003_seq_on_insert.sql), unless the
+		// trigger that moves the counter is missing (a database not yet
+		// migrated) or the partition has unsequenced rows, which commit
+		// order puts first: then seq stays NULL for the sequencer. The
+		// write lock, taken as the statement starts, keeps last_seq and the
+		// unsequenced rows still until the transaction ends.
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers)
+			SELECT p.id, CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq')
+					AND NOT EXISTS (SELECT 1 FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NULL)
+				THEN p.last_seq + 1 END, ?3, ?4, ?5
+			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2
+			RETURNING seq IS NOT NULL`),
 		claimInfo: r.Replace(`SELECT partition_num, last_seq FROM {p}partitions WHERE id = ?1`),
 		// Fenced by token and lease expiry on SQLite's clock. SET
 		// expressions all see the row's old values.
@@ -189,6 +203,25 @@ const maxInsertRows = 190
 // partition, none is inserted. Rows are inserted in ORDER BY ord order, so
 // rowids follow the slice.
 func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
+	if len(p.Rows) == 1 {
+		r := p.Rows[0]
+		payload := r.Payload
+		if payload == nil {
+			payload = []byte{}
+		}
+		// One statement, atomic by itself; no row back means no partition.
+		var sequenced bool
+		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers)).Scan(&sequenced)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
+		case err != nil:
+			return nil, err
+		case sequenced:
+			return &dialect.InsertMessagesResult{Inserted: 1, Sequenced: 1}, nil
+		}
+		return &dialect.InsertMessagesResult{Inserted: 1}, nil
+	}
 	return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
@@ -212,6 +245,10 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		return sqlbase.Chunk{N: n, Query: b.String(), Args: args}
 	})
 }
+
+// SequencesOnInsert implements dialect.InsertSequencer: a single-row
+// insert usually takes its seq itself (see insertOne).
+func (d *Dialect) SequencesOnInsert() bool { return true }
 
 // SequencePartition implements dialect.Dialect. SQLite's single writer is
 // the partition lock, so it never reports Locked = false.

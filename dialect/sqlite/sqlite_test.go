@@ -259,3 +259,35 @@ func TestPrefixValidation(t *testing.T) {
 	}()
 	sqlite.New(sqlite.WithPrefix("Bad-Prefix"))
 }
+
+// TestInsertWithoutTrigger: in a database whose schema predates the
+// seq-on-insert trigger (version 2), a single-row insert leaves its row to
+// the sequencer rather than taking a seq the counter would not record.
+func TestInsertWithoutTrigger(t *testing.T) {
+	d := sqlite.New()
+	db, _ := newDB(t, d)
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, "DROP TRIGGER outbox_messages_seq"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		r, err := d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: []dialect.InsertRow{{Queue: "q", Payload: []byte("x"), PayloadType: "t"}}})
+		if err != nil || r.Inserted != 1 || r.Sequenced != 0 {
+			t.Fatalf("insert %d without the trigger: %+v, %v; want inserted, not sequenced", i, r, err)
+		}
+	}
+	st, err := d.Stats(ctx, db, &dialect.StatsParams{})
+	if err != nil || st.Unsequenced != 2 {
+		t.Fatalf("stats: %+v, %v; want 2 unsequenced", st, err)
+	}
+}
