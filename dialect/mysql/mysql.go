@@ -66,7 +66,8 @@ var (
 	_ dialect.Schema    = (*Dialect)(nil)
 	_ dialect.Checker   = (*Dialect)(nil)
 
-	_ dialect.PartitionsReader = (*Dialect)(nil)
+	_ dialect.PartitionsReader    = (*Dialect)(nil)
+	_ dialect.PartitionsSequencer = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/modkit-go/db/dialect"
@@ -62,4 +63,118 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 		return nil, err
 	}
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: after}, nil
+}
+
+// SequencePartitions implements dialect.PartitionsSequencer in four
+// statements, whatever the number of partitions: lock the partition rows
+// (SKIP LOCKED), pick every locked partition's unsequenced ids in one
+// consistent read taken after the locks (UNION ALL of the per-partition
+// pick, each a bounded range of its index), then number them and move the
+// counters, one UPDATE each. Same reasoning as SequencePartition.
+func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+	res := &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, len(p.PartitionIDs))}
+	at := make(map[int64]int, len(p.PartitionIDs))
+	for i, id := range p.PartitionIDs {
+		res.Partitions[i].PartitionID = id
+		at[id] = i
+	}
+	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
+		return res, nil
+	}
+	pr := d.Prefix()
+	args := make([]any, len(p.PartitionIDs))
+	for i, id := range p.PartitionIDs {
+		args[i] = id
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT id, last_seq FROM "+pr+"partitions WHERE id IN ("+
+		sqlbase.Placeholders(len(args))+") FOR UPDATE SKIP LOCKED", args...)
+	if err != nil {
+		return nil, err
+	}
+	var locked []int64
+	for rows.Next() {
+		var id, last int64
+		if err := rows.Scan(&id, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if i, ok := at[id]; ok {
+			res.Partitions[i].Locked, res.Partitions[i].LastSeq = true, last
+			locked = append(locked, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(locked) == 0 {
+		return res, err
+	}
+
+	var b strings.Builder
+	args = args[:0]
+	for i, id := range locked {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&b, "(SELECT partition_id, id FROM %smessages WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?)", pr)
+		args = append(args, id, p.Limit)
+	}
+	rows, err = tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, err
+	}
+	picked := make(map[int64][]int64, len(locked))
+	total := 0
+	for rows.Next() {
+		var pid, id int64
+		if err := rows.Scan(&pid, &id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		picked[pid] = append(picked[pid], id)
+		total++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || total == 0 {
+		return res, err
+	}
+
+	// Number each partition's ids in id order from its counter, by
+	// primary key only (see SequencePartition), and move the counters.
+	b.Reset()
+	b.WriteString("UPDATE " + pr + "messages SET seq = CASE id")
+	args = args[:0]
+	var ids []any
+	var bump strings.Builder
+	bump.WriteString("UPDATE " + pr + "partitions SET last_seq = CASE id")
+	var bumpArgs, bumped []any
+	for _, pid := range locked {
+		got := picked[pid]
+		if len(got) == 0 {
+			continue
+		}
+		slices.Sort(got)
+		r := &res.Partitions[at[pid]]
+		for k, id := range got {
+			b.WriteString(" WHEN ? THEN ?")
+			args = append(args, id, r.LastSeq+int64(k)+1)
+			ids = append(ids, id)
+		}
+		r.Assigned = len(got)
+		r.LastSeq += int64(len(got))
+		bump.WriteString(" WHEN ? THEN ?")
+		bumpArgs = append(bumpArgs, pid, r.LastSeq)
+		bumped = append(bumped, pid)
+	}
+	b.WriteString(" END WHERE id IN (" + sqlbase.Placeholders(len(ids)) + ")")
+	n, err := sqlbase.Exec(ctx, tx, b.String(), append(args, ids...)...)
+	if err != nil {
+		return nil, err
+	}
+	if n != total {
+		return nil, fmt.Errorf("mysql: sequencer updated %d of %d rows of partitions %v", n, total, locked)
+	}
+	bump.WriteString(" END WHERE id IN (" + sqlbase.Placeholders(len(bumped)) + ")")
+	if _, err := tx.ExecContext(ctx, bump.String(), append(bumpArgs, bumped...)...); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
