@@ -72,40 +72,19 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 // pick, each a bounded range of its index), then number them and move the
 // counters, one UPDATE each. Same reasoning as SequencePartition.
 func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
-	res := &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, len(p.PartitionIDs))}
-	at := make(map[int64]int, len(p.PartitionIDs))
-	for i, id := range p.PartitionIDs {
-		res.Partitions[i].PartitionID = id
-		at[id] = i
-	}
+	s := sqlbase.NewSequenced(p.PartitionIDs)
 	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
-		return res, nil
+		return s.Result, nil
 	}
 	pr := d.Prefix()
 	args := make([]any, len(p.PartitionIDs))
 	for i, id := range p.PartitionIDs {
 		args[i] = id
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT id, last_seq FROM "+pr+"partitions WHERE id IN ("+
+	locked, err := s.Lock(ctx, tx, "SELECT id, last_seq FROM "+pr+"partitions WHERE id IN ("+
 		sqlbase.Placeholders(len(args))+") FOR UPDATE SKIP LOCKED", args...)
-	if err != nil {
-		return nil, err
-	}
-	var locked []int64
-	for rows.Next() {
-		var id, last int64
-		if err := rows.Scan(&id, &last); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if i, ok := at[id]; ok {
-			res.Partitions[i].Locked, res.Partitions[i].LastSeq = true, last
-			locked = append(locked, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(locked) == 0 {
-		return res, err
+	if err != nil || len(locked) == 0 {
+		return s.Result, err
 	}
 
 	var b strings.Builder
@@ -117,7 +96,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect
 		fmt.Fprintf(&b, "(SELECT partition_id, id FROM %smessages WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?)", pr)
 		args = append(args, id, p.Limit)
 	}
-	rows, err = tx.QueryContext(ctx, b.String(), args...)
+	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +113,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil || total == 0 {
-		return res, err
+		return s.Result, err
 	}
 
 	// Number each partition's ids in id order from its counter, by
@@ -152,7 +131,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect
 			continue
 		}
 		slices.Sort(got)
-		r := &res.Partitions[at[pid]]
+		r := s.Get(pid)
 		for k, id := range got {
 			b.WriteString(" WHEN ? THEN ?")
 			args = append(args, id, r.LastSeq+int64(k)+1)
@@ -176,5 +155,5 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect
 	if _, err := tx.ExecContext(ctx, bump.String(), append(bumpArgs, bumped...)...); err != nil {
 		return nil, err
 	}
-	return res, nil
+	return s.Result, nil
 }

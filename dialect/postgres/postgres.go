@@ -322,37 +322,19 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 // SequencePartitions implements dialect.PartitionsSequencer in two
 // statements, whatever the number of partitions.
 func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
-	res := &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, len(p.PartitionIDs))}
-	at := make(map[int64]int, len(p.PartitionIDs))
-	for i, id := range p.PartitionIDs {
-		res.Partitions[i].PartitionID = id
-		at[id] = i
-	}
+	s := sqlbase.NewSequenced(p.PartitionIDs)
 	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
-		return res, nil
+		return s.Result, nil
 	}
-	rows, err := tx.QueryContext(ctx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
-	if err != nil {
-		return nil, err
+	ids, err := s.Lock(ctx, tx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
+	if err != nil || len(ids) == 0 {
+		return s.Result, err
 	}
-	var ids, lasts []int64
-	for rows.Next() {
-		var id, last int64
-		if err := rows.Scan(&id, &last); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if i, ok := at[id]; ok {
-			r := &res.Partitions[i]
-			r.Locked, r.LastSeq = true, last
-			ids, lasts = append(ids, id), append(lasts, last)
-		}
+	lasts := make([]int64, len(ids))
+	for i, id := range ids {
+		lasts[i] = s.Get(id).LastSeq
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(ids) == 0 {
-		return res, err
-	}
-	rows, err = tx.QueryContext(ctx, d.qs().sequenceMany, int64Array(ids), int64Array(lasts), p.Limit)
+	rows, err := tx.QueryContext(ctx, d.qs().sequenceMany, int64Array(ids), int64Array(lasts), p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -362,12 +344,11 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect
 		if err := rows.Scan(&id, &after); err != nil {
 			return nil, err
 		}
-		if i, ok := at[id]; ok {
-			r := &res.Partitions[i]
+		if r := s.Get(id); r != nil {
 			r.Assigned, r.LastSeq = int(after-r.LastSeq), after
 		}
 	}
-	return res, rows.Err()
+	return s.Result, rows.Err()
 }
 
 // int64Array formats vs as a PostgreSQL array literal for a ::bigint[]

@@ -246,18 +246,28 @@ func (b *Base[S, Q]) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialec
 	defer rows.Close()
 	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, Capacity(p.Limit))}
 	for rows.Next() {
-		var m dialect.Message
-		var h sql.NullString
-		if err := rows.Scan(&m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt)); err != nil {
+		m, err := scanMessage(rows)
+		if err != nil {
 			return nil, err
-		}
-		m.Payload = NonNil(m.Payload)
-		if h.Valid {
-			m.Headers = []byte(h.String)
 		}
 		res.Messages = append(res.Messages, m)
 	}
 	return res, rows.Err()
+}
+
+// scanMessage scans id, seq, payload, payload_type, headers, created_at,
+// after the leading columns lead.
+func scanMessage(rows *sql.Rows, lead ...any) (dialect.Message, error) {
+	var m dialect.Message
+	var h sql.NullString
+	if err := rows.Scan(append(lead, &m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt))...); err != nil {
+		return m, err
+	}
+	m.Payload = NonNil(m.Payload)
+	if h.Valid {
+		m.Headers = []byte(h.String)
+	}
+	return m, nil
 }
 
 // ReadPartitions implements dialect.PartitionsReader: ReadMessages's
@@ -291,17 +301,12 @@ func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dial
 	defer rows.Close()
 	for rows.Next() {
 		var k int
-		var m dialect.Message
-		var h sql.NullString
-		if err := rows.Scan(&k, &m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt)); err != nil {
+		m, err := scanMessage(rows, &k)
+		if err != nil {
 			return nil, err
 		}
 		if k < 0 || k >= len(res.Messages) {
 			return nil, fmt.Errorf("read partitions: row of read %d", k)
-		}
-		m.Payload = NonNil(m.Payload)
-		if h.Valid {
-			m.Headers = []byte(h.String)
 		}
 		res.Messages[k] = append(res.Messages[k], m)
 	}

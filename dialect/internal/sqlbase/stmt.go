@@ -232,3 +232,55 @@ func LockPartition(ctx context.Context, tx *sql.Tx, query string, id int64) (las
 	}
 	return last, err == nil, err
 }
+
+// Sequenced is a dialect.SequencePartitionsResult being filled in: one
+// entry per requested partition, in request order.
+type Sequenced struct {
+	Result *dialect.SequencePartitionsResult
+	at     map[int64]int
+}
+
+// NewSequenced starts the result for ids, every partition not Locked.
+func NewSequenced(ids []int64) *Sequenced {
+	s := &Sequenced{
+		Result: &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, len(ids))},
+		at:     make(map[int64]int, len(ids)),
+	}
+	for i, id := range ids {
+		s.Result.Partitions[i].PartitionID = id
+		s.at[id] = i
+	}
+	return s
+}
+
+// Get returns partition id's entry, or nil if it was not requested.
+func (s *Sequenced) Get(id int64) *dialect.SequencedPartition {
+	i, ok := s.at[id]
+	if !ok {
+		return nil
+	}
+	return &s.Result.Partitions[i]
+}
+
+// Lock runs query in tx, a SKIP LOCKED read of (id, last_seq) for the
+// requested partitions, marks each row's partition Locked with its
+// counter, and returns the locked ids in row order.
+func (s *Sequenced) Lock(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var locked []int64
+	for rows.Next() {
+		var id, last int64
+		if err := rows.Scan(&id, &last); err != nil {
+			return nil, err
+		}
+		if r := s.Get(id); r != nil {
+			r.Locked, r.LastSeq = true, last
+			locked = append(locked, id)
+		}
+	}
+	return locked, rows.Err()
+}
