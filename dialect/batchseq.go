@@ -75,3 +75,15 @@ type ReadPartitionsResult struct {
 type InsertSequencer interface {
 	SequencesOnInsert() bool
 }
+
+// StatementPreparer is optionally implemented by a Dialect whose database
+// spends much of a short statement's cost parsing (and planning) it. When
+// PrepareStatements reports true, the core runs the statements it passes a
+// DBTX for (inserts through InTx, reads, acks, releases, pending
+// partitions, vacuum) as prepared statements, prepared once per connection
+// of its *sql.DB and reused; statement texts stay the dialect's own. Only
+// DML is prepared (not SAVEPOINT and the like), and a text whose
+// preparation fails runs unprepared.
+type StatementPreparer interface {
+	PrepareStatements() bool
+}

@@ -128,7 +128,7 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 		for i, c := range got {
 			ids[i] = c.PartitionID
 		}
-		_, _ = o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+		_, _ = o.d.ReleaseLeases(stmtCtx, o.q, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 	}
 	return out, nil
 }
@@ -142,7 +142,7 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
 	if len(reqs) == 1 {
-		res, err := o.d.UpdateCursor(stmtCtx, o.db, reqs[0])
+		res, err := o.d.UpdateCursor(stmtCtx, o.q, reqs[0])
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +158,7 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 	out := make([]bool, len(reqs))
 	err := o.withTx(stmtCtx, func(tx *sql.Tx) error {
 		for _, i := range order {
-			res, err := o.d.UpdateCursor(stmtCtx, tx, reqs[i])
+			res, err := o.d.UpdateCursor(stmtCtx, o.in(tx), reqs[i])
 			if err != nil {
 				return err
 			}

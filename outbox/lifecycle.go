@@ -61,6 +61,11 @@ func (o *Outbox) Start(ctx context.Context) error {
 		o.wg.Wait()
 		cancel()
 		o.cancelHandlers()
+		if o.stmts != nil {
+			// Statements are prepared again if the outbox is used
+			// after Stop (InTx, say); until then they hold nothing.
+			o.stmts.Close()
+		}
 		close(o.done)
 	}()
 	o.log.Info("outbox started", "dialect", o.d.Name(), "decoupled", decoupled, "transactional", transactional)
@@ -222,7 +227,7 @@ func (o *Outbox) sequencePass(ctx context.Context) (bool, error) {
 // cannot deadlock however many partition locks one holds) and only then
 // picks rows, in a later statement that sees the previous holder's work.
 func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
-	pend, err := o.d.PendingPartitions(ctx, o.db, &dialect.PendingPartitionsParams{Limit: 1024})
+	pend, err := o.d.PendingPartitions(ctx, o.q, &dialect.PendingPartitionsParams{Limit: 1024})
 	if err != nil {
 		return 0, 0, fmt.Errorf("pending partitions: %w", err)
 	}
@@ -299,7 +304,7 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 }
 
 func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {
-	res, err := o.d.Vacuum(ctx, o.db, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
+	res, err := o.d.Vacuum(ctx, o.q, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
 	if err != nil {
 		return false, fmt.Errorf("vacuum: %w", err)
 	}
@@ -314,7 +319,7 @@ func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {
 func (o *Outbox) VacuumAll(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		res, err := o.d.Vacuum(ctx, o.db, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
+		res, err := o.d.Vacuum(ctx, o.q, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
 		if err != nil {
 			return total, fmt.Errorf("outbox: vacuum: %w", err)
 		}

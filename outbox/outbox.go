@@ -13,13 +13,22 @@ import (
 	"time"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/internal/stmtcache"
 )
 
 // Outbox enqueues messages inside application transactions and, once
 // started, sequences and delivers them. It is safe for concurrent use.
 type Outbox struct {
-	db  *sql.DB
-	d   dialect.Dialect
+	db *sql.DB
+	// q runs the pipeline's statements on db: through stmts (prepared
+	// once, reused) when the dialect asks for it, else db itself.
+	q     dialect.DBTX
+	stmts *stmtcache.Cache
+	// ownTxs are the transactions InTx began on db, so Enqueue knows it may
+	// use stmts in them (a caller's own transaction may be another
+	// *sql.DB's).
+	ownTxs sync.Map // *sql.Tx → struct{}
+	d      dialect.Dialect
 	cfg Config
 	log *slog.Logger
 	tel *telemetry
@@ -91,6 +100,11 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 	}
 	if is, ok := d.(dialect.InsertSequencer); ok {
 		o.insertSeq = is.SequencesOnInsert()
+	}
+	o.q = db
+	if sp, ok := d.(dialect.StatementPreparer); ok && sp.PrepareStatements() {
+		o.stmts = stmtcache.New(db, 0)
+		o.q = o.stmts
 	}
 	if err := tel.observeBacklog(o.queueBacklog); err != nil {
 		return nil, err
@@ -285,7 +299,11 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 // dialect.Dialect.InsertMessages), so a caller that commits after an error
 // commits none of the batch.
 func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRow, base int) error {
-	res, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows})
+	var q dialect.DBTX = tx
+	if _, own := o.ownTxs.Load(tx); own {
+		q = o.in(tx)
+	}
+	res, err := o.d.InsertMessages(ctx, q, &dialect.InsertMessagesParams{Rows: rows})
 	if err == nil && res.Inserted != len(rows) {
 		err = fmt.Errorf("%w: %d of %d rows inserted", dialect.ErrQueueNotFound, res.Inserted, len(rows))
 	}
@@ -334,6 +352,10 @@ func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("outbox: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if o.stmts != nil {
+		o.ownTxs.Store(tx, struct{}{})
+		defer o.ownTxs.Delete(tx)
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -391,6 +413,15 @@ func (o *Outbox) Handle(queue string, h Handler, opts ...QueueOption) error {
 	o.handlers[queue] = h
 	o.queueConfigs[queue] = qc
 	return nil
+}
+
+// in returns the executor for the pipeline's statements in tx, a
+// transaction on o.db.
+func (o *Outbox) in(tx *sql.Tx) dialect.DBTX {
+	if o.stmts == nil {
+		return tx
+	}
+	return o.stmts.Tx(tx)
 }
 
 // withTx runs fn in a pipeline transaction (the dialect's TxOptions).

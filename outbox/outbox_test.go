@@ -149,3 +149,43 @@ func TestInspectorOptional(t *testing.T) {
 		t.Errorf("DeadLetters: %v, want ErrNotSupported", err)
 	}
 }
+
+// The outbox prepares its statements once per *sql.DB (SQLite asks for
+// it). Enqueue into a caller's transaction of another *sql.DB must still
+// write there, before and after InTx has prepared the insert on the
+// outbox's own database.
+func TestEnqueueIntoAnotherDatabasesTx(t *testing.T) {
+	ctx := context.Background()
+	db, cleanup := openSQLite()
+	defer cleanup()
+	other, cleanupOther := openSQLite()
+	defer cleanupOther()
+	ob := exampleOutbox(ctx, db, "q", 2)
+	exampleOutbox(ctx, other, "q", 2)
+	msg := outbox.Message{Queue: "q", Partition: 1, Payload: []byte("x"), PayloadType: "t"}
+	count := func(db *sql.DB) int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM outbox_messages").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 5 {
+		if err := ob.InTx(ctx, func(tx *sql.Tx) error { return ob.Enqueue(ctx, tx, msg) }); err != nil {
+			t.Fatalf("InTx %d: %v", i, err)
+		}
+		tx, err := other.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.Enqueue(ctx, tx, msg); err != nil {
+			t.Fatalf("Enqueue %d into the other database: %v", i, err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := count(db), count(other); a != 5 || b != 5 {
+		t.Fatalf("rows: %d in the outbox's database, %d in the other; want 5 and 5", a, b)
+	}
+}

@@ -107,7 +107,7 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 			reads[i] = dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.queueConfigOf(c.Queue).batchSize}
 		}
 		stmtCtx, cancel := o.bookkeeping(ctx)
-		rr, err := pr.ReadPartitions(stmtCtx, o.db, &dialect.ReadPartitionsParams{Reads: reads})
+		rr, err := pr.ReadPartitions(stmtCtx, o.q, &dialect.ReadPartitionsParams{Reads: reads})
 		cancel()
 		if err == nil {
 			first = rr.Messages
@@ -146,7 +146,7 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 				ids = append(ids, r.PartitionID)
 			}
 			stmtCtx, cancel := o.bookkeeping(ctx)
-			_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
+			_, err := o.d.ReleaseLeases(stmtCtx, o.q, &dialect.ReleaseLeasesParams{PartitionIDs: ids, Token: token})
 			cancel()
 			acks.Wait()
 			return true, errors.Join(firstErr, err)
@@ -185,7 +185,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 	release := func() error {
 		stmtCtx, cancel := o.bookkeeping(ctx)
 		defer cancel()
-		_, err := o.d.ReleaseLeases(stmtCtx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
+		_, err := o.d.ReleaseLeases(stmtCtx, o.q, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{c.PartitionID}, Token: token})
 		return err
 	}
 	for {
@@ -194,7 +194,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		}
 		if !read {
 			stmtCtx, cancel := o.bookkeeping(ctx)
-			rm, err := o.d.ReadMessages(stmtCtx, o.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
+			rm, err := o.d.ReadMessages(stmtCtx, o.q, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
 			cancel()
 			if err != nil {
 				_ = release()
@@ -279,7 +279,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	release := func() {
 		rctx, cancel := o.bookkeeping(ctx)
 		defer cancel()
-		_, _ = o.d.ReleaseLeases(rctx, o.db, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.PartitionID}, Token: token})
+		_, _ = o.d.ReleaseLeases(rctx, o.q, &dialect.ReleaseLeasesParams{PartitionIDs: []int64{claim.PartitionID}, Token: token})
 	}
 	// The transaction outlives a soft stop: it ends by commit or rollback,
 	// never by the stop cancelling its context mid-ack. Cancelling txCtx
@@ -307,7 +307,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	}
 	c := res.Partitions[0]
 	qc := o.queueConfigOf(c.Queue)
-	rm, err := o.d.ReadMessages(stmtCtx, tx, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
+	rm, err := o.d.ReadMessages(stmtCtx, o.in(tx), &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
 	if err != nil || len(rm.Messages) == 0 {
 		_ = tx.Rollback()
 		release()
@@ -383,7 +383,7 @@ func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, tok
 	next := attempts + 1
 	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	res, err := o.d.UpdateCursor(stmtCtx, o.db, &dialect.UpdateCursorParams{
+	res, err := o.d.UpdateCursor(stmtCtx, o.q, &dialect.UpdateCursorParams{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
 		LastError: asciiReason(cause), RetryAfter: backoff(next, qc.retryBase, qc.retryMax, jitter),
 	})
@@ -533,7 +533,7 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 		return nil // dead letters are logged once committed (telemetry.recorded)
 	}
 	if tx != nil {
-		if err := apply(tx); err != nil {
+		if err := apply(o.in(tx)); err != nil {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -546,9 +546,9 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 	for try := 1; ; try++ {
 		var err error
 		if len(dead) == 0 {
-			err = apply(o.db)
+			err = apply(o.q)
 		} else {
-			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(tx) })
+			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(o.in(tx)) })
 		}
 		if err == nil || try == 3 || !o.d.IsRetryable(err) {
 			return err

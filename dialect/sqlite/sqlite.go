@@ -39,8 +39,9 @@ var (
 	_ dialect.Inspector = (*Dialect)(nil)
 	_ dialect.Schema    = (*Dialect)(nil)
 
-	_ dialect.PartitionsReader = (*Dialect)(nil)
-	_ dialect.InsertSequencer  = (*Dialect)(nil)
+	_ dialect.PartitionsReader  = (*Dialect)(nil)
+	_ dialect.InsertSequencer   = (*Dialect)(nil)
+	_ dialect.StatementPreparer = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -249,6 +250,12 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 // SequencesOnInsert implements dialect.InsertSequencer: a single-row
 // insert usually takes its seq itself (see insertOne).
 func (d *Dialect) SequencesOnInsert() bool { return true }
+
+// PrepareStatements implements dialect.StatementPreparer: SQLite compiles
+// every statement it is handed, and for the outbox's short statements
+// (the insert with its trigger, above all) that compilation costs about
+// as much as running them.
+func (d *Dialect) PrepareStatements() bool { return true }
 
 // SequencePartition implements dialect.Dialect. SQLite's single writer is
 // the partition lock, so it never reports Locked = false.

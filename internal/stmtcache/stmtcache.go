@@ -1,0 +1,245 @@
+// Package stmtcache prepares the statements a dialect runs once per
+// *sql.DB and reuses them, on the pool and inside transactions, so the
+// database parses (and, where it keeps plans, plans) each statement text
+// once per connection instead of on every call.
+//
+// A Cache is a dialect.DBTX over its *sql.DB; Tx returns one over a
+// transaction of that same *sql.DB. Statements that are not plain DML
+// (SAVEPOINT, say), and statements whose preparation fails, run as before.
+// Inside a transaction a statement not yet prepared runs unprepared, and is
+// prepared on the pool in the background: preparing on the pool from a
+// transaction could wait forever for a connection the transaction holds
+// (one connection, as with SQLite).
+package stmtcache
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultSize bounds the statements a Cache keeps: dialects build a few
+// texts per list length (IN lists, UNION ALL of several reads), so the set
+// is finite but not tiny; the least recently used beyond it are closed.
+const DefaultSize = 256
+
+// prepareTimeout bounds a background preparation waiting for a connection.
+const prepareTimeout = 5 * time.Second
+
+// Cache holds prepared statements of one *sql.DB. Its zero value is not
+// usable; see New. It is safe for concurrent use.
+type Cache struct {
+	db  *sql.DB
+	max int
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *entry
+	lru     list.List                // front: most recently used
+}
+
+type entry struct {
+	query string
+	stmt  *sql.Stmt // nil while preparing, or when the text cannot be prepared
+	state state
+}
+
+type state int
+
+const (
+	preparing state = iota
+	ready
+	unpreparable
+)
+
+// New returns a Cache over db keeping at most size statements (DefaultSize
+// when size < 1).
+func New(db *sql.DB, size int) *Cache {
+	if size < 1 {
+		size = DefaultSize
+	}
+	return &Cache{db: db, max: size, entries: make(map[string]*list.Element)}
+}
+
+// cacheable: only DML is prepared; utility statements (SAVEPOINT, SET,
+// LOCK) run as given.
+func cacheable(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	if len(q) < 6 {
+		return false
+	}
+	switch strings.ToUpper(q[:6]) {
+	case "SELECT", "INSERT", "UPDATE", "DELETE", "REPLAC":
+		return true
+	}
+	return len(q) >= 4 && strings.EqualFold(q[:4], "WITH")
+}
+
+// lookup returns the ready statement for query, or nil. When the text is
+// new it records it as preparing and reports start, so exactly one caller
+// prepares it.
+func (c *Cache) lookup(query string) (stmt *sql.Stmt, start bool) {
+	if !cacheable(query) {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[query]; ok {
+		c.lru.MoveToFront(el)
+		e := el.Value.(*entry)
+		if e.state == ready {
+			return e.stmt, false
+		}
+		return nil, false
+	}
+	c.entries[query] = c.lru.PushFront(&entry{query: query, state: preparing})
+	for c.lru.Len() > c.max {
+		el := c.lru.Back()
+		e := el.Value.(*entry)
+		c.lru.Remove(el)
+		delete(c.entries, e.query)
+		closeLater(e.stmt)
+	}
+	return nil, true
+}
+
+// closeLater closes s (if any) in the background. Stmt.Close waits for
+// the calls running on s, and one of them may be waiting for a connection
+// that the caller's transaction holds (one connection, as with SQLite):
+// closing inline, under the cache's lock, would deadlock. database/sql
+// closes the driver's statements once those calls and their rows are done.
+func closeLater(s *sql.Stmt) {
+	if s != nil {
+		go func() { _ = s.Close() }()
+	}
+}
+
+// prepare prepares query on the pool and records the result.
+func (c *Cache) prepare(ctx context.Context, query string) *sql.Stmt {
+	stmt, err := c.db.PrepareContext(ctx, query)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[query]
+	if !ok {
+		// Evicted (or the cache closed) while preparing.
+		closeLater(stmt)
+		return nil
+	}
+	e := el.Value.(*entry)
+	switch {
+	case err == nil:
+		e.stmt, e.state = stmt, ready
+	case ctx.Err() != nil:
+		// Not the statement's fault: try again on a later call.
+		c.lru.Remove(el)
+		delete(c.entries, query)
+	default:
+		e.state = unpreparable
+	}
+	return stmt
+}
+
+func (c *Cache) prepareLater(query string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
+		defer cancel()
+		c.prepare(ctx, query)
+	}()
+}
+
+// stmt returns the statement for query on the pool, preparing it now the
+// first time.
+func (c *Cache) stmt(ctx context.Context, query string) *sql.Stmt {
+	s, start := c.lookup(query)
+	if start {
+		s = c.prepare(ctx, query)
+	}
+	return s
+}
+
+// ExecContext runs query on the pool, prepared.
+func (c *Cache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := c.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return c.db.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query on the pool, prepared.
+func (c *Cache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := c.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return c.db.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query on the pool, prepared.
+func (c *Cache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := c.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return c.db.QueryRowContext(ctx, query, args...)
+}
+
+// Close closes every cached statement. The Cache stays usable: later calls
+// prepare their statements again.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		closeLater(el.Value.(*entry).stmt)
+	}
+	c.lru.Init()
+	clear(c.entries)
+}
+
+// Tx runs statements in tx, which must belong to the Cache's *sql.DB.
+type Tx struct {
+	c  *Cache
+	tx *sql.Tx
+}
+
+// Tx returns the Cache's view of tx, a transaction of its *sql.DB.
+func (c *Cache) Tx(tx *sql.Tx) *Tx { return &Tx{c: c, tx: tx} }
+
+// stmt returns query's statement bound to the transaction, or nil: a text
+// seen for the first time is prepared on the pool in the background.
+func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	s, start := t.c.lookup(query)
+	if start {
+		t.c.prepareLater(query)
+	}
+	if s == nil {
+		return nil
+	}
+	// Reuses the statement already prepared on the transaction's
+	// connection, or prepares it there (the transaction's own connection:
+	// no wait on the pool).
+	return t.tx.StmtContext(ctx, s)
+}
+
+// ExecContext runs query in the transaction, prepared once it can be.
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query in the transaction, prepared once it can be.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query in the transaction, prepared once it can be.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
