@@ -29,9 +29,9 @@ type Outbox struct {
 	// *sql.DB's).
 	ownTxs sync.Map // *sql.Tx → struct{}
 	d      dialect.Dialect
-	cfg Config
-	log *slog.Logger
-	tel *telemetry
+	cfg    Config
+	log    *slog.Logger
+	tel    *telemetry
 
 	queuesMu sync.RWMutex
 	queues   map[string]int // partition counts, for validation only
