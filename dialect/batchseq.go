@@ -2,7 +2,6 @@ package dialect
 
 import (
 	"context"
-	"database/sql"
 )
 
 // PartitionsSequencer is optionally implemented by a Dialect that can
@@ -20,7 +19,7 @@ import (
 // snapshot is taken after its lock was granted (so it sees every row the
 // previous holder sequenced), and its counter moves by the number assigned.
 type PartitionsSequencer interface {
-	SequencePartitions(ctx context.Context, tx *sql.Tx, p *SequencePartitionsParams) (*SequencePartitionsResult, error)
+	SequencePartitions(ctx context.Context, tx DBTX, p *SequencePartitionsParams) (*SequencePartitionsResult, error)
 }
 
 // SequencePartitionsParams are the arguments of SequencePartitions.
@@ -86,4 +85,14 @@ type InsertSequencer interface {
 // preparation fails runs unprepared.
 type StatementPreparer interface {
 	PrepareStatements() bool
+}
+
+// StatementClaimer is optionally implemented by a Dialect whose ClaimLease
+// is a single statement, atomic by itself (no transaction of its own). The
+// core then runs it through ClaimLeaseOn on the executor it uses for its
+// other statements, so that where the dialect asks for prepared statements
+// (StatementPreparer) the claim is prepared once too. ClaimLeaseOn has
+// ClaimLease's contract; q is a pool, never a transaction.
+type StatementClaimer interface {
+	ClaimLeaseOn(ctx context.Context, q DBTX, p *ClaimLeaseParams) (*ClaimResult, error)
 }

@@ -109,9 +109,14 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	// server but looked failed here would strand its leases until expiry.
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
-	res, err := o.d.ClaimLease(stmtCtx, o.db, &dialect.ClaimLeaseParams{
-		Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease,
-	})
+	cp := &dialect.ClaimLeaseParams{Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease}
+	var res *dialect.ClaimResult
+	var err error
+	if sc, ok := o.d.(dialect.StatementClaimer); ok {
+		res, err = sc.ClaimLeaseOn(stmtCtx, o.q, cp)
+	} else {
+		res, err = o.d.ClaimLease(stmtCtx, o.db, cp)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -249,7 +249,7 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 				// goes round again.
 				next = min(len(ids), o.cfg.SequencerBatch)
 				limit := o.cfg.SequencerBatch / next
-				res, err := ps.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
+				res, err := ps.SequencePartitions(ctx, o.in(tx), &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
 				if err != nil {
 					return fmt.Errorf("sequence partitions: %w", err)
 				}

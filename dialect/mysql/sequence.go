@@ -71,7 +71,7 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 // consistent read taken after the locks (UNION ALL of the per-partition
 // pick, each a bounded range of its index), then number them and move the
 // counters, one UPDATE each. Same reasoning as SequencePartition.
-func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
 	s := sqlbase.NewSequenced(p.PartitionIDs)
 	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
 		return s.Result, nil

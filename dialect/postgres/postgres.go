@@ -12,6 +12,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,7 @@ var (
 	_ dialect.PartitionsSequencer = (*Dialect)(nil)
 	_ dialect.PartitionsReader    = (*Dialect)(nil)
 	_ dialect.StatementPreparer   = (*Dialect)(nil)
+	_ dialect.StatementClaimer    = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -110,7 +112,7 @@ func (d *Dialect) IsRetryable(err error) bool {
 // queries are the statements only PostgreSQL runs this way.
 type queries struct {
 	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
-	lockPartitions, sequenceMany                                      string
+	lockPartitions, pickMany, numberMany                              string
 	lockCursor                                                        string
 }
 
@@ -177,22 +179,27 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			UPDATE {p}partitions SET last_seq = last_seq + (SELECT count(*) FROM upd)
 			WHERE id = $1 RETURNING last_seq`),
 		// SequencePartitions: the lock of lockPartition for a list of ids,
-		// then the pick and counter update of sequence for every locked
-		// partition at once (its snapshot, taken after the locks, sees the
-		// previous holders' work). The LATERAL keeps each partition's pick
-		// an index-only range scan of at most $3 rows.
+		// then, in later statements (whose snapshots, taken after the
+		// locks, see the previous holders' work), the pick of every locked
+		// partition's rows and their numbering with the counters. Three
+		// statements rather than one so that each is prepared once and
+		// runs its generic plan (see dialect.StatementPreparer): as a single
+		// statement the planner's generic choice for the join of the pick
+		// with the update was a sequential scan with a hash join, so every
+		// call was planned anew, and planning cost more than running it.
+		// The LATERAL keeps each partition's pick an index-only range scan
+		// of at most $2 rows; the numbering is a nested loop over the
+		// primary key.
 		lockPartitions: r.Replace(`SELECT id, last_seq FROM {p}partitions WHERE id = ANY($1::bigint[]) FOR NO KEY UPDATE SKIP LOCKED`),
-		sequenceMany: r.Replace(`WITH l (id, last_seq) AS (SELECT * FROM unnest($1::bigint[], $2::bigint[])),
-			todo AS (
-				SELECT m.id, l.id AS pid, l.last_seq + row_number() OVER (PARTITION BY l.id ORDER BY m.id) AS seq
-				FROM l CROSS JOIN LATERAL (
-					SELECT id FROM {p}messages WHERE partition_id BETWEEN l.id AND l.id AND seq IS NULL
-					ORDER BY partition_id, id LIMIT $3) m
-			), upd AS (
-				UPDATE {p}messages m SET seq = todo.seq FROM todo WHERE m.id = todo.id RETURNING todo.pid
-			), n AS (SELECT pid, count(*) AS n FROM upd GROUP BY pid)
-			UPDATE {p}partitions p SET last_seq = p.last_seq + n.n FROM n WHERE p.id = n.pid
-			RETURNING p.id, p.last_seq`),
+		pickMany: r.Replace(`SELECT l.id, m.id FROM unnest($1::bigint[]) AS l (id) CROSS JOIN LATERAL (
+				SELECT id FROM {p}messages WHERE partition_id BETWEEN l.id AND l.id AND seq IS NULL
+				ORDER BY partition_id, id LIMIT $2) m`),
+		numberMany: r.Replace(`WITH u AS (
+				UPDATE {p}messages m SET seq = v.seq FROM unnest($1::bigint[], $2::bigint[]) AS v (id, seq)
+				WHERE m.id = v.id AND m.seq IS NULL RETURNING 1
+			)
+			UPDATE {p}partitions p SET last_seq = v.last_seq FROM unnest($3::bigint[], $4::bigint[]) AS v (id, last_seq)
+			WHERE p.id = v.id RETURNING (SELECT count(*) FROM u)`),
 		// One statement: pick claimable partitions, skipping rows other
 		// claimers hold, and stamp the lease (attempts: see
 		// sqlbase.TakeoverAttempts).
@@ -336,36 +343,84 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
 }
 
-// SequencePartitions implements dialect.PartitionsSequencer in two
-// statements, whatever the number of partitions.
-func (d *Dialect) SequencePartitions(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+// SequencePartitions implements dialect.PartitionsSequencer in three
+// statements, whatever the number of partitions: lock, pick, number.
+func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
 	s := sqlbase.NewSequenced(p.PartitionIDs)
 	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {
 		return s.Result, nil
 	}
-	ids, err := s.Lock(ctx, tx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
-	if err != nil || len(ids) == 0 {
+	// Generic plans for this transaction's statements (see pickMany):
+	// custom ones would be chosen, and cost more to plan than to run.
+	if _, err := tx.ExecContext(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		return nil, err
+	}
+	locked, err := s.Lock(ctx, tx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
+	if err != nil || len(locked) == 0 {
 		return s.Result, err
 	}
-	lasts := make([]int64, len(ids))
-	for i, id := range ids {
-		lasts[i] = s.Get(id).LastSeq
-	}
-	rows, err := tx.QueryContext(ctx, d.qs().sequenceMany, int64Array(ids), int64Array(lasts), p.Limit)
+	picked := make(map[int64][]int64, len(locked))
+	rows, err := tx.QueryContext(ctx, d.qs().pickMany, int64Array(locked), p.Limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	total := 0
 	for rows.Next() {
-		var id, after int64
-		if err := rows.Scan(&id, &after); err != nil {
+		var pid, id int64
+		if err := rows.Scan(&pid, &id); err != nil {
 			return nil, err
 		}
-		if r := s.Get(id); r != nil {
-			r.Assigned, r.LastSeq = int(after-r.LastSeq), after
-		}
+		picked[pid] = append(picked[pid], id)
+		total++
 	}
-	return s.Result, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if total == 0 {
+		return s.Result, nil
+	}
+	ids, seqs := make([]int64, 0, total), make([]int64, 0, total)
+	var pids, lasts []int64
+	for _, pid := range locked {
+		r, ms := s.Get(pid), picked[pid]
+		if len(ms) == 0 {
+			continue
+		}
+		slices.Sort(ms) // id order, whatever order the rows came in
+		for i, id := range ms {
+			ids = append(ids, id)
+			seqs = append(seqs, r.LastSeq+int64(i)+1)
+		}
+		pids = append(pids, pid)
+		lasts = append(lasts, r.LastSeq+int64(len(ms)))
+	}
+	var numbered int64
+	n := 0
+	nrows, err := tx.QueryContext(ctx, d.qs().numberMany, int64Array(ids), int64Array(seqs), int64Array(pids), int64Array(lasts))
+	if err != nil {
+		return nil, err
+	}
+	defer nrows.Close()
+	for nrows.Next() {
+		if err := nrows.Scan(&numbered); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	if err := nrows.Err(); err != nil {
+		return nil, err
+	}
+	if n != len(pids) || numbered != int64(len(ids)) {
+		// Only a lock holder numbers rows, so this cannot happen; if it
+		// did, the caller's transaction must not commit the counters.
+		return nil, fmt.Errorf("postgres: sequencing numbered %d rows of %d and %d counters of %d", numbered, len(ids), n, len(pids))
+	}
+	for i, pid := range pids {
+		r := s.Get(pid)
+		r.Assigned, r.LastSeq = int(lasts[i]-r.LastSeq), lasts[i]
+	}
+	return s.Result, nil
 }
 
 // int64Array formats vs as a PostgreSQL array literal for a ::bigint[]
@@ -384,10 +439,16 @@ func int64Array(vs []int64) string {
 
 // ClaimLease implements dialect.Dialect in a single autocommit statement.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	return d.ClaimLeaseOn(ctx, db, p)
+}
+
+// ClaimLeaseOn implements dialect.StatementClaimer: the claim is one
+// statement.
+func (d *Dialect) ClaimLeaseOn(ctx context.Context, q dialect.DBTX, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
-	return scanClaims(db.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(q.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.

@@ -265,7 +265,7 @@ func (s *Sequenced) Get(id int64) *dialect.SequencedPartition {
 // Lock runs query in tx, a SKIP LOCKED read of (id, last_seq) for the
 // requested partitions, marks each row's partition Locked with its
 // counter, and returns the locked ids in row order.
-func (s *Sequenced) Lock(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+func (s *Sequenced) Lock(ctx context.Context, tx dialect.DBTX, query string, args ...any) ([]int64, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
