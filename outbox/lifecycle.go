@@ -108,9 +108,11 @@ type pass func(ctx context.Context) (bool, error)
 // database outage, say), unless the loop's own interval is longer.
 const maxOutageBackoff = 5 * time.Second
 
-// goLoop runs fn until ctx ends: again at once while it finds work, else
-// after wake (if any) or a jittered interval, adaptive (see poller) for the
-// loops that have a wake signal. While passes fail, the wait grows instead:
+// goLoop runs fn until ctx ends: again at once while it finds work (after
+// o.coalesce for the loops that have a wake signal, once two passes in a
+// row found work: see coalesceUnderLoad), else after wake (if any) or a
+// jittered interval, adaptive (see poller) for the loops that have a wake
+// signal. While passes fail, the wait grows instead:
 // every·2^(failures-1), capped at max(every, maxOutageBackoff), with equal
 // jitter; the first failure is logged as a warning and the recovery at info
 // level, the retries in between at debug. The goroutine carries the pprof
@@ -124,6 +126,7 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 		<-timer.C
 		var failures int
 		var failingSince time.Time
+		var streak int // passes in a row that found work
 		poll := newPoller(every, every)
 		if wake != nil {
 			poll = newPoller(fastPoll, every)
@@ -151,8 +154,22 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 			}
 			if busy {
 				poll.found()
+				streak++
+				if wake != nil && streak > 1 {
+					// Sustained load: let work gather so that the next
+					// pass takes more of it per statement and commit.
+					timer.Reset(o.coalesce)
+					select {
+					case <-ctx.Done():
+						if !timer.Stop() {
+							<-timer.C
+						}
+					case <-timer.C:
+					}
+				}
 				continue
 			}
+			streak = 0
 			delay := poll.idle()
 			if failures > 0 {
 				delay = backoff(failures, every, max(every, maxOutageBackoff), jitter)

@@ -114,3 +114,85 @@ func TestBookkeepingBounds(t *testing.T) {
 		}
 	})
 }
+
+// Under sustained load (two passes in a row found work) a loop with a wake
+// signal waits coalesce before each further pass, so work gathers; a pass
+// that finds work after an idle one is followed at once by the next, so a
+// low rate never waits; and a loop without a wake signal (the vacuum)
+// never coalesces.
+func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
+	const coalesce = 5 * time.Millisecond
+	run := func(t *testing.T, withWake bool, busy func(call int) bool, feed func(*signal)) []time.Duration {
+		var gaps []time.Duration
+		synctest.Test(t, func(t *testing.T) {
+			var wake *signal // made in the bubble, so waits on it are durable
+			if withWake {
+				wake = newSignal()
+			}
+			o := &Outbox{log: slog.New(&logRecorder{}), coalesce: coalesce}
+			ctx, cancel := context.WithCancel(t.Context())
+			var calls []time.Time
+			o.goLoop(ctx, "test", time.Hour, wake, func(context.Context) (bool, error) {
+				calls = append(calls, time.Now())
+				return busy(len(calls)), nil
+			})
+			if feed != nil {
+				feed(wake)
+			}
+			time.Sleep(time.Second)
+			cancel()
+			o.wg.Wait()
+			for k := 1; k < len(calls); k++ {
+				gaps = append(gaps, calls[k].Sub(calls[k-1]))
+			}
+		})
+		return gaps
+	}
+
+	t.Run("sustained", func(t *testing.T) {
+		gaps := run(t, true, func(call int) bool { return call <= 10 }, nil)
+		if len(gaps) < 10 {
+			t.Fatalf("%d passes, want at least 11", len(gaps)+1)
+		}
+		// Passes 1 and 2 found work: pass 2 ran at once, every later
+		// one after coalesce (pass 11 is the first idle one).
+		for k, g := range gaps[:10] {
+			want := coalesce
+			if k == 0 {
+				want = 0
+			}
+			if g != want {
+				t.Errorf("gap before pass %d: %v, want %v", k+2, g, want)
+			}
+		}
+	})
+
+	t.Run("low rate", func(t *testing.T) {
+		// Work on every other pass, woken every 50 ms: busy, idle, wait.
+		gaps := run(t, true, func(call int) bool { return call%2 == 1 }, func(w *signal) {
+			go func() {
+				for range 10 {
+					time.Sleep(50 * time.Millisecond)
+					w.broadcast()
+				}
+			}()
+		})
+		if len(gaps) < 10 {
+			t.Fatalf("%d passes, want at least 11", len(gaps)+1)
+		}
+		for k := 0; k < 10; k += 2 {
+			if gaps[k] != 0 {
+				t.Errorf("gap after busy pass %d: %v, want 0 (no coalescing at a low rate)", k+1, gaps[k])
+			}
+		}
+	})
+
+	t.Run("no wake signal", func(t *testing.T) {
+		gaps := run(t, false, func(call int) bool { return call <= 10 }, nil)
+		for k, g := range gaps[:9] {
+			if g != 0 {
+				t.Errorf("gap before pass %d: %v, want 0", k+2, g)
+			}
+		}
+	})
+}

@@ -45,6 +45,9 @@ type Outbox struct {
 	insertSeq bool
 	unseqAt   atomic.Int64
 	workWake  *signal // the sequencer assigned seqs
+	// coalesce: how long the sequencer and worker loops let work gather
+	// under sustained load (see goLoop).
+	coalesce time.Duration
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -102,6 +105,7 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		o.insertSeq = is.SequencesOnInsert()
 	}
 	o.q = db
+	o.coalesce = coalesceUnderLoad
 	if sp, ok := d.(dialect.StatementPreparer); ok && sp.PrepareStatements() {
 		o.stmts = stmtcache.New(db, 0)
 		o.q = o.stmts

@@ -8,6 +8,18 @@ import "time"
 // usually seen within a few polls while traffic flows.
 const fastPoll = 5 * time.Millisecond
 
+// coalesceUnderLoad is how long the sequencer and worker loops wait
+// before their next pass when their last two passes both found work: work
+// arrives faster than passes run, so letting it gather makes every
+// statement and commit of the next pass serve more messages. At a low rate
+// a pass that finds work is followed by one that finds none, so nothing
+// waits. Measured with go run ./cmd/outbox-bench --scenarios concurrent
+// (PostgreSQL, 2 cores): 0.52x of the raw INSERT+COMMIT rate without it,
+// 0.59-0.60x with 2 ms, 0.64-0.70x with 5 ms (p99 20-24 ms either way);
+// SQLite 0.24x -> 0.31x, MariaDB 0.26x -> 0.32x with 5 ms. The reference
+// design coalesced for 10 ms.
+const coalesceUnderLoad = 5 * time.Millisecond
+
 // poller decides how long an idle worker waits before polling again: fast
 // (min) right after a pass found work, then 1.5 times as long after each
 // pass that found none, up to max (Config.PollInterval). So a worker that
