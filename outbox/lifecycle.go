@@ -47,15 +47,22 @@ func (o *Outbox) Start(ctx context.Context) error {
 	o.started = true
 
 	for range o.cfg.Sequencers {
-		o.goLoop(runCtx, "sequencer", o.cfg.PollInterval, o.seqWake, o.sequencePass)
+		o.goLoop(runCtx, "sequencer", o.cfg.PollInterval, o.seqWake, o.coalesce, o.sequencePass)
 	}
 	if len(decoupled)+len(transactional) > 0 {
 		w := newWorker(o, decoupled, transactional)
+		// A transactional pass works one partition in one transaction:
+		// waiting between passes would not make them take more per
+		// commit, only make each wait (p95 5 -> 20-28 ms at 500 msg/s).
+		coalesce := o.coalesce
+		if len(transactional) > 0 {
+			coalesce = 0
+		}
 		for range o.cfg.MaxConcurrency {
-			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, w.pass)
+			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, coalesce, w.pass)
 		}
 	}
-	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, o.vacuumPass)
+	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, 0, o.vacuumPass)
 	o.goListen(runCtx)
 	go func() {
 		o.wg.Wait()
@@ -109,15 +116,14 @@ type pass func(ctx context.Context) (bool, error)
 const maxOutageBackoff = 5 * time.Second
 
 // goLoop runs fn until ctx ends: again at once while it finds work (after
-// o.coalesce for the loops that have a wake signal, once two passes in a
-// row found work: see coalesceUnderLoad), else after wake (if any) or a
-// jittered interval, adaptive (see poller) for the loops that have a wake
-// signal. While passes fail, the wait grows instead:
+// coalesce, if not zero, once two passes in a row found work: see
+// coalesceUnderLoad), else after wake (if any) or a jittered interval,
+// adaptive (see poller) for the loops that have a wake signal. While passes fail, the wait grows instead:
 // every·2^(failures-1), capped at max(every, maxOutageBackoff), with equal
 // jitter; the first failure is logged as a warning and the recovery at info
 // level, the retries in between at debug. The goroutine carries the pprof
 // label outbox=name, on top of the labels of Start's context.
-func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, fn pass) {
+func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, wake *signal, coalesce time.Duration, fn pass) {
 	o.wg.Add(1)
 	go pprof.Do(ctx, pprof.Labels("outbox", name), func(ctx context.Context) {
 		defer o.wg.Done()
@@ -155,10 +161,10 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 			if busy {
 				poll.found()
 				streak++
-				if wake != nil && streak > 1 {
+				if coalesce > 0 && streak > 1 {
 					// Sustained load: let work gather so that the next
 					// pass takes more of it per statement and commit.
-					timer.Reset(o.coalesce)
+					timer.Reset(coalesce)
 					select {
 					case <-ctx.Done():
 						if !timer.Stop() {

@@ -49,7 +49,7 @@ func TestLoopBacksOffDuringOutage(t *testing.T) {
 		o := &Outbox{log: slog.New(logs)}
 		ctx, cancel := context.WithCancel(t.Context())
 		var calls []time.Time
-		o.goLoop(ctx, "test", every, nil, func(context.Context) (bool, error) {
+		o.goLoop(ctx, "test", every, nil, 0, func(context.Context) (bool, error) {
 			calls = append(calls, time.Now())
 			if len(calls) <= failing {
 				return false, errors.New("connection refused")
@@ -115,24 +115,21 @@ func TestBookkeepingBounds(t *testing.T) {
 	})
 }
 
-// Under sustained load (two passes in a row found work) a loop with a wake
-// signal waits coalesce before each further pass, so work gathers; a pass
-// that finds work after an idle one is followed at once by the next, so a
-// low rate never waits; and a loop without a wake signal (the vacuum)
-// never coalesces.
+// Under sustained load (two passes in a row found work) a loop that
+// coalesces waits coalesce before each further pass, so work gathers; a
+// pass that finds work after an idle one is followed at once by the next,
+// so a low rate never waits; and a loop given no coalesce (the vacuum,
+// transactional workers) never waits.
 func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 	const coalesce = 5 * time.Millisecond
-	run := func(t *testing.T, withWake bool, busy func(call int) bool, feed func(*signal)) []time.Duration {
+	run := func(t *testing.T, coalesce time.Duration, busy func(call int) bool, feed func(*signal)) []time.Duration {
 		var gaps []time.Duration
 		synctest.Test(t, func(t *testing.T) {
-			var wake *signal // made in the bubble, so waits on it are durable
-			if withWake {
-				wake = newSignal()
-			}
-			o := &Outbox{log: slog.New(&logRecorder{}), coalesce: coalesce}
+			wake := newSignal() // made in the bubble, so waits on it are durable
+			o := &Outbox{log: slog.New(&logRecorder{})}
 			ctx, cancel := context.WithCancel(t.Context())
 			var calls []time.Time
-			o.goLoop(ctx, "test", time.Hour, wake, func(context.Context) (bool, error) {
+			o.goLoop(ctx, "test", time.Hour, wake, coalesce, func(context.Context) (bool, error) {
 				calls = append(calls, time.Now())
 				return busy(len(calls)), nil
 			})
@@ -150,7 +147,7 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 	}
 
 	t.Run("sustained", func(t *testing.T) {
-		gaps := run(t, true, func(call int) bool { return call <= 10 }, nil)
+		gaps := run(t, coalesce, func(call int) bool { return call <= 10 }, nil)
 		if len(gaps) < 10 {
 			t.Fatalf("%d passes, want at least 11", len(gaps)+1)
 		}
@@ -169,7 +166,7 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 
 	t.Run("low rate", func(t *testing.T) {
 		// Work on every other pass, woken every 50 ms: busy, idle, wait.
-		gaps := run(t, true, func(call int) bool { return call%2 == 1 }, func(w *signal) {
+		gaps := run(t, coalesce, func(call int) bool { return call%2 == 1 }, func(w *signal) {
 			go func() {
 				for range 10 {
 					time.Sleep(50 * time.Millisecond)
@@ -187,8 +184,8 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 		}
 	})
 
-	t.Run("no wake signal", func(t *testing.T) {
-		gaps := run(t, false, func(call int) bool { return call <= 10 }, nil)
+	t.Run("not coalescing", func(t *testing.T) {
+		gaps := run(t, 0, func(call int) bool { return call <= 10 }, nil)
 		for k, g := range gaps[:9] {
 			if g != 0 {
 				t.Errorf("gap before pass %d: %v, want 0", k+2, g)

@@ -45,8 +45,8 @@ type Outbox struct {
 	insertSeq bool
 	unseqAt   atomic.Int64
 	workWake  *signal // the sequencer assigned seqs
-	// coalesce: how long the sequencer and worker loops let work gather
-	// under sustained load (see goLoop).
+	// coalesce: how long the sequencer and decoupled workers let work
+	// gather under sustained load (see goLoop).
 	coalesce time.Duration
 
 	mu       sync.Mutex
