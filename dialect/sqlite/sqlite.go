@@ -42,6 +42,7 @@ var (
 	_ dialect.PartitionsReader  = (*Dialect)(nil)
 	_ dialect.InsertSequencer   = (*Dialect)(nil)
 	_ dialect.StatementPreparer = (*Dialect)(nil)
+	_ dialect.StatementClaimer  = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -156,13 +157,13 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		claimLease: r.Replace(`UPDATE {p}processors SET lease_token = ?, lease_until = {now} + ?,
 				attempts = ` + sqlbase.TakeoverAttempts("") + `, version = version + 1
 			WHERE partition_id IN (` + claimable + `)
-			RETURNING partition_id, queue, processed_seq, attempts`),
+			RETURNING ` + claimColumns),
 		// Transactional mode: a write takes SQLite's write lock, which
 		// stands for the partition's row lock until the handler's
 		// transaction ends.
 		lockClaim: r.Replace(`UPDATE {p}processors SET version = version + 1
 			WHERE partition_id = ?1 AND lease_token = ?2 AND blocked_at IS NULL
-			RETURNING partition_id, queue, processed_seq, attempts`),
+			RETURNING ` + claimColumns),
 		// An operator's action: a write first, so the transaction holds
 		// the write lock (standing for the row lock) before it decides.
 		lockCursor: r.Replace(`UPDATE {p}processors SET version = version + 1
@@ -283,25 +284,29 @@ func queueArgs(queues []string) []any {
 	return args
 }
 
-// ClaimLease implements dialect.Dialect: one conditional UPDATE stamps the
-// lease (the write lock makes the pick and the stamp atomic), then the
-// partition details are read in the same transaction.
+// claimColumns: a claimed row's ClaimedPartition, the partition's number
+// and counter read by subqueries in the same statement.
+const claimColumns = `partition_id, queue, processed_seq, attempts,
+				(SELECT partition_num FROM {p}partitions WHERE id = partition_id),
+				(SELECT last_seq FROM {p}partitions WHERE id = partition_id)`
+
+// ClaimLease implements dialect.Dialect with ClaimLeaseOn.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	return d.ClaimLeaseOn(ctx, db, p)
+}
+
+// ClaimLeaseOn implements dialect.StatementClaimer: one conditional UPDATE
+// stamps the lease and returns the claimed partitions. A writing statement
+// takes the write lock as it starts (waiting under busy_timeout), which
+// makes the pick and the stamp atomic, and commits when its rows have been
+// read.
+func (d *Dialect) ClaimLeaseOn(ctx context.Context, q dialect.DBTX, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = tx.Rollback() }()
 	args := append([]any{p.Token, p.Lease.Microseconds()}, queueArgs(p.Queues)...)
 	args = append(args, p.Limit)
-	res, err := d.claim(ctx, tx, fmt.Sprintf(d.qs().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
-	if err != nil {
-		return nil, err
-	}
-	return res, tx.Commit()
+	return d.claim(ctx, q, fmt.Sprintf(d.qs().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
 }
 
 // LockPartition implements dialect.Dialect.
@@ -309,15 +314,15 @@ func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.Lock
 	return d.claim(ctx, tx, d.qs().lockClaim, []any{p.PartitionID, p.Token})
 }
 
-func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []any) (*dialect.ClaimResult, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+func (d *Dialect) claim(ctx context.Context, q dialect.DBTX, query string, args []any) (*dialect.ClaimResult, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	res := &dialect.ClaimResult{}
 	for rows.Next() {
 		var c dialect.ClaimedPartition
-		if err := rows.Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts); err != nil {
+		if err := rows.Scan(&c.PartitionID, &c.Queue, &c.ProcessedSeq, &c.Attempts, &c.Partition, &c.LastSeq); err != nil {
 			_ = rows.Close()
 			return nil, err
 		}
@@ -328,12 +333,6 @@ func (d *Dialect) claim(ctx context.Context, tx *sql.Tx, query string, args []an
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
-	}
-	for i := range res.Partitions {
-		c := &res.Partitions[i]
-		if err := tx.QueryRowContext(ctx, d.qs().claimInfo, c.PartitionID).Scan(&c.Partition, &c.LastSeq); err != nil {
-			return nil, err
-		}
 	}
 	return res, nil
 }
