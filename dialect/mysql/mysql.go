@@ -111,7 +111,7 @@ func (d *Dialect) TxOptions() *sql.TxOptions {
 // queries are the statements only MySQL/MariaDB runs this way.
 type queries struct {
 	insertQueue, selectQueue, insertCursors         string
-	lockPartition, unsequenced, bumpLastSeq         string
+	lockPartition, unsequenced, bumpLastSeq, number string
 	update, vacuumCandidates, vacuumPick, insertOne string
 }
 
@@ -160,6 +160,15 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// could).
 		unsequenced: r.Replace(`SELECT id FROM {p}messages
 			WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?`),
+		// See Dialect.number. STRAIGHT_JOIN and FORCE INDEX: the pairs
+		// drive, and each message row is reached by its primary key
+		// (eq_ref), so only those rows are locked. Any other plan (the
+		// other join order, or a scan with a join buffer, which the
+		// optimizer picks for a small table) reads the table with locks
+		// and waits for uncommitted producers' and sequencers' rows.
+		number: r.Replace(`UPDATE JSON_TABLE(?, '$[*]' COLUMNS (
+				id BIGINT PATH '$[0]', seq BIGINT PATH '$[1]')) v STRAIGHT_JOIN {p}messages m FORCE INDEX (PRIMARY) ON m.id = v.id
+			SET m.seq = v.seq`),
 		// Under the partition lock, so last_seq cannot have moved.
 		bumpLastSeq: r.Replace(`UPDATE {p}partitions SET last_seq = ? WHERE id = ?`),
 		// Fenced: with a token, the row changes only while that token holds

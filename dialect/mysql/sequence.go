@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/modkit-go/db/dialect"
@@ -31,29 +32,13 @@ func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.
 	// their rows, vacuum deletes only sequenced ones), so these record locks
 	// are never contended. The secondary indexes on seq are not unique, so
 	// no duplicate check locks a neighbouring (possibly uncommitted) entry.
-	var b strings.Builder
-	b.Grow(64 + 24*len(ids))
-	b.WriteString("UPDATE ")
-	b.WriteString(d.Prefix())
-	b.WriteString("messages SET seq = CASE id")
-	args := make([]any, 0, 3*len(ids))
-	for i, id := range ids {
-		b.WriteString(" WHEN ? THEN ?")
-		args = append(args, id, last+int64(i)+1)
+	seqs := make([]int64, len(ids))
+	for i := range ids {
+		seqs[i] = last + int64(i) + 1
 	}
-	b.WriteString(" END WHERE id IN (")
-	b.WriteString(sqlbase.Placeholders(len(ids)))
-	b.WriteString(")")
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	res, err := tx.ExecContext(ctx, b.String(), args...)
-	if err != nil {
+	if n, err := d.number(ctx, tx, ids, seqs); err != nil {
 		return nil, err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return nil, err
-	} else if n != int64(len(ids)) {
+	} else if n != len(ids) {
 		// Cannot happen while the invariants above hold; refuse to leave a
 		// gap in the sequence if it does.
 		return nil, fmt.Errorf("mysql: sequencer updated %d of %d rows of partition %d", n, len(ids), p.PartitionID)
@@ -118,10 +103,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 
 	// Number each partition's ids in id order from its counter, by
 	// primary key only (see SequencePartition), and move the counters.
-	b.Reset()
-	b.WriteString("UPDATE " + pr + "messages SET seq = CASE id")
-	args = args[:0]
-	var ids []any
+	var ids, seqs []int64
 	var bump strings.Builder
 	bump.WriteString("UPDATE " + pr + "partitions SET last_seq = CASE id")
 	var bumpArgs, bumped []any
@@ -133,9 +115,8 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 		slices.Sort(got)
 		r := s.Get(pid)
 		for k, id := range got {
-			b.WriteString(" WHEN ? THEN ?")
-			args = append(args, id, r.LastSeq+int64(k)+1)
 			ids = append(ids, id)
+			seqs = append(seqs, r.LastSeq+int64(k)+1)
 		}
 		r.Assigned = len(got)
 		r.LastSeq += int64(len(got))
@@ -143,8 +124,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 		bumpArgs = append(bumpArgs, pid, r.LastSeq)
 		bumped = append(bumped, pid)
 	}
-	b.WriteString(" END WHERE id IN (" + sqlbase.Placeholders(len(ids)) + ")")
-	n, err := sqlbase.Exec(ctx, tx, b.String(), append(args, ids...)...)
+	n, err := d.number(ctx, tx, ids, seqs)
 	if err != nil {
 		return nil, err
 	}
@@ -156,4 +136,29 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 		return nil, err
 	}
 	return s.Result, nil
+}
+
+// number sets seq = seqs[i] on the row with id ids[i], by primary key only
+// (see SequencePartition), and returns how many rows it changed. The pairs
+// travel as one JSON argument joined through JSON_TABLE (MariaDB 10.6+,
+// MySQL 8.0.4+): a join on the primary key, linear in the row count, where
+// a CASE id WHEN … per row is quadratic (a 1,000-row pass compared every
+// row with every WHEN, and the drain ran at 0.36x of its baseline instead
+// of 0.45x).
+func (d *Dialect) number(ctx context.Context, tx dialect.DBTX, ids, seqs []int64) (int, error) {
+	b := make([]byte, 0, 2+24*len(ids))
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, seqs[i], 10)
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	n, err := sqlbase.Exec(ctx, tx, d.qs().number, string(b))
+	return int(n), err
 }
