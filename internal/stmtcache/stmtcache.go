@@ -32,8 +32,9 @@ const prepareTimeout = 5 * time.Second
 // Cache holds prepared statements of one *sql.DB. Its zero value is not
 // usable; see New. It is safe for concurrent use.
 type Cache struct {
-	db  *sql.DB
-	max int
+	runner // on the pool
+	db     *sql.DB
+	max    int
 
 	mu      sync.Mutex
 	entries map[string]*list.Element // of *entry
@@ -60,7 +61,9 @@ func New(db *sql.DB, size int) *Cache {
 	if size < 1 {
 		size = DefaultSize
 	}
-	return &Cache{db: db, max: size, entries: make(map[string]*list.Element)}
+	c := &Cache{db: db, max: size, entries: make(map[string]*list.Element)}
+	c.runner = runner{stmt: c.poolStmt, plain: db}
+	return c
 }
 
 // cacheable: only DML is prepared; utility statements (SAVEPOINT, SET,
@@ -149,9 +152,9 @@ func (c *Cache) prepareLater(query string) {
 	}()
 }
 
-// stmt returns the statement for query on the pool, preparing it now the
-// first time.
-func (c *Cache) stmt(ctx context.Context, query string) *sql.Stmt {
+// poolStmt returns the statement for query on the pool, preparing it now
+// the first time.
+func (c *Cache) poolStmt(ctx context.Context, query string) *sql.Stmt {
 	s, start := c.lookup(query)
 	if start {
 		s = c.prepare(ctx, query)
@@ -159,28 +162,39 @@ func (c *Cache) stmt(ctx context.Context, query string) *sql.Stmt {
 	return s
 }
 
-// ExecContext runs query on the pool, prepared.
-func (c *Cache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s := c.stmt(ctx, query); s != nil {
+// runner runs statements through stmt's prepared statement when there is
+// one, else on plain.
+type runner struct {
+	stmt  func(ctx context.Context, query string) *sql.Stmt
+	plain interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
+
+// ExecContext runs query, prepared once it can be.
+func (r runner) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := r.stmt(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
-	return c.db.ExecContext(ctx, query, args...)
+	return r.plain.ExecContext(ctx, query, args...)
 }
 
-// QueryContext runs query on the pool, prepared.
-func (c *Cache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := c.stmt(ctx, query); s != nil {
+// QueryContext runs query, prepared once it can be.
+func (r runner) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := r.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
-	return c.db.QueryContext(ctx, query, args...)
+	return r.plain.QueryContext(ctx, query, args...)
 }
 
-// QueryRowContext runs query on the pool, prepared.
-func (c *Cache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := c.stmt(ctx, query); s != nil {
+// QueryRowContext runs query, prepared once it can be.
+func (r runner) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := r.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
-	return c.db.QueryRowContext(ctx, query, args...)
+	return r.plain.QueryRowContext(ctx, query, args...)
 }
 
 // Close closes every cached statement. The Cache stays usable: later calls
@@ -197,19 +211,20 @@ func (c *Cache) Close() {
 
 // Tx runs statements in tx, which must belong to the Cache's *sql.DB.
 type Tx struct {
-	c  *Cache
-	tx *sql.Tx
+	runner
 }
 
 // Tx returns the Cache's view of tx, a transaction of its *sql.DB.
-func (c *Cache) Tx(tx *sql.Tx) *Tx { return &Tx{c: c, tx: tx} }
+func (c *Cache) Tx(tx *sql.Tx) *Tx {
+	return &Tx{runner{stmt: func(ctx context.Context, query string) *sql.Stmt { return c.txStmt(ctx, tx, query) }, plain: tx}}
+}
 
-// stmt returns query's statement bound to the transaction, or nil: a text
-// seen for the first time is prepared on the pool in the background.
-func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	s, start := t.c.lookup(query)
+// txStmt returns query's statement bound to tx, or nil: a text seen for
+// the first time is prepared on the pool in the background.
+func (c *Cache) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	s, start := c.lookup(query)
 	if start {
-		t.c.prepareLater(query)
+		c.prepareLater(query)
 	}
 	if s == nil {
 		return nil
@@ -217,29 +232,5 @@ func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
 	// Reuses the statement already prepared on the transaction's
 	// connection, or prepares it there (the transaction's own connection:
 	// no wait on the pool).
-	return t.tx.StmtContext(ctx, s)
-}
-
-// ExecContext runs query in the transaction, prepared once it can be.
-func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s := t.stmt(ctx, query); s != nil {
-		return s.ExecContext(ctx, args...)
-	}
-	return t.tx.ExecContext(ctx, query, args...)
-}
-
-// QueryContext runs query in the transaction, prepared once it can be.
-func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryContext(ctx, args...)
-	}
-	return t.tx.QueryContext(ctx, query, args...)
-}
-
-// QueryRowContext runs query in the transaction, prepared once it can be.
-func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryRowContext(ctx, args...)
-	}
-	return t.tx.QueryRowContext(ctx, query, args...)
+	return tx.StmtContext(ctx, s)
 }
