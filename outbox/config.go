@@ -89,6 +89,18 @@ type Config struct {
 	// library's statements is bounded by LeaseDuration. Default 5s;
 	// 10ms–10m.
 	ShutdownTimeout time.Duration
+	// CoalesceDelay is how long the sequencer and the workers of decoupled
+	// queues wait before their next pass once two passes in a row found
+	// work: under sustained load work then gathers, and each statement and
+	// commit serves more messages (README.md, Performance, has the
+	// figures). At a low rate a pass that finds work is followed by one
+	// that finds none, so nothing waits. Workers of an Outbox with a
+	// transactional queue never wait. Default 5ms; 100µs–100ms.
+	CoalesceDelay time.Duration
+	// NoCoalesce turns CoalesceDelay off: every pass that found work is
+	// followed at once by the next, for the lowest latency under load at
+	// the cost of throughput.
+	NoCoalesce bool
 	// HandlerTimeout, when > 0, bounds each handler call: the handler's
 	// context ends after it (in decoupled mode, or at 80% of the lease if
 	// that comes first). In transactional mode a call that outlives it is
@@ -133,6 +145,7 @@ func (c *Config) limits() []limit {
 		d("VacuumInterval", c.VacuumInterval, 10*time.Millisecond, time.Hour),
 		n("VacuumBatch", c.VacuumBatch, 1, 10000),
 		d("ShutdownTimeout", c.ShutdownTimeout, 10*time.Millisecond, 10*time.Minute),
+		d("CoalesceDelay", c.CoalesceDelay, 100*time.Microsecond, 100*time.Millisecond),
 		{name: "HandlerTimeout", v: int64(c.HandlerTimeout), min: int64(time.Millisecond), max: int64(24 * time.Hour), duration: true, optional: true},
 	}
 }
@@ -166,6 +179,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.VacuumInterval, time.Second)
 	defInt(&c.VacuumBatch, 1000)
 	def(&c.ShutdownTimeout, 5*time.Second)
+	def(&c.CoalesceDelay, coalesceUnderLoad)
 	for _, l := range c.limits() {
 		if p := l.problem(); p != "" {
 			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, p)

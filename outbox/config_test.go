@@ -1,11 +1,14 @@
 package outbox
 
 import (
+	"database/sql"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modkit-go/db/dialect/sqlite"
 )
 
 // TestConfigRanges checks every field just below, at and just above both
@@ -31,6 +34,7 @@ func TestConfigRanges(t *testing.T) {
 		{"VacuumBatch", 1, 10000},
 		{"ShutdownTimeout", 10 * ms, int64(10 * time.Minute)},
 		{"HandlerTimeout", ms, int64(24 * time.Hour)},
+		{"CoalesceDelay", int64(100 * time.Microsecond), 100 * ms},
 	} {
 		below := f.min - 1
 		if below == 0 {
@@ -76,5 +80,27 @@ func TestConfigRanges(t *testing.T) {
 	got, err := Config{}.withDefaults()
 	if err != nil || got.LeaseDuration != 30*time.Second || got.MaxPayloadBytes != DefaultMaxPayloadBytes || got.MaxAttempts != 0 {
 		t.Errorf("zero Config: %+v, %v", got, err)
+	}
+}
+
+// CoalesceDelay reaches the loops, 5ms by default, and NoCoalesce turns it
+// off.
+func TestCoalesceConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{}, 5 * time.Millisecond},
+		{Config{CoalesceDelay: 20 * time.Millisecond}, 20 * time.Millisecond},
+		{Config{NoCoalesce: true}, 0},
+		{Config{NoCoalesce: true, CoalesceDelay: 20 * time.Millisecond}, 0},
+	} {
+		o, err := New(new(sql.DB), sqlite.New(), c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.coalesce != c.want {
+			t.Errorf("%+v: coalesce %v, want %v", c.cfg, o.coalesce, c.want)
+		}
 	}
 }

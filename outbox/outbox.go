@@ -105,7 +105,9 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 		o.insertSeq = is.SequencesOnInsert()
 	}
 	o.q = db
-	o.coalesce = coalesceUnderLoad
+	if !cfg.NoCoalesce {
+		o.coalesce = cfg.CoalesceDelay
+	}
 	if sp, ok := d.(dialect.StatementPreparer); ok && sp.PrepareStatements() {
 		o.stmts = stmtcache.New(db, 0)
 		o.q = o.stmts

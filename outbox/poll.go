@@ -8,8 +8,9 @@ import "time"
 // usually seen within a few polls while traffic flows.
 const fastPoll = 5 * time.Millisecond
 
-// coalesceUnderLoad is how long the sequencer and the decoupled workers wait
-// before their next pass when their last two passes both found work: work
+// coalesceUnderLoad is Config.CoalesceDelay's default: how long the
+// sequencer and the decoupled workers wait before their next pass when
+// their last two passes both found work: work
 // arrives faster than passes run, so letting it gather makes every
 // statement and commit of the next pass serve more messages. At a low rate
 // a pass that finds work is followed by one that finds none, so nothing
