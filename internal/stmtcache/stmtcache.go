@@ -45,7 +45,14 @@ type entry struct {
 	query string
 	stmt  *sql.Stmt // nil while preparing, or when the text cannot be prepared
 	state state
+	retry time.Time // unpreparable: when to try preparing again
 }
+
+// retryAfter: a text whose preparation failed runs unprepared this long
+// before it is tried again. The failure may be the statement's (a kind
+// the database cannot prepare) or the connection's (an outage), which
+// must not leave a hot statement unprepared for good.
+const retryAfter = time.Minute
 
 type state int
 
@@ -92,8 +99,12 @@ func (c *Cache) lookup(query string) (stmt *sql.Stmt, start bool) {
 	if el, ok := c.entries[query]; ok {
 		c.lru.MoveToFront(el)
 		e := el.Value.(*entry)
-		if e.state == ready {
+		switch {
+		case e.state == ready:
 			return e.stmt, false
+		case e.state == unpreparable && time.Now().After(e.retry):
+			e.state = preparing
+			return nil, true
 		}
 		return nil, false
 	}
@@ -139,7 +150,7 @@ func (c *Cache) prepare(ctx context.Context, query string) *sql.Stmt {
 		c.lru.Remove(el)
 		delete(c.entries, query)
 	default:
-		e.state = unpreparable
+		e.state, e.retry = unpreparable, time.Now().Add(retryAfter)
 	}
 	return stmt
 }

@@ -205,7 +205,25 @@ func TestUtilityStatementsAndFailuresRunUnprepared(t *testing.T) {
 	if got := d.count(bad); got > 4 {
 		t.Errorf("bad statement prepared %d times for 3 calls", got)
 	}
-	_ = d
+	// After retryAfter the cache tries again (a failure may have been an
+	// outage): once the table has the column, the text is prepared.
+	if _, err := db.Exec("ALTER TABLE t ADD COLUMN nope TEXT"); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.entries[bad].Value.(*entry).retry = time.Now().Add(-time.Second)
+	c.mu.Unlock()
+	if rows, err := c.QueryContext(ctx, bad); err != nil {
+		t.Fatalf("after the retry time: %v", err)
+	} else {
+		_ = rows.Close()
+	}
+	c.mu.Lock()
+	st := c.entries[bad].Value.(*entry).state
+	c.mu.Unlock()
+	if st != ready {
+		t.Errorf("state after a successful retry: %v, want ready", st)
+	}
 }
 
 func TestEvictionBoundsTheCache(t *testing.T) {
