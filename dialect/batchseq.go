@@ -18,6 +18,9 @@ import (
 // its committed unsequenced rows in id order, read by a statement whose
 // snapshot is taken after its lock was granted (so it sees every row the
 // previous holder sequenced), and its counter moves by the number assigned.
+//
+// tx is always a transaction (the core's view of it, which may run
+// prepared statements; see StatementPreparer): never type-assert it.
 type PartitionsSequencer interface {
 	SequencePartitions(ctx context.Context, tx DBTX, p *SequencePartitionsParams) (*SequencePartitionsResult, error)
 }
@@ -79,7 +82,8 @@ type InsertSequencer interface {
 // spends much of a short statement's cost parsing (and planning) it. When
 // PrepareStatements reports true, the core runs the statements it passes a
 // DBTX for (inserts through InTx, reads, acks, releases, pending
-// partitions, vacuum) as prepared statements, prepared once per connection
+// partitions, SequencePartitions, a StatementClaimer's claim, vacuum) as
+// prepared statements, prepared once per connection
 // of its *sql.DB and reused; statement texts stay the dialect's own. Only
 // DML is prepared (not SAVEPOINT and the like), and a text whose
 // preparation fails runs unprepared.

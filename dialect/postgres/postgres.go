@@ -352,8 +352,11 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 	}
 	// Generic plans for this transaction's statements (see pickMany):
 	// custom ones would be chosen, and cost more to plan than to run.
-	if _, err := tx.ExecContext(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
-		return nil, err
+	// Unprepared, each statement is planned anyway, so custom plans it is.
+	if !d.unprepared {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+			return nil, err
+		}
 	}
 	locked, err := s.Lock(ctx, tx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
 	if err != nil || len(locked) == 0 {

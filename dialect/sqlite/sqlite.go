@@ -287,8 +287,8 @@ func queueArgs(queues []string) []any {
 // claimColumns: a claimed row's ClaimedPartition, the partition's number
 // and counter read by subqueries in the same statement.
 const claimColumns = `partition_id, queue, processed_seq, attempts,
-				(SELECT partition_num FROM {p}partitions WHERE id = partition_id),
-				(SELECT last_seq FROM {p}partitions WHERE id = partition_id)`
+				(SELECT partition_num FROM {p}partitions WHERE id = {p}processors.partition_id),
+				(SELECT last_seq FROM {p}partitions WHERE id = {p}processors.partition_id)`
 
 // ClaimLease implements dialect.Dialect with ClaimLeaseOn.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {

@@ -6,10 +6,11 @@
 // A Cache is a dialect.DBTX over its *sql.DB; Tx returns one over a
 // transaction of that same *sql.DB. Statements that are not plain DML
 // (SAVEPOINT, say), and statements whose preparation fails, run as before.
-// Inside a transaction a statement not yet prepared runs unprepared, and is
-// prepared on the pool in the background: preparing on the pool from a
-// transaction could wait forever for a connection the transaction holds
-// (one connection, as with SQLite).
+// A text is prepared the second time it is seen, so one-off texts cost
+// nothing. Inside a transaction a statement not yet prepared runs
+// unprepared, and is prepared on the pool in the background: preparing on
+// the pool from a transaction could wait forever for a connection the
+// transaction holds (one connection, as with SQLite).
 package stmtcache
 
 import (
@@ -57,7 +58,8 @@ const retryAfter = time.Minute
 type state int
 
 const (
-	preparing state = iota
+	seen      state = iota // once: texts that never come back are never prepared
+	preparing              // one caller is preparing it
 	ready
 	unpreparable
 )
@@ -87,12 +89,14 @@ func cacheable(query string) bool {
 	return len(q) >= 4 && strings.EqualFold(q[:4], "WITH")
 }
 
-// lookup returns the ready statement for query, or nil. When the text is
-// new it records it as preparing and reports start, so exactly one caller
-// prepares it.
-func (c *Cache) lookup(query string) (stmt *sql.Stmt, start bool) {
+// lookup returns the ready statement for query, or nil. A text is
+// prepared the second time it is seen, so texts that come once (a batch
+// insert of an unusual size, say) cost no preparation and no eviction of
+// hot ones; when it is time, lookup returns the entry to prepare, and
+// exactly one caller gets it.
+func (c *Cache) lookup(query string) (stmt *sql.Stmt, prep *entry) {
 	if !cacheable(query) {
-		return nil, false
+		return nil, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -101,14 +105,14 @@ func (c *Cache) lookup(query string) (stmt *sql.Stmt, start bool) {
 		e := el.Value.(*entry)
 		switch {
 		case e.state == ready:
-			return e.stmt, false
-		case e.state == unpreparable && time.Now().After(e.retry):
+			return e.stmt, nil
+		case e.state == seen, e.state == unpreparable && time.Now().After(e.retry):
 			e.state = preparing
-			return nil, true
+			return nil, e
 		}
-		return nil, false
+		return nil, nil
 	}
-	c.entries[query] = c.lru.PushFront(&entry{query: query, state: preparing})
+	c.entries[query] = c.lru.PushFront(&entry{query: query, state: seen})
 	for c.lru.Len() > c.max {
 		el := c.lru.Back()
 		e := el.Value.(*entry)
@@ -116,59 +120,63 @@ func (c *Cache) lookup(query string) (stmt *sql.Stmt, start bool) {
 		delete(c.entries, e.query)
 		closeLater(e.stmt)
 	}
-	return nil, true
+	return nil, nil
 }
 
-// closeLater closes s (if any) in the background. Stmt.Close waits for
-// the calls running on s, and one of them may be waiting for a connection
-// that the caller's transaction holds (one connection, as with SQLite):
-// closing inline, under the cache's lock, would deadlock. database/sql
-// closes the driver's statements once those calls and their rows are done.
+// closeDelay: how long an evicted statement stays open, so that a call
+// that took it from the cache just before the eviction still finds it
+// open (a call that has started holds it open by itself).
+const closeDelay = time.Second
+
+// closeLater closes s (if any) after closeDelay, in the background.
+// Stmt.Close waits for the calls running on s, and one of them may be
+// waiting for a connection that the caller's transaction holds (one
+// connection, as with SQLite): closing inline, under the cache's lock,
+// would deadlock. database/sql closes the driver's statements once those
+// calls and their rows are done.
 func closeLater(s *sql.Stmt) {
 	if s != nil {
-		go func() { _ = s.Close() }()
+		time.AfterFunc(closeDelay, func() { _ = s.Close() })
 	}
 }
 
-// prepare prepares query on the pool and records the result.
-func (c *Cache) prepare(ctx context.Context, query string) *sql.Stmt {
-	stmt, err := c.db.PrepareContext(ctx, query)
+// prepare prepares e's text on the pool and records the result in e, if e
+// is still the cache's entry for it (not evicted, the cache not closed).
+func (c *Cache) prepare(ctx context.Context, e *entry) *sql.Stmt {
+	stmt, err := c.db.PrepareContext(ctx, e.query)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.entries[query]
-	if !ok {
-		// Evicted (or the cache closed) while preparing.
+	el, ok := c.entries[e.query]
+	if !ok || el.Value.(*entry) != e {
 		closeLater(stmt)
 		return nil
 	}
-	e := el.Value.(*entry)
 	switch {
 	case err == nil:
 		e.stmt, e.state = stmt, ready
 	case ctx.Err() != nil:
 		// Not the statement's fault: try again on a later call.
-		c.lru.Remove(el)
-		delete(c.entries, query)
+		e.state = seen
 	default:
 		e.state, e.retry = unpreparable, time.Now().Add(retryAfter)
 	}
 	return stmt
 }
 
-func (c *Cache) prepareLater(query string) {
+func (c *Cache) prepareLater(e *entry) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
 		defer cancel()
-		c.prepare(ctx, query)
+		c.prepare(ctx, e)
 	}()
 }
 
 // poolStmt returns the statement for query on the pool, preparing it now
-// the first time.
+// when it is time (see lookup).
 func (c *Cache) poolStmt(ctx context.Context, query string) *sql.Stmt {
-	s, start := c.lookup(query)
-	if start {
-		s = c.prepare(ctx, query)
+	s, prep := c.lookup(query)
+	if prep != nil {
+		s = c.prepare(ctx, prep)
 	}
 	return s
 }
@@ -233,9 +241,9 @@ func (c *Cache) Tx(tx *sql.Tx) *Tx {
 // txStmt returns query's statement bound to tx, or nil: a text seen for
 // the first time is prepared on the pool in the background.
 func (c *Cache) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
-	s, start := c.lookup(query)
-	if start {
-		c.prepareLater(query)
+	s, prep := c.lookup(query)
+	if prep != nil {
+		c.prepareLater(prep)
 	}
 	if s == nil {
 		return nil
