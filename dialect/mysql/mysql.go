@@ -129,7 +129,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		Now:        "NOW(6)",
 		// Driven by the (seq, partition_id) index: the NULL keys come first
 		// and are grouped by partition. A consistent read.
-		Pending: r.Replace(`SELECT DISTINCT partition_id FROM {p}messages WHERE seq IS NULL LIMIT ?`),
+		Pending:       r.Replace(`SELECT DISTINCT partition_id FROM {p}messages WHERE seq IS NULL LIMIT ?`),
+		ParenBranches: true,
 	}
 	return sh, queries{
 		// ON DUPLICATE KEY UPDATE rather than INSERT IGNORE: IGNORE would also

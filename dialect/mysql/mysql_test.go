@@ -52,3 +52,79 @@ func TestIsRetryable(t *testing.T) {
 		t.Error("TxOptions must be READ COMMITTED")
 	}
 }
+
+// TestHotPathNoDiskTemporaryTables: the statements a delivery runs
+// (insert, pick and number, read) create no on-disk temporary table.
+// MariaDB writes a temporary table that holds a BLOB column to a file it
+// creates and deletes, so such a statement costs file-system work per call
+// (ReadPartitions with derived-table branches did, once per partition).
+func TestHotPathNoDiskTemporaryTables(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.MySQL(t)()
+	d := mysql.New()
+	if err := migrations.Up(ctx, db, d); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	diskTables := func() int64 {
+		var name string
+		var n int64
+		if err := conn.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := diskTables()
+
+	dtx, err := db.BeginTx(ctx, d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dq, err := d.DeclareQueue(ctx, dtx, &dialect.DeclareQueueParams{Queue: "tmp", Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dtx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var rows []dialect.InsertRow
+	for i := range 40 {
+		rows = append(rows, dialect.InsertRow{Queue: "tmp", Partition: i % 4, Payload: []byte("payload"), PayloadType: "t", Headers: []byte(`{"k":"v"}`)})
+	}
+	if _, err := d.InsertMessages(ctx, conn, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.BeginTx(ctx, d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: dq.PartitionIDs, Limit: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var reads []dialect.ReadMessagesParams
+	for _, id := range dq.PartitionIDs {
+		reads = append(reads, dialect.ReadMessagesParams{PartitionID: id, Limit: 100})
+	}
+	r, err := d.ReadPartitions(ctx, conn, &dialect.ReadPartitionsParams{Reads: reads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ms := range r.Messages {
+		if len(ms) != 10 {
+			t.Fatalf("read %d: %d messages, want 10", i, len(ms))
+		}
+	}
+	if _, err := d.ReadMessages(ctx, conn, &reads[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := diskTables() - before; n != 0 {
+		t.Errorf("the hot path created %d on-disk temporary tables, want 0", n)
+	}
+}

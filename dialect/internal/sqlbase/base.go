@@ -70,6 +70,13 @@ type Shared struct {
 	// statements, each idempotent. Empty when the dialect defines its own
 	// DeclareQueue.
 	InsertQueue, SelectQueue, InsertPartitions, InsertCursors string
+	// ParenBranches makes ReadPartitions write each UNION ALL branch as a
+	// parenthesized SELECT rather than a derived table. SQLite accepts
+	// only the derived table; MariaDB materializes each derived table that
+	// has a BLOB column as an on-disk temporary table (a file created and
+	// deleted per partition read), and runs parenthesized branches
+	// without one.
+	ParenBranches bool
 }
 
 // Base holds a dialect's prefix and statements, built once on first use
@@ -272,8 +279,8 @@ func scanMessage(rows *sql.Rows, lead ...any) (dialect.Message, error) {
 
 // ReadPartitions implements dialect.PartitionsReader: ReadMessages's
 // statement once per partition, joined with UNION ALL (each branch a
-// derived table, so that it keeps its own ORDER BY and LIMIT on every
-// dialect), tagged with the read's index.
+// derived table or, with Shared.ParenBranches, a parenthesized SELECT, so
+// that it keeps its own ORDER BY and LIMIT), tagged with the read's index.
 func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dialect.ReadPartitionsParams) (*dialect.ReadPartitionsResult, error) {
 	b.init()
 	res := &dialect.ReadPartitionsResult{Messages: make([][]dialect.Message, len(p.Reads))}
@@ -286,8 +293,13 @@ func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dial
 		if len(args) > 0 {
 			sb.WriteString(" UNION ALL ")
 		}
-		fmt.Fprintf(&sb, "SELECT * FROM (SELECT %d AS k, id, seq, payload, payload_type, headers, created_at FROM %smessages "+
-			"WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?) t%d", i, b.prefix, i)
+		branch := fmt.Sprintf("SELECT %d AS k, id, seq, payload, payload_type, headers, created_at FROM %smessages "+
+			"WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?", i, b.prefix)
+		if b.sh.ParenBranches {
+			sb.WriteString("(" + branch + ")")
+		} else {
+			fmt.Fprintf(&sb, "SELECT * FROM (%s) t%d", branch, i)
+		}
 		args = append(args, r.PartitionID, r.AfterSeq, r.Limit)
 		res.Messages[i] = make([]dialect.Message, 0, Capacity(r.Limit))
 	}
