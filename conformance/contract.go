@@ -56,6 +56,7 @@ var contractCases = []contractCase{
 	{name: "SequencePartitionsSkipsLocked", fn: testSequencePartitionsSkipsLocked, needs: "dialect.PartitionsSequencer",
 		twoWriters: "the first sequencer's transaction is the only writer"},
 	{name: "InsertSequencesInCommitOrder", fn: testInsertSequencesInCommitOrder, needs: "dialect.InsertSequencer"},
+	{name: "UpdateCursors", fn: testUpdateCursors, needs: "dialect.CursorsUpdater"},
 }
 
 // batchSequenceCases run again through dialect.PartitionsSequencer (one
@@ -118,6 +119,9 @@ func implements(d dialect.Dialect, name string) bool {
 		return ok
 	case "dialect.PartitionsSequencer":
 		_, ok := d.(dialect.PartitionsSequencer)
+		return ok
+	case "dialect.CursorsUpdater":
+		_, ok := d.(dialect.CursorsUpdater)
 		return ok
 	case "dialect.InsertSequencer":
 		is, ok := d.(dialect.InsertSequencer)
@@ -608,6 +612,79 @@ func testUpdateFenced(t testing.TB, b *Backend) {
 	}
 	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 0}) {
 		t.Fatal("UpdateCursor with a released token reported Updated")
+	}
+}
+
+// testUpdateCursors: one UpdateCursors call applies each entry as
+// UpdateCursor would, fenced by its own token: entries whose token holds
+// the lease change their rows and report true, in the order given; the
+// others change nothing (their messages stay) and do not stop the rest.
+func testUpdateCursors(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	x.ready("q", 4)
+	a := x.claim("A", time.Hour, 2, "q")
+	bb := x.claim("B", time.Hour, 1, "q")
+	if len(a) != 2 || len(bb) != 1 {
+		t.Fatalf("claims: A %d, B %d partitions; want 2 and 1", len(a), len(bb))
+	}
+	free := -1
+	for i := range 4 {
+		if i != a[0].Partition && i != a[1].Partition && i != bb[0].Partition {
+			free = i
+		}
+	}
+	freeState := x.state("q", free)
+	bBefore := x.state("q", bb[0].Partition)
+	ps := []*dialect.UpdateCursorParams{
+		{PartitionID: freeState.PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 9, LastError: "not mine", DeleteThrough: 1},
+		{PartitionID: bb[0].PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 9, LastError: "not mine", DeleteThrough: 1},
+		{PartitionID: a[1].PartitionID, Token: "A", ProcessedSeq: 0, Attempts: 3, LastError: "boom", RetryAfter: time.Hour, Block: true},
+		{PartitionID: a[0].PartitionID, Token: "A", ProcessedSeq: 1, Renew: time.Hour, DeleteThrough: 1},
+	}
+	ctx, cancel := x.bounded()
+	defer cancel()
+	got, err := x.d.(dialect.CursorsUpdater).UpdateCursors(ctx, x.db, x.db, ps)
+	if err != nil {
+		t.Fatalf("UpdateCursors: %v", err)
+	}
+	if want := []bool{false, false, true, true}; !slices.Equal(got, want) {
+		t.Fatalf("UpdateCursors reported %v, want %v (fenced off, fenced off, release, renew)", got, want)
+	}
+	if s := x.state("q", a[0].Partition); s.ProcessedSeq != 1 || s.LeaseToken != "A" || !s.LeaseUntil.After(s.Now.Add(30*time.Minute)) || !s.BlockedAt.IsZero() {
+		t.Errorf("renewed partition: %+v, want cursor 1 and A's lease for an hour", s)
+	}
+	s := x.state("q", a[1].Partition)
+	if s.ProcessedSeq != 0 || s.Attempts != 3 || s.LastError != "boom" || s.LeaseToken != "" || !s.LeaseUntil.IsZero() ||
+		s.BlockedAt.IsZero() || !s.NextAttemptAt.After(s.Now.Add(30*time.Minute)) {
+		t.Errorf("released partition: %+v, want cursor 0, 3 attempts, boom, no lease, blocked, retry in an hour", s)
+	}
+	for _, c := range []struct {
+		name   string
+		before *dialect.PartitionStateResult
+		part   int
+	}{{"B's partition", bBefore, bb[0].Partition}, {"unclaimed partition", freeState, free}} {
+		s := x.state("q", c.part)
+		if s.ProcessedSeq != c.before.ProcessedSeq || s.Attempts != c.before.Attempts || s.LastError != c.before.LastError ||
+			s.LeaseToken != c.before.LeaseToken || !s.LeaseUntil.Equal(c.before.LeaseUntil) {
+			t.Errorf("%s changed by a fenced-off entry: %+v, was %+v", c.name, s, c.before)
+		}
+		if ms := x.read(s.PartitionID, 0, 10); len(ms) != 1 {
+			t.Errorf("%s: %d messages after a fenced-off entry with DeleteThrough, want its 1", c.name, len(ms))
+		}
+	}
+	// Every entry holds its lease (the common case).
+	got, err = x.d.(dialect.CursorsUpdater).UpdateCursors(ctx, x.db, x.db, []*dialect.UpdateCursorParams{
+		{PartitionID: bb[0].PartitionID, Token: "B", ProcessedSeq: 1, Attempts: 1, LastError: "b's"},
+		{PartitionID: a[0].PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 2},
+	})
+	if err != nil || !slices.Equal(got, []bool{true, true}) {
+		t.Fatalf("UpdateCursors with every lease held: %v, %v; want [true true]", got, err)
+	}
+	if s := x.state("q", bb[0].Partition); s.ProcessedSeq != 1 || s.Attempts != 1 || s.LastError != "b's" || s.LeaseToken != "" {
+		t.Errorf("B's partition after its release: %+v, want cursor 1, 1 attempt, b's, no lease", s)
+	}
+	if s := x.state("q", a[0].Partition); s.Attempts != 2 || s.LastError != "" || s.LeaseToken != "" || !s.LeaseUntil.IsZero() {
+		t.Errorf("A's partition after its release: %+v, want 2 attempts, no error, no lease", s)
 	}
 }
 

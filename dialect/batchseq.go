@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"context"
+	"database/sql"
 )
 
 // PartitionsSequencer is optionally implemented by a Dialect that can
@@ -99,4 +100,24 @@ type StatementPreparer interface {
 // ClaimLease's contract; q is a pool, never a transaction.
 type StatementClaimer interface {
 	ClaimLeaseOn(ctx context.Context, q DBTX, p *ClaimLeaseParams) (*ClaimResult, error)
+}
+
+// CursorsUpdater is optionally implemented by a Dialect that can write
+// several fenced cursor updates in one round trip. Under load the workers'
+// acks meet in rounds of several partitions; written one UpdateCursor at a
+// time in a transaction they cost a statement each plus the transaction's
+// own. The core uses UpdateCursors for a round of two or more acks when it
+// is there.
+//
+// Each entry is UpdateCursor's, with a Token (fenced) and on a distinct
+// partition: it changes its row only while its token holds an unexpired
+// lease by the database's clock, and the result reports, in the order of
+// ps, which entries did. An entry that is fenced off changes nothing and
+// does not stop the others. All the changes commit together or not at all.
+//
+// db is the outbox's database, for a dialect that needs a transaction of
+// its own; q runs statements on db (the core's view of it, which may run
+// prepared statements; see StatementPreparer).
+type CursorsUpdater interface {
+	UpdateCursors(ctx context.Context, db *sql.DB, q DBTX, ps []*UpdateCursorParams) ([]bool, error)
 }

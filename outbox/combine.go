@@ -139,8 +139,9 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 }
 
 // ackRound writes several decoupled acks (fenced cursor-row updates without
-// dead letters) in one transaction. Each update is fenced by its own token
-// and reports for itself: one whose lease is gone matches no row, changes
+// dead letters) in one statement where the dialect is a
+// dialect.CursorsUpdater, else in one transaction. Each update is fenced by
+// its own token and reports for itself: one whose lease is gone matches no row, changes
 // nothing and does not stop the others from committing. Rows are updated in
 // partition order, so two rounds never wait on each other in a cycle.
 func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
@@ -161,6 +162,20 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 		return int(max(min(reqs[a].PartitionID-reqs[b].PartitionID, 1), -1))
 	})
 	out := make([]bool, len(reqs))
+	if cu, ok := o.d.(dialect.CursorsUpdater); ok {
+		sorted := make([]*dialect.UpdateCursorParams, len(reqs))
+		for k, i := range order {
+			sorted[k] = reqs[i]
+		}
+		got, err := cu.UpdateCursors(stmtCtx, o.db, o.q, sorted)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range order {
+			out[i] = got[k]
+		}
+		return out, nil
+	}
 	err := o.withTx(stmtCtx, func(tx *sql.Tx) error {
 		for _, i := range order {
 			res, err := o.d.UpdateCursor(stmtCtx, o.in(tx), reqs[i])

@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Producers, "producers", 4, "concurrent producers (outbox and baseline)")
 	fs.IntVar(&o.Consumers, "consumers", 4, "outbox MaxConcurrency and baseline drain workers")
 	fs.IntVar(&o.Sequencers, "sequencers", 0, "outbox Config.Sequencers (0: the library default)")
+	fs.DurationVar(&o.CoalesceDelay, "coalesce-delay", 0, "outbox Config.CoalesceDelay (0: the library default; negative: Config.NoCoalesce)")
 	fs.IntVar(&o.Processes, "processes", 1, "concurrent scenario: 1 runs producers and workers in this process; N > 1 runs the workers in N-1 child processes (postgres, mysql)")
 	fs.IntVar(&o.Batch, "batch", 100, "messages per transaction in the batch enqueue mode")
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")

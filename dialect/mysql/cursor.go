@@ -22,6 +22,63 @@ func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.U
 	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
 }
 
+var _ dialect.CursorsUpdater = (*Dialect)(nil)
+
+// UpdateCursors implements dialect.CursorsUpdater. MySQL has no
+// UPDATE … RETURNING, so one UPDATE joined with the entries (JSON_TABLE,
+// each cursor row reached by its primary key, as in the sequencer's
+// numbering) runs in a transaction of its own and reports only how many
+// rows it changed. When that is every entry (the common case: leases are
+// rarely lost) the transaction commits; otherwise it is rolled back and
+// the entries are written one UpdateCursor each, in a transaction, which
+// tells them apart.
+func (d *Dialect) UpdateCursors(ctx context.Context, db *sql.DB, _ dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
+	js, err := sqlbase.CursorEntries(ps)
+	if err != nil {
+		return nil, err
+	}
+	all, err := d.updateAll(ctx, db, js, len(ps))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ps))
+	if all {
+		for i := range out {
+			out[i] = true
+		}
+		return out, nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for i, p := range ps {
+		r, err := d.UpdateCursor(ctx, tx, p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r.Updated
+	}
+	return out, tx.Commit()
+}
+
+// updateAll runs the joined UPDATE of UpdateCursors and commits it only if
+// it changed want rows (version = version + 1: a matched row is a changed
+// row).
+func (d *Dialect) updateAll(ctx context.Context, db *sql.DB, entries string, want int) (bool, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	n, err := sqlbase.Exec(ctx, tx, d.qs().updateMany, entries)
+	if err != nil || n != want {
+		return false, err
+	}
+	return true, tx.Commit()
+}
+
 var _ dialect.CursorLocker = (*Dialect)(nil)
 
 // LockCursor implements dialect.CursorLocker. The partitions row is read

@@ -113,7 +113,7 @@ func (d *Dialect) IsRetryable(err error) bool {
 type queries struct {
 	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
 	lockPartitions, pickMany, numberMany                              string
-	lockCursor                                                        string
+	lockCursor, updateMany                                            string
 }
 
 // spec tells the shared base how PostgreSQL differs.
@@ -250,6 +250,28 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				DELETE FROM {p}messages WHERE partition_id = $1 AND seq > $10 AND seq <= $8 AND EXISTS (SELECT 1 FROM upd)
 			)
 			SELECT count(*) FROM upd`),
+		// update for several partitions, one row of arrays each: the same
+		// assignments and fence, the same delete for the rows the update
+		// matched, and the partitions it matched.
+		updateMany: r.Replace(`WITH v AS (
+				SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::text[],
+					$6::bigint[], $7::bigint[], $8::bool[], $9::bigint[], $10::bigint[])
+					AS v (pid, token, seq, attempts, err, retry, renew, block, del_through, del_after)
+			), upd AS (
+				UPDATE {p}processors pr SET processed_seq = v.seq, attempts = v.attempts, last_error = NULLIF(v.err, ''),
+					next_attempt_at = now() + v.retry * interval '1 microsecond',
+					lease_token = CASE WHEN v.renew > 0 THEN pr.lease_token ELSE NULL END,
+					lease_until = CASE WHEN v.renew > 0 THEN now() + v.renew * interval '1 microsecond' ELSE NULL END,
+					blocked_at = CASE WHEN v.block THEN now() ELSE NULL END,
+					version = pr.version + 1
+				FROM v
+				WHERE pr.partition_id = v.pid AND (v.token = '' OR (pr.lease_token = v.token AND pr.lease_until > now()))
+				RETURNING pr.partition_id
+			), del AS (
+				DELETE FROM {p}messages m USING v JOIN upd ON upd.partition_id = v.pid
+				WHERE m.partition_id = v.pid AND m.seq > v.del_after AND m.seq <= v.del_through
+			)
+			SELECT partition_id FROM upd`),
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
 			SELECT p.id, $3::bytea, $4::text, $5::text FROM {p}partitions p WHERE p.queue = $1 AND p.partition_num = $2`),
 	}
@@ -484,6 +506,56 @@ func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.U
 		return nil, err
 	}
 	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
+}
+
+var _ dialect.CursorsUpdater = (*Dialect)(nil)
+
+// UpdateCursors implements dialect.CursorsUpdater in one statement.
+func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
+	n := len(ps)
+	pids, seqs, retries, renews := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	dels, afters, attempts := make([]int64, n), make([]int64, n), make([]int64, n)
+	tokens, errs := make([]string, n), make([]string, n)
+	blocks := make([]byte, 0, 2+2*n)
+	blocks = append(blocks, '{')
+	at := make(map[int64]int, n)
+	for i, p := range ps {
+		if _, dup := at[p.PartitionID]; dup {
+			return nil, fmt.Errorf("postgres: UpdateCursors: partition %d given twice", p.PartitionID)
+		}
+		at[p.PartitionID] = i
+		pids[i], tokens[i], seqs[i], attempts[i], errs[i] = p.PartitionID, p.Token, p.ProcessedSeq, int64(p.Attempts), p.LastError
+		retries[i], renews[i], dels[i], afters[i] = p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.DeleteAfter
+		if i > 0 {
+			blocks = append(blocks, ',')
+		}
+		blocks = append(blocks, "ft"[b2i(p.Block)])
+	}
+	blocks = append(blocks, '}')
+	rows, err := q.QueryContext(ctx, d.qs().updateMany, int64Array(pids), textArray(tokens), int64Array(seqs), int64Array(attempts),
+		textArray(errs), int64Array(retries), int64Array(renews), string(blocks), int64Array(dels), int64Array(afters))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]bool, n)
+	for rows.Next() {
+		var pid int64
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		if i, ok := at[pid]; ok {
+			out[i] = true
+		}
+	}
+	return out, rows.Err()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var _ dialect.Checker = (*Dialect)(nil)

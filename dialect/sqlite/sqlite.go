@@ -96,7 +96,7 @@ const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 // queries are the statements only SQLite runs this way.
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
-	lockCursor, insertOne                                    string
+	lockCursor, insertOne, updateMany                        string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
@@ -192,6 +192,19 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				blocked_at = CASE WHEN ?8 THEN {now} ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ?1 AND (?2 = '' OR (lease_token = ?2 AND lease_until > {now}))`),
+		// update for the entries of UpdateCursors (sqlbase.CursorEntries):
+		// the same assignments and fence, and the partitions it changed.
+		updateMany: r.Replace(`UPDATE {p}processors SET processed_seq = v.seq, attempts = v.attempts, last_error = NULLIF(v.err, ''),
+				next_attempt_at = {now} + v.retry,
+				lease_token = CASE WHEN v.renew > 0 THEN lease_token ELSE NULL END,
+				lease_until = CASE WHEN v.renew > 0 THEN {now} + v.renew ELSE NULL END,
+				blocked_at = CASE WHEN v.blk <> 0 THEN {now} ELSE NULL END,
+				version = version + 1
+			FROM (SELECT value ->> 0 AS pid, value ->> 1 AS token, value ->> 2 AS seq, value ->> 3 AS attempts,
+					value ->> 4 AS err, value ->> 5 AS retry, value ->> 6 AS renew, value ->> 7 AS blk
+				FROM json_each(?1)) AS v
+			WHERE partition_id = v.pid AND (v.token = '' OR (lease_token = v.token AND lease_until > {now}))
+			RETURNING partition_id`),
 	}
 }
 
@@ -345,6 +358,36 @@ func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.U
 		return nil, err
 	}
 	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
+}
+
+var _ dialect.CursorsUpdater = (*Dialect)(nil)
+
+// UpdateCursors implements dialect.CursorsUpdater in one statement.
+func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
+	js, err := sqlbase.CursorEntries(ps)
+	if err != nil {
+		return nil, err
+	}
+	at := make(map[int64]int, len(ps))
+	for i, p := range ps {
+		at[p.PartitionID] = i
+	}
+	rows, err := q.QueryContext(ctx, d.qs().updateMany, js)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]bool, len(ps))
+	for rows.Next() {
+		var pid int64
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		if i, ok := at[pid]; ok {
+			out[i] = true
+		}
+	}
+	return out, rows.Err()
 }
 
 var _ dialect.Checker = (*Dialect)(nil)

@@ -62,6 +62,9 @@ type Options struct {
 	Batch        int    `json:"batch"`                // messages per transaction in the batch enqueue mode; default 100
 	PayloadBytes int    `json:"payload_bytes"`        // default 256, at least 16
 	Sequencers   int    `json:"sequencers,omitempty"` // outbox Config.Sequencers; 0: the library default
+	// CoalesceDelay is outbox Config.CoalesceDelay; 0: the library
+	// default, negative: Config.NoCoalesce.
+	CoalesceDelay time.Duration `json:"coalesce_delay,omitempty"`
 	// Processes > 1 runs the concurrent scenario's workers in Processes-1
 	// child processes (the outbox-bench binary re-executed with WorkerFlag);
 	// the producers stay in this one. 0 or 1: all in-process.

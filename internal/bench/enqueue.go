@@ -30,6 +30,8 @@ func (o Options) config() outbox.Config {
 		MaxConcurrency:  o.Consumers,
 		Sequencers:      o.Sequencers,
 		MaxPayloadBytes: max(outbox.DefaultMaxPayloadBytes, o.PayloadBytes),
+		CoalesceDelay:   max(o.CoalesceDelay, 0),
+		NoCoalesce:      o.CoalesceDelay < 0,
 	}
 }
 

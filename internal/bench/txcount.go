@@ -75,13 +75,78 @@ func (cn *countingConn) QueryContext(ctx context.Context, query string, args []d
 }
 
 func (cn *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	// Prepared statements (drivers that prepare instead of ErrSkip) are
-	// counted at preparation: the project's hot paths do not reuse them.
-	cn.note(query)
+	// A prepared statement (the outbox's statement cache, or a driver
+	// that prepares instead of ErrSkip) counts at each execution outside a
+	// transaction on this connection.
+	var st driver.Stmt
+	var err error
 	if p, ok := cn.Conn.(driver.ConnPrepareContext); ok {
-		return p.PrepareContext(ctx, query)
+		st, err = p.PrepareContext(ctx, query)
+	} else {
+		st, err = cn.Conn.Prepare(query)
 	}
-	return cn.Conn.Prepare(query)
+	if err != nil {
+		return nil, err
+	}
+	return &countingStmt{Stmt: st, cn: cn, writes: writes(query)}, nil
+}
+
+// countingStmt counts the executions of a prepared writing statement that
+// run outside a transaction.
+type countingStmt struct {
+	driver.Stmt
+	cn     *countingConn
+	writes bool
+}
+
+func (s *countingStmt) note() {
+	if s.writes && !s.cn.inTx {
+		s.cn.c.autocommit.Add(1)
+	}
+}
+
+func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	s.note()
+	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
+		return e.ExecContext(ctx, args)
+	}
+	vs, err := values(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stmt.Exec(vs) //nolint:staticcheck // the driver has nothing newer
+}
+
+func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	s.note()
+	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
+		return q.QueryContext(ctx, args)
+	}
+	vs, err := values(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stmt.Query(vs) //nolint:staticcheck // the driver has nothing newer
+}
+
+func (s *countingStmt) CheckNamedValue(nv *driver.NamedValue) error {
+	if c, ok := s.Stmt.(driver.NamedValueChecker); ok {
+		return c.CheckNamedValue(nv)
+	}
+	return s.cn.CheckNamedValue(nv)
+}
+
+// values turns named arguments into positional ones for a statement that
+// only has the old Exec and Query.
+func values(args []driver.NamedValue) ([]driver.Value, error) {
+	vs := make([]driver.Value, len(args))
+	for i, a := range args {
+		if a.Name != "" {
+			return nil, fmt.Errorf("bench: named argument %q for a driver without named arguments", a.Name)
+		}
+		vs[i] = a.Value
+	}
+	return vs, nil
 }
 
 func (cn *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {

@@ -1,0 +1,31 @@
+package sqlbase
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// CursorEntries encodes the entries of a dialect.CursorsUpdater call as a
+// JSON array of [partition_id, token, processed_seq, attempts, last_error,
+// retry µs, renew µs, block 0/1], for a statement that reads them as a
+// table (JSON_TABLE, json_each). It refuses a partition given twice.
+func CursorEntries(ps []*dialect.UpdateCursorParams) (string, error) {
+	vs := make([][]any, len(ps))
+	seen := make(map[int64]bool, len(ps))
+	for i, p := range ps {
+		if seen[p.PartitionID] {
+			return "", fmt.Errorf("UpdateCursors: partition %d given twice", p.PartitionID)
+		}
+		seen[p.PartitionID] = true
+		block := 0
+		if p.Block {
+			block = 1
+		}
+		vs[i] = []any{p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts, p.LastError,
+			p.RetryAfter.Microseconds(), p.Renew.Microseconds(), block}
+	}
+	b, err := json.Marshal(vs)
+	return string(b), err
+}
