@@ -91,7 +91,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// CoalesceDelay is how long the sequencer and the workers of decoupled
 	// queues wait before their next pass once two passes in a row found
-	// work: under sustained load work then gathers, and each statement and
+	// work, and half of how long they wait from the third such pass on:
+	// under sustained load work then gathers, and each statement and
 	// commit serves more messages (README.md, Performance, has the
 	// figures). At a low rate a pass that finds work is followed by one
 	// that finds none, so nothing waits. Workers of an Outbox with a

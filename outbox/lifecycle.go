@@ -163,8 +163,9 @@ func (o *Outbox) goLoop(ctx context.Context, name string, every time.Duration, w
 				streak++
 				if coalesce > 0 && streak > 1 {
 					// Sustained load: let work gather so that the next
-					// pass takes more of it per statement and commit.
-					timer.Reset(coalesce)
+					// pass takes more of it per statement and commit;
+					// twice as long from the third busy pass in a row on.
+					timer.Reset(coalesce * time.Duration(min(streak-1, 2)))
 					select {
 					case <-ctx.Done():
 						if !timer.Stop() {

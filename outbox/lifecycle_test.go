@@ -151,12 +151,16 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 		if len(gaps) < 10 {
 			t.Fatalf("%d passes, want at least 11", len(gaps)+1)
 		}
-		// Passes 1 and 2 found work: pass 2 ran at once, every later
-		// one after coalesce (pass 11 is the first idle one).
+		// Passes 1 and 2 found work: pass 2 ran at once, pass 3 after
+		// coalesce, every later one after twice that (pass 11 is the
+		// first idle one).
 		for k, g := range gaps[:10] {
-			want := coalesce
-			if k == 0 {
+			want := 2 * coalesce
+			switch k {
+			case 0:
 				want = 0
+			case 1:
+				want = coalesce
 			}
 			if g != want {
 				t.Errorf("gap before pass %d: %v, want %v", k+2, g, want)
