@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
@@ -25,19 +27,21 @@ func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.U
 var _ dialect.CursorsUpdater = (*Dialect)(nil)
 
 // UpdateCursors implements dialect.CursorsUpdater. MySQL has no
-// UPDATE … RETURNING, so one UPDATE joined with the entries (JSON_TABLE,
-// each cursor row reached by its primary key, as in the sequencer's
-// numbering) runs in a transaction of its own and reports only how many
-// rows it changed. When that is every entry (the common case: leases are
-// rarely lost) the transaction commits; otherwise it is rolled back and
-// the entries are written one UpdateCursor each, in a transaction, which
-// tells them apart.
+// UPDATE … RETURNING, so one single-table UPDATE of the entries' rows (by
+// primary key, each column and the fence a CASE on partition_id) runs in a
+// transaction of its own and reports only how many rows it changed. When
+// that is every entry (the common case: leases are rarely lost) the
+// transaction commits; otherwise it is rolled back and the entries are
+// written one UpdateCursor each, in a transaction, which tells them apart.
+// Not a join with the entries as a table (JSON_TABLE): a multi-table UPDATE
+// that sets a TEXT column (last_error) keeps the new values in an on-disk
+// temporary table.
 func (d *Dialect) UpdateCursors(ctx context.Context, db *sql.DB, _ dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
-	js, err := sqlbase.CursorEntries(ps)
+	query, args, err := d.updateMany(ps)
 	if err != nil {
 		return nil, err
 	}
-	all, err := d.updateAll(ctx, db, js, len(ps))
+	all, err := d.updateAll(ctx, db, query, args, len(ps))
 	if err != nil {
 		return nil, err
 	}
@@ -63,16 +67,85 @@ func (d *Dialect) UpdateCursors(ctx context.Context, db *sql.DB, _ dialect.DBTX,
 	return out, tx.Commit()
 }
 
-// updateAll runs the joined UPDATE of UpdateCursors and commits it only if
-// it changed want rows (version = version + 1: a matched row is a changed
+// updateMany builds UpdateCursors's statement: the assignments and fence
+// of update, each value a CASE partition_id WHEN … over the entries.
+// Single-table UPDATE assigns left to right and later assignments see
+// earlier new values: as in update, none reads a column assigned before
+// it, and the WHERE clause sees the old values.
+func (d *Dialect) updateMany(ps []*dialect.UpdateCursorParams) (string, []any, error) {
+	seen := make(map[int64]bool, len(ps))
+	for _, p := range ps {
+		if seen[p.PartitionID] {
+			return "", nil, fmt.Errorf("mysql: UpdateCursors: partition %d given twice", p.PartitionID)
+		}
+		seen[p.PartitionID] = true
+	}
+	var b strings.Builder
+	var args []any
+	byPartition := func(value func(p *dialect.UpdateCursorParams) (string, []any)) {
+		b.WriteString("CASE partition_id")
+		for _, p := range ps {
+			expr, vs := value(p)
+			b.WriteString(" WHEN ? THEN " + expr)
+			args = append(append(args, p.PartitionID), vs...)
+		}
+		b.WriteString(" END")
+	}
+	param := func(v any) (string, []any) { return "?", []any{v} }
+	b.WriteString("UPDATE " + d.Prefix() + "processors SET processed_seq = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) { return param(p.ProcessedSeq) })
+	b.WriteString(", attempts = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) { return param(p.Attempts) })
+	b.WriteString(", last_error = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) { return param(sqlbase.NullString(p.LastError)) })
+	b.WriteString(", next_attempt_at = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) {
+		return "NOW(6) + INTERVAL ? MICROSECOND", []any{p.RetryAfter.Microseconds()}
+	})
+	b.WriteString(", lease_token = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) {
+		if p.Renew > 0 {
+			return "lease_token", nil
+		}
+		return "NULL", nil
+	})
+	b.WriteString(", lease_until = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) {
+		if p.Renew > 0 {
+			return "NOW(6) + INTERVAL ? MICROSECOND", []any{p.Renew.Microseconds()}
+		}
+		return "NULL", nil
+	})
+	b.WriteString(", blocked_at = ")
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) {
+		if p.Block {
+			return "NOW(6)", nil
+		}
+		return "NULL", nil
+	})
+	b.WriteString(", version = version + 1 WHERE partition_id IN (" + sqlbase.Placeholders(len(ps)) + ") AND ")
+	for _, p := range ps {
+		args = append(args, p.PartitionID)
+	}
+	byPartition(func(p *dialect.UpdateCursorParams) (string, []any) {
+		if p.Token == "" {
+			return "TRUE", nil
+		}
+		return "(lease_token = ? AND lease_until > NOW(6))", []any{p.Token}
+	})
+	return b.String(), args, nil
+}
+
+// updateAll runs UpdateCursors's statement and commits it only if it
+// changed want rows (version = version + 1: a matched row is a changed
 // row).
-func (d *Dialect) updateAll(ctx context.Context, db *sql.DB, entries string, want int) (bool, error) {
+func (d *Dialect) updateAll(ctx context.Context, db *sql.DB, query string, args []any, want int) (bool, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	n, err := sqlbase.Exec(ctx, tx, d.qs().updateMany, entries)
+	n, err := sqlbase.Exec(ctx, tx, query, args...)
 	if err != nil || n != want {
 		return false, err
 	}

@@ -110,9 +110,9 @@ func (d *Dialect) TxOptions() *sql.TxOptions {
 
 // queries are the statements only MySQL/MariaDB runs this way.
 type queries struct {
-	insertQueue, selectQueue, insertCursors                     string
-	lockPartition, unsequenced, bumpLastSeq, number             string
-	update, updateMany, vacuumCandidates, vacuumPick, insertOne string
+	insertQueue, selectQueue, insertCursors         string
+	lockPartition, unsequenced, number              string
+	update, vacuumCandidates, vacuumPick, insertOne string
 }
 
 // spec tells the shared base how MySQL/MariaDB differs.
@@ -161,17 +161,21 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// could).
 		unsequenced: r.Replace(`SELECT id FROM {p}messages
 			WHERE partition_id = ? AND seq IS NULL ORDER BY id LIMIT ?`),
-		// See Dialect.number. STRAIGHT_JOIN and FORCE INDEX: the pairs
-		// drive, and each message row is reached by its primary key
-		// (eq_ref), so only those rows are locked. Any other plan (the
-		// other join order, or a scan with a join buffer, which the
-		// optimizer picks for a small table) reads the table with locks
-		// and waits for uncommitted producers' and sequencers' rows.
+		// See Dialect.number. STRAIGHT_JOIN and FORCE INDEX: the entries
+		// drive, and each message row and each partitions row is reached
+		// by its primary key (eq_ref), so only those rows are locked. Any
+		// other plan (another join order, or a scan with a join buffer,
+		// which the optimizer picks for a small table) reads the table with
+		// locks and waits for uncommitted producers' and sequencers' rows.
+		// A partitions row joins once per numbered message, all with the
+		// same last_seq; a multi-table UPDATE changes each row once. The
+		// counters are under this transaction's partition locks, so they
+		// cannot have moved.
 		number: r.Replace(`UPDATE JSON_TABLE(?, '$[*]' COLUMNS (
-				id BIGINT PATH '$[0]', seq BIGINT PATH '$[1]')) v STRAIGHT_JOIN {p}messages m FORCE INDEX (PRIMARY) ON m.id = v.id
-			SET m.seq = v.seq`),
-		// Under the partition lock, so last_seq cannot have moved.
-		bumpLastSeq: r.Replace(`UPDATE {p}partitions SET last_seq = ? WHERE id = ?`),
+				id BIGINT PATH '$[0]', seq BIGINT PATH '$[1]', pid BIGINT PATH '$[2]', last BIGINT PATH '$[3]')) v
+			STRAIGHT_JOIN {p}messages m FORCE INDEX (PRIMARY) ON m.id = v.id
+			STRAIGHT_JOIN {p}partitions p FORCE INDEX (PRIMARY) ON p.id = v.pid
+			SET m.seq = v.seq, p.last_seq = v.last`),
 		// Fenced: with a token, the row changes only while that token holds
 		// an unexpired lease, by the database's clock. The WHERE clause sees
 		// the old values. SET assignments run left to right and later ones
@@ -186,22 +190,6 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				blocked_at = CASE WHEN ? THEN NOW(6) ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ? AND (? = '' OR (lease_token = ? AND lease_until > NOW(6)))`),
-		// update for the entries of UpdateCursors ([[partition_id, token,
-		// processed_seq, attempts, last_error, retry µs, renew µs, block],
-		// …]): the same assignments and fence. STRAIGHT_JOIN and FORCE
-		// INDEX as in number: each cursor row by its primary key.
-		updateMany: r.Replace(`UPDATE JSON_TABLE(?, '$[*]' COLUMNS (
-				pid BIGINT PATH '$[0]', token VARCHAR(64) CHARACTER SET ascii PATH '$[1]',
-				seq BIGINT PATH '$[2]', attempts INT PATH '$[3]', err LONGTEXT CHARACTER SET utf8mb4 PATH '$[4]',
-				retry BIGINT PATH '$[5]', renew BIGINT PATH '$[6]', blk INT PATH '$[7]')) v
-			STRAIGHT_JOIN {p}processors pr FORCE INDEX (PRIMARY) ON pr.partition_id = v.pid
-			SET pr.processed_seq = v.seq, pr.attempts = v.attempts, pr.last_error = NULLIF(v.err, ''),
-				pr.next_attempt_at = NOW(6) + INTERVAL v.retry MICROSECOND,
-				pr.lease_token = CASE WHEN v.renew > 0 THEN pr.lease_token ELSE NULL END,
-				pr.lease_until = CASE WHEN v.renew > 0 THEN NOW(6) + INTERVAL v.renew MICROSECOND ELSE NULL END,
-				pr.blocked_at = CASE WHEN v.blk <> 0 THEN NOW(6) ELSE NULL END,
-				pr.version = pr.version + 1
-			WHERE v.token = '' OR (pr.lease_token = v.token AND pr.lease_until > NOW(6))`),
 		// Partitions that have delivered rows left: one probe of the
 		// (partition_id, seq) index per cursor row, stopping after ? hits.
 		vacuumCandidates: r.Replace(`SELECT pr.partition_id, pr.processed_seq FROM {p}processors pr

@@ -54,7 +54,7 @@ func TestIsRetryable(t *testing.T) {
 }
 
 // TestHotPathNoDiskTemporaryTables: the statements a delivery runs
-// (insert, pick and number, read) create no on-disk temporary table.
+// (insert, pick and number, read, ack) create no on-disk temporary table.
 // MariaDB writes a temporary table that holds a BLOB column to a file it
 // creates and deletes, so such a statement costs file-system work per call
 // (ReadPartitions with derived-table branches did, once per partition).
@@ -65,11 +65,11 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 	if err := migrations.Up(ctx, db, d); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// One connection, so every statement below and the status reads run
+	// in the same session.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	conn := db
 	diskTables := func() int64 {
 		var name string
 		var n int64
@@ -123,6 +123,14 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 	}
 	if _, err := d.ReadMessages(ctx, conn, &reads[0]); err != nil {
 		t.Fatal(err)
+	}
+	// The acks of a round, with and without an error to record.
+	ps := []*dialect.UpdateCursorParams{
+		{PartitionID: dq.PartitionIDs[0], ProcessedSeq: 10, LastError: "boom"},
+		{PartitionID: dq.PartitionIDs[1], ProcessedSeq: 10},
+	}
+	if got, err := d.UpdateCursors(ctx, db, conn, ps); err != nil || !got[0] || !got[1] {
+		t.Fatalf("UpdateCursors: %v, %v", got, err)
 	}
 	if n := diskTables() - before; n != 0 {
 		t.Errorf("the hot path created %d on-disk temporary tables, want 0", n)

@@ -192,7 +192,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				blocked_at = CASE WHEN ?8 THEN {now} ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ?1 AND (?2 = '' OR (lease_token = ?2 AND lease_until > {now}))`),
-		// update for the entries of UpdateCursors (sqlbase.CursorEntries):
+		// update for the entries of UpdateCursors (cursorEntries):
 		// the same assignments and fence, and the partitions it changed.
 		updateMany: r.Replace(`UPDATE {p}processors SET processed_seq = v.seq, attempts = v.attempts, last_error = NULLIF(v.err, ''),
 				next_attempt_at = {now} + v.retry,
@@ -364,7 +364,7 @@ var _ dialect.CursorsUpdater = (*Dialect)(nil)
 
 // UpdateCursors implements dialect.CursorsUpdater in one statement.
 func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
-	js, err := sqlbase.CursorEntries(ps)
+	js, err := cursorEntries(ps)
 	if err != nil {
 		return nil, err
 	}

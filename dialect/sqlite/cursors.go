@@ -1,4 +1,4 @@
-package sqlbase
+package sqlite
 
 import (
 	"encoding/json"
@@ -7,11 +7,11 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// CursorEntries encodes the entries of a dialect.CursorsUpdater call as a
+// cursorEntries encodes the entries of a dialect.CursorsUpdater call as a
 // JSON array of [partition_id, token, processed_seq, attempts, last_error,
-// retry µs, renew µs, block 0/1], for a statement that reads them as a
-// table (JSON_TABLE, json_each). It refuses a partition given twice.
-func CursorEntries(ps []*dialect.UpdateCursorParams) (string, error) {
+// retry µs, renew µs, block 0/1], for updateMany, which reads them with
+// json_each. It refuses a partition given twice.
+func cursorEntries(ps []*dialect.UpdateCursorParams) (string, error) {
 	vs := make([][]any, len(ps))
 	seen := make(map[int64]bool, len(ps))
 	for i, p := range ps {
