@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -141,8 +142,8 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 // ackRound writes several decoupled acks (fenced cursor-row updates without
 // dead letters) in one statement where the dialect is a
 // dialect.CursorsUpdater, else in one transaction. Each update is fenced by
-// its own token and reports for itself: one whose lease is gone matches no row, changes
-// nothing and does not stop the others from committing. Rows are updated in
+// its own token and reports for itself: one whose lease is gone matches no
+// row, changes nothing and does not stop the others from committing. Rows are updated in
 // partition order, so two rounds never wait on each other in a cycle.
 func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 	stmtCtx, cancel := o.bookkeeping(context.Background())
@@ -170,6 +171,9 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 		got, err := cu.UpdateCursors(stmtCtx, o.db, o.q, sorted)
 		if err != nil {
 			return nil, err
+		}
+		if len(got) != len(sorted) {
+			return nil, fmt.Errorf("outbox: UpdateCursors reported %d results for %d acks", len(got), len(sorted))
 		}
 		for k, i := range order {
 			out[i] = got[k]

@@ -105,28 +105,24 @@ func (s *countingStmt) note() {
 	}
 }
 
+// The three drivers the bench links implement the context methods on
+// their statements; database/sql calls these only.
 func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := s.Stmt.(driver.StmtExecContext)
+	if !ok {
+		return nil, fmt.Errorf("bench: driver statement %T has no ExecContext", s.Stmt)
+	}
 	s.note()
-	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
-		return e.ExecContext(ctx, args)
-	}
-	vs, err := values(args)
-	if err != nil {
-		return nil, err
-	}
-	return s.Stmt.Exec(vs) //nolint:staticcheck // the driver has nothing newer
+	return e.ExecContext(ctx, args)
 }
 
 func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := s.Stmt.(driver.StmtQueryContext)
+	if !ok {
+		return nil, fmt.Errorf("bench: driver statement %T has no QueryContext", s.Stmt)
+	}
 	s.note()
-	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
-		return q.QueryContext(ctx, args)
-	}
-	vs, err := values(args)
-	if err != nil {
-		return nil, err
-	}
-	return s.Stmt.Query(vs) //nolint:staticcheck // the driver has nothing newer
+	return q.QueryContext(ctx, args)
 }
 
 func (s *countingStmt) CheckNamedValue(nv *driver.NamedValue) error {
@@ -134,19 +130,6 @@ func (s *countingStmt) CheckNamedValue(nv *driver.NamedValue) error {
 		return c.CheckNamedValue(nv)
 	}
 	return s.cn.CheckNamedValue(nv)
-}
-
-// values turns named arguments into positional ones for a statement that
-// only has the old Exec and Query.
-func values(args []driver.NamedValue) ([]driver.Value, error) {
-	vs := make([]driver.Value, len(args))
-	for i, a := range args {
-		if a.Name != "" {
-			return nil, fmt.Errorf("bench: named argument %q for a driver without named arguments", a.Name)
-		}
-		vs[i] = a.Value
-	}
-	return vs, nil
 }
 
 func (cn *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
