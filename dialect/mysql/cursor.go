@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/modkit-go/db/dialect"
@@ -73,12 +72,8 @@ func (d *Dialect) UpdateCursors(ctx context.Context, db *sql.DB, _ dialect.DBTX,
 // earlier new values: as in update, none reads a column assigned before
 // it, and the WHERE clause sees the old values.
 func (d *Dialect) updateMany(ps []*dialect.UpdateCursorParams) (string, []any, error) {
-	seen := make(map[int64]bool, len(ps))
-	for _, p := range ps {
-		if seen[p.PartitionID] {
-			return "", nil, fmt.Errorf("mysql: UpdateCursors: partition %d given twice", p.PartitionID)
-		}
-		seen[p.PartitionID] = true
+	if err := sqlbase.DistinctCursors(ps); err != nil {
+		return "", nil, err
 	}
 	var b strings.Builder
 	var args []any

@@ -512,18 +512,16 @@ var _ dialect.CursorsUpdater = (*Dialect)(nil)
 
 // UpdateCursors implements dialect.CursorsUpdater in one statement.
 func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
+	if err := sqlbase.DistinctCursors(ps); err != nil {
+		return nil, err
+	}
 	n := len(ps)
 	pids, seqs, retries, renews := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	dels, afters, attempts := make([]int64, n), make([]int64, n), make([]int64, n)
 	tokens, errs := make([]string, n), make([]string, n)
 	blocks := make([]byte, 0, 2+2*n)
 	blocks = append(blocks, '{')
-	at := make(map[int64]int, n)
 	for i, p := range ps {
-		if _, dup := at[p.PartitionID]; dup {
-			return nil, fmt.Errorf("postgres: UpdateCursors: partition %d given twice", p.PartitionID)
-		}
-		at[p.PartitionID] = i
 		pids[i], tokens[i], seqs[i], attempts[i], errs[i] = p.PartitionID, p.Token, p.ProcessedSeq, int64(p.Attempts), p.LastError
 		retries[i], renews[i], dels[i], afters[i] = p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.DeleteAfter
 		if i > 0 {
@@ -534,21 +532,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, 
 	blocks = append(blocks, '}')
 	rows, err := q.QueryContext(ctx, d.qs().updateMany, int64Array(pids), textArray(tokens), int64Array(seqs), int64Array(attempts),
 		textArray(errs), int64Array(retries), int64Array(renews), string(blocks), int64Array(dels), int64Array(afters))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]bool, n)
-	for rows.Next() {
-		var pid int64
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
-		}
-		if i, ok := at[pid]; ok {
-			out[i] = true
-		}
-	}
-	return out, rows.Err()
+	return sqlbase.MatchedCursors(rows, err, ps)
 }
 
 func b2i(b bool) int {

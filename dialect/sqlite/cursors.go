@@ -2,9 +2,9 @@ package sqlite
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
 // cursorEntries encodes the entries of a dialect.CursorsUpdater call as a
@@ -12,13 +12,11 @@ import (
 // retry µs, renew µs, block 0/1], for updateMany, which reads them with
 // json_each. It refuses a partition given twice.
 func cursorEntries(ps []*dialect.UpdateCursorParams) (string, error) {
+	if err := sqlbase.DistinctCursors(ps); err != nil {
+		return "", err
+	}
 	vs := make([][]any, len(ps))
-	seen := make(map[int64]bool, len(ps))
 	for i, p := range ps {
-		if seen[p.PartitionID] {
-			return "", fmt.Errorf("UpdateCursors: partition %d given twice", p.PartitionID)
-		}
-		seen[p.PartitionID] = true
 		block := 0
 		if p.Block {
 			block = 1

@@ -368,26 +368,8 @@ func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, 
 	if err != nil {
 		return nil, err
 	}
-	at := make(map[int64]int, len(ps))
-	for i, p := range ps {
-		at[p.PartitionID] = i
-	}
 	rows, err := q.QueryContext(ctx, d.qs().updateMany, js)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]bool, len(ps))
-	for rows.Next() {
-		var pid int64
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
-		}
-		if i, ok := at[pid]; ok {
-			out[i] = true
-		}
-	}
-	return out, rows.Err()
+	return sqlbase.MatchedCursors(rows, err, ps)
 }
 
 var _ dialect.Checker = (*Dialect)(nil)
