@@ -57,6 +57,10 @@ var contractCases = []contractCase{
 		twoWriters: "the first sequencer's transaction is the only writer"},
 	{name: "InsertSequencesInCommitOrder", fn: testInsertSequencesInCommitOrder, needs: "dialect.InsertSequencer"},
 	{name: "UpdateCursors", fn: testUpdateCursors, needs: "dialect.CursorsUpdater"},
+	{name: "SequencePending", fn: testSequencePending, needs: "dialect.PendingSequencer"},
+	{name: "SequencePendingSkipsLocked", fn: testSequencePendingSkipsLocked, needs: "dialect.PendingSequencer",
+		twoWriters: "the first sequencer's transaction is the only writer"},
+	{name: "SequencePendingConcurrent", fn: testSequencePendingConcurrent, needs: "dialect.PendingSequencer"},
 }
 
 // batchSequenceCases run again through dialect.PartitionsSequencer (one
@@ -122,6 +126,9 @@ func implements(d dialect.Dialect, name string) bool {
 		return ok
 	case "dialect.CursorsUpdater":
 		_, ok := d.(dialect.CursorsUpdater)
+		return ok
+	case "dialect.PendingSequencer":
+		_, ok := d.(dialect.PendingSequencer)
 		return ok
 	case "dialect.InsertSequencer":
 		is, ok := d.(dialect.InsertSequencer)
@@ -1272,6 +1279,178 @@ func testSequencePartitions(t testing.TB, b *Backend) {
 	}
 	x.checkSeqs("q", 0, pids[0], 5)
 	x.checkSeqs("q", 1, pids[1], 3)
+}
+
+// sequencePending runs one SequencePending call on x.db, bounded by
+// noWait: it must never wait on a producer or another sequencer.
+func (x *dialectEnv) sequencePending(from int64, maxPartitions, limit int) []dialect.SequencedPartition {
+	x.t.Helper()
+	ctx, cancel := context.WithTimeout(x.ctx, noWait)
+	defer cancel()
+	r, err := x.d.(dialect.PendingSequencer).SequencePending(ctx, x.db, &dialect.SequencePendingParams{
+		FromPartitionID: from, MaxPartitions: maxPartitions, Limit: limit})
+	if err != nil {
+		x.t.Fatalf("SequencePending(from %d, %d partitions, %d rows): %v", from, maxPartitions, limit, err)
+	}
+	return r.Partitions
+}
+
+// testSequencePending: one call finds the partitions with committed
+// unsequenced rows (from FromPartitionID up, at most MaxPartitions, in id
+// order), shares Limit evenly among them and numbers each one's rows in
+// id order from its counter; a producer's uncommitted rows are neither
+// waited on nor numbered, and get the next seqs once committed.
+func testSequencePending(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 4)
+	producer, err := x.pool().BeginTx(x.ctx, nil) // the application's own transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = producer.Rollback() }()
+	if !b.SingleWriter {
+		x.insert(producer, "q", 2, "late") // lower ids, committed last
+		x.insert(producer, "q", 1, "late")
+	}
+	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e")
+	x.insert(x.db, "q", 1, "x")
+	x.insert(x.db, "q", 3, "y", "z")
+	res := func(pid int64, assigned int, last int64) dialect.SequencedPartition {
+		return dialect.SequencedPartition{PartitionID: pid, SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: assigned, LastSeq: last}}
+	}
+	for i, step := range []struct {
+		from        int64
+		parts, rows int
+		want        []dialect.SequencedPartition
+	}{
+		{0, 2, 6, []dialect.SequencedPartition{res(pids[0], 3, 3), res(pids[1], 1, 1)}},
+		{pids[1] + 1, 1024, 10, []dialect.SequencedPartition{res(pids[3], 2, 2)}},
+		{0, 1024, 10, []dialect.SequencedPartition{res(pids[0], 2, 5)}},
+		{0, 1024, 10, nil},
+	} {
+		if got := x.sequencePending(step.from, step.parts, step.rows); fmt.Sprint(got) != fmt.Sprint(step.want) {
+			t.Fatalf("step %d: %+v, want %+v", i, got, step.want)
+		}
+	}
+	if !b.SingleWriter {
+		if err := producer.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		want := []dialect.SequencedPartition{res(pids[1], 1, 2), res(pids[2], 1, 1)}
+		if got := x.sequencePending(0, 1024, 10); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("after the producer committed: %+v, want %+v", got, want)
+		}
+		if msgs := x.read(pids[1], 0, 10); len(msgs) != 2 || string(msgs[0].Payload) != "x" || string(msgs[1].Payload) != "late" {
+			t.Fatalf("partition 1: %v; want x then late, in commit order", msgs)
+		}
+		x.checkSeqs("q", 2, pids[2], 1)
+	}
+	x.checkSeqs("q", 0, pids[0], 5)
+	x.checkSeqs("q", 3, pids[3], 2)
+}
+
+// testSequencePendingSkipsLocked: a partition another sequencer holds is
+// reported not Locked, at once, and the others are sequenced; once the
+// holder commits, the next call goes on from its counter.
+func testSequencePendingSkipsLocked(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 2)
+	x.insert(x.db, "q", 0, "a", "b")
+	x.insert(x.db, "q", 1, "c")
+	first, err := x.open().BeginTx(x.ctx, x.d.TxOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Rollback() }()
+	if r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pids[0], Limit: 1}); err != nil || !r.Locked {
+		t.Fatalf("first sequencer: %+v, %v", r, err)
+	}
+	want := []dialect.SequencedPartition{
+		{PartitionID: pids[0]},
+		{PartitionID: pids[1], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}},
+	}
+	if got := x.sequencePending(0, 1024, 10); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SequencePending while partition 0 is held: %+v; want %+v", got, want)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want = []dialect.SequencedPartition{{PartitionID: pids[0], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 2}}}
+	if got := x.sequencePending(0, 1024, 10); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the first committed: %+v; want %+v", got, want)
+	}
+	x.checkSeqs("q", 0, pids[0], 2)
+	x.checkSeqs("q", 1, pids[1], 1)
+}
+
+// testSequencePendingConcurrent: SequencePending calls racing each other
+// and a producer number every row once, gap-free, in commit order.
+func testSequencePendingConcurrent(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	pids := x.declare("q", 3)
+	const perPartition, callers = 20, 4
+	var (
+		mu       sync.Mutex
+		assigned int
+		wg       sync.WaitGroup
+		produced = make(chan struct{})
+	)
+	go func() {
+		defer close(produced)
+		db := x.pool()
+		for i := range perPartition {
+			for part := range pids {
+				x.insert(db, "q", part, fmt.Sprint(i))
+			}
+		}
+	}()
+	for c := range callers {
+		db := x.pool()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for done := false; ; {
+				ctx, cancel := context.WithTimeout(x.ctx, noWait)
+				r, err := x.d.(dialect.PendingSequencer).SequencePending(ctx, db, &dialect.SequencePendingParams{MaxPartitions: 2, Limit: 4})
+				cancel()
+				if err != nil {
+					t.Errorf("sequencer %d: %v", c, err)
+					return
+				}
+				n := 0
+				for _, p := range r.Partitions {
+					n += p.Assigned
+				}
+				mu.Lock()
+				assigned += n
+				mu.Unlock()
+				if done && len(r.Partitions) == 0 {
+					return
+				}
+				select {
+				case <-produced:
+					done = true
+				default:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-produced
+	if t.Failed() {
+		return
+	}
+	for { // partitions another caller held at its last look
+		if len(x.sequencePending(0, 1024, 100)) == 0 {
+			break
+		}
+	}
+	for part, pid := range pids {
+		x.checkSeqs("q", part, pid, perPartition)
+	}
+	if assigned > len(pids)*perPartition {
+		t.Fatalf("concurrent sequencers reported %d rows assigned, more than the %d inserted", assigned, len(pids)*perPartition)
+	}
 }
 
 // testSequencePartitionsSkipsLocked: a partition another sequencer holds is

@@ -3,6 +3,7 @@ package dialect
 import (
 	"context"
 	"database/sql"
+	"errors"
 )
 
 // PartitionsSequencer is optionally implemented by a Dialect that can
@@ -43,6 +44,43 @@ type SequencedPartition struct {
 	PartitionID int64
 	SequencePartitionResult
 }
+
+// PendingSequencer is optionally implemented by a Dialect that can run a
+// whole sequencer round in one round trip, atomic by itself (its own
+// transaction, like a single autocommit statement): find the partitions
+// with committed unsequenced rows, as PendingPartitions does, and sequence
+// them, as SequencePartitions does for those partitions. A round done in
+// separate statements costs a pending read, a transaction's begin and
+// commit, and the sequencing statements; under load that is most of the
+// pipeline's round trips. The core uses SequencePending when it is there,
+// and falls back to PendingPartitions and SequencePartition(s) for the
+// life of the Outbox when it returns an error wrapping ErrUnsupported
+// (a database whose schema predates it, say).
+//
+// The contract is SequencePartitions's for the partitions found: those
+// with an id of at least FromPartitionID, at most MaxPartitions of them, in
+// partition id order, each sequenced up to
+// Limit / (partitions found) rows (at least one), a partition another
+// transaction holds reported with Locked false and left alone at once.
+// q runs statements on the outbox's database, never in a transaction
+// (the core's view of it, which may run prepared statements; see
+// StatementPreparer).
+type PendingSequencer interface {
+	SequencePending(ctx context.Context, q DBTX, p *SequencePendingParams) (*SequencePartitionsResult, error)
+}
+
+// SequencePendingParams are the arguments of SequencePending.
+type SequencePendingParams struct {
+	FromPartitionID int64 // the lowest partition id considered
+	MaxPartitions   int   // most partitions found and tried
+	Limit           int   // most rows in total, shared evenly by the partitions found
+}
+
+// ErrUnsupported is wrapped by the error of an optional method that cannot
+// run on this database, for instance because its schema predates the
+// method (see PendingSequencer); the core then does the same work with the
+// required methods. Such an error changes nothing.
+var ErrUnsupported = errors.New("dialect: not supported by this database")
 
 // PartitionsReader is optionally implemented by a Dialect that can read
 // the next messages of several partitions in one statement. A worker that

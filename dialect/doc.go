@@ -18,9 +18,9 @@
 // [OperatorSource], as the built-in dialects do) is the operations store
 // behind the outbox's dead-letter and status methods; its method docs
 // state the guard each status change keeps, and the conformance suite's
-// Ops cases check them. [PartitionsSequencer], [PartitionsReader],
-// [InsertSequencer], [StatementPreparer], [StatementClaimer] and
-// [CursorsUpdater] only save
+// Ops cases check them. [PartitionsSequencer], [PendingSequencer],
+// [PartitionsReader], [InsertSequencer], [StatementPreparer],
+// [StatementClaimer] and [CursorsUpdater] only save
 // statements (or their parsing and planning) under load: the core falls
 // back to the one-partition, unprepared methods without them. [Savepoint] is a plain function: SAVEPOINT, ROLLBACK TO SAVEPOINT
 // and RELEASE SAVEPOINT are spelt alike by every supported database.

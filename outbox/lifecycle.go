@@ -251,6 +251,15 @@ func (o *Outbox) sequencePass(ctx context.Context) (bool, error) {
 // cannot deadlock however many partition locks one holds) and only then
 // picks rows, in a later statement that sees the previous holder's work.
 func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
+	if o.roundSeq != nil && !o.roundSeqNo.Load() {
+		assigned, skipped, err = o.sequencePending(ctx)
+		if !errors.Is(err, dialect.ErrUnsupported) {
+			return assigned, skipped, err
+		}
+		if !o.roundSeqNo.Swap(true) {
+			o.log.Warn("outbox: sequencing a partition at a time: the database cannot run a round in one call; apply the migrations", "error", err)
+		}
+	}
 	pend, err := o.d.PendingPartitions(ctx, o.q, &dialect.PendingPartitionsParams{Limit: 1024})
 	if err != nil {
 		return 0, 0, fmt.Errorf("pending partitions: %w", err)
@@ -325,6 +334,51 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		ids = append(full, ids[next:]...)
 	}
 	return assigned, skipped, nil
+}
+
+// sequencePending is sequenceRound through dialect.PendingSequencer: a
+// call finds and sequences up to SequencerBatch pending partitions in one
+// round trip. Calls go on from the last partition found while a call found
+// as many as it may (more may wait beyond), and round again while a
+// partition used its whole share (it may have more rows).
+func (o *Outbox) sequencePending(ctx context.Context) (assigned, skipped int, err error) {
+	maxParts := min(1024, o.cfg.SequencerBatch)
+	var from int64
+	full := false // a partition used its share since from was last 0
+	for {
+		res, err := o.roundSeq.SequencePending(ctx, o.q, &dialect.SequencePendingParams{
+			FromPartitionID: from, MaxPartitions: maxParts, Limit: o.cfg.SequencerBatch})
+		if err != nil {
+			if o.d.IsRetryable(err) {
+				return assigned, skipped + 1, nil
+			}
+			return assigned, skipped, fmt.Errorf("sequence pending: %w", err)
+		}
+		found := len(res.Partitions)
+		share := max(o.cfg.SequencerBatch/max(found, 1), 1)
+		n := 0
+		for _, r := range res.Partitions {
+			if !r.Locked {
+				skipped++
+				continue
+			}
+			n += r.Assigned
+			full = full || r.Assigned >= share
+		}
+		assigned += n
+		o.tel.sequencedRows(ctx, n)
+		if n > 0 {
+			o.workWake.broadcast()
+		}
+		switch {
+		case found == maxParts:
+			from = res.Partitions[found-1].PartitionID + 1
+		case full:
+			from, full = 0, false
+		default:
+			return assigned, skipped, nil
+		}
+	}
 }
 
 func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {

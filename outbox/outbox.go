@@ -45,6 +45,10 @@ type Outbox struct {
 	insertSeq bool
 	unseqAt   atomic.Int64
 	workWake  *signal // the sequencer assigned seqs
+	// roundSeq: the dialect runs a sequencer round in one call
+	// (dialect.PendingSequencer) until it reports dialect.ErrUnsupported.
+	roundSeq   dialect.PendingSequencer
+	roundSeqNo atomic.Bool
 	// coalesce: how long the sequencer and decoupled workers let work
 	// gather under sustained load (see goLoop).
 	coalesce time.Duration
@@ -104,6 +108,7 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 	if is, ok := d.(dialect.InsertSequencer); ok {
 		o.insertSeq = is.SequencesOnInsert()
 	}
+	o.roundSeq, _ = d.(dialect.PendingSequencer)
 	o.q = db
 	if !cfg.NoCoalesce {
 		o.coalesce = cfg.CoalesceDelay

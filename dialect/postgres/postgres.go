@@ -113,7 +113,7 @@ func (d *Dialect) IsRetryable(err error) bool {
 type queries struct {
 	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
 	lockPartitions, pickMany, numberMany                              string
-	lockCursor, updateMany                                            string
+	lockCursor, updateMany, sequencePending                           string
 }
 
 // spec tells the shared base how PostgreSQL differs.
@@ -272,6 +272,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				WHERE m.partition_id = v.pid AND m.seq > v.del_after AND m.seq <= v.del_through
 			)
 			SELECT partition_id FROM upd`),
+		// The function of migration 00003 (see there).
+		sequencePending: r.Replace(`SELECT pending, held, held_seq, owners FROM {p}sequence_pending($1::bigint, $2::int, $3::int)`),
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
 			SELECT p.id, $3::bytea, $4::text, $5::text FROM {p}partitions p WHERE p.queue = $1 AND p.partition_num = $2`),
 	}
@@ -446,6 +448,76 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 		r.Assigned, r.LastSeq = int(lasts[i]-r.LastSeq), lasts[i]
 	}
 	return s.Result, nil
+}
+
+// SequencePending implements dialect.PendingSequencer with the function of
+// migration 00003, one autocommit statement; it runs SequencePartitions's
+// statements, in the same order, in one round trip. A database without the
+// function (its migrations not applied yet) gets an error wrapping
+// dialect.ErrUnsupported.
+func (d *Dialect) SequencePending(ctx context.Context, q dialect.DBTX, p *dialect.SequencePendingParams) (*dialect.SequencePartitionsResult, error) {
+	res := &dialect.SequencePartitionsResult{}
+	if p.MaxPartitions <= 0 || p.Limit <= 0 {
+		return res, nil
+	}
+	var cols [4]string
+	err := q.QueryRowContext(ctx, d.qs().sequencePending, p.FromPartitionID, p.MaxPartitions, p.Limit).Scan(&cols[0], &cols[1], &cols[2], &cols[3])
+	if err != nil {
+		var s interface{ SQLState() string }
+		if errors.As(err, &s) && s.SQLState() == "42883" { // undefined_function
+			return nil, fmt.Errorf("postgres: %ssequence_pending: %w (migration 00003 not applied: %v)", d.Prefix(), dialect.ErrUnsupported, err)
+		}
+		return nil, err
+	}
+	var arrs [4][]int64
+	for i, c := range cols {
+		if arrs[i], err = parseInt64Array(c); err != nil {
+			return nil, fmt.Errorf("postgres: %ssequence_pending: %w", d.Prefix(), err)
+		}
+	}
+	pending, held, heldSeq, owners := arrs[0], arrs[1], arrs[2], arrs[3]
+	if len(held) != len(heldSeq) {
+		return nil, fmt.Errorf("postgres: %ssequence_pending: %d partitions held, %d counters", d.Prefix(), len(held), len(heldSeq))
+	}
+	// All four arrays are in partition id order.
+	res.Partitions = make([]dialect.SequencedPartition, len(pending))
+	h, o := 0, 0
+	for i, pid := range pending {
+		r := dialect.SequencedPartition{PartitionID: pid}
+		if h < len(held) && held[h] == pid {
+			r.Locked, r.LastSeq = true, heldSeq[h]
+			for ; o < len(owners) && owners[o] == pid; o++ {
+				r.Assigned++
+			}
+			r.LastSeq += int64(r.Assigned)
+			h++
+		}
+		res.Partitions[i] = r
+	}
+	if h != len(held) || o != len(owners) {
+		return nil, fmt.Errorf("postgres: %ssequence_pending: result out of order: %v %v %v", d.Prefix(), pending, held, owners)
+	}
+	return res, nil
+}
+
+// parseInt64Array parses a PostgreSQL bigint[] in text form ("{1,2,3}").
+func parseInt64Array(s string) ([]int64, error) {
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return nil, fmt.Errorf("not a bigint[]: %q", s)
+	}
+	s = s[1 : len(s)-1]
+	if s == "" {
+		return nil, nil
+	}
+	out := make([]int64, 0, strings.Count(s, ",")+1)
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("not a bigint[]: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // int64Array formats vs as a PostgreSQL array literal for a ::bigint[]

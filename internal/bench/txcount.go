@@ -50,6 +50,42 @@ func writes(query string) bool {
 	return strings.Contains(query, "UPDATE ") || strings.Contains(query, "DELETE ") || strings.Contains(query, "INSERT ")
 }
 
+// writesIfRows: a call of PostgreSQL's sequencer round function is a write
+// transaction only when it numbered rows, that is when its last column
+// (owners, the partition of each row numbered) is not the empty array.
+func writesIfRows(query string) bool { return strings.Contains(query, "sequence_pending(") }
+
+// rowsCounter counts one write for a row whose last column is a non-empty
+// array.
+type rowsCounter struct {
+	driver.Rows
+	c *txCounter
+}
+
+func (r *rowsCounter) Next(dest []driver.Value) error {
+	err := r.Rows.Next(dest)
+	if err == nil && len(dest) > 0 {
+		var last string
+		switch v := dest[len(dest)-1].(type) {
+		case []byte:
+			last = string(v)
+		case string:
+			last = v
+		}
+		if last != "" && last != "{}" {
+			r.c.autocommit.Add(1)
+		}
+	}
+	return err
+}
+
+func (cn *countingConn) countRows(query string, rows driver.Rows, err error) (driver.Rows, error) {
+	if err != nil || cn.inTx || !writesIfRows(query) {
+		return rows, err
+	}
+	return &rowsCounter{Rows: rows, c: cn.c}, nil
+}
+
 func (cn *countingConn) note(query string) {
 	if !cn.inTx && writes(query) {
 		cn.c.autocommit.Add(1)
@@ -71,7 +107,8 @@ func (cn *countingConn) QueryContext(ctx context.Context, query string, args []d
 		return nil, driver.ErrSkip
 	}
 	cn.note(query)
-	return q.QueryContext(ctx, query, args)
+	rows, err := q.QueryContext(ctx, query, args)
+	return cn.countRows(query, rows, err)
 }
 
 func (cn *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
@@ -88,7 +125,7 @@ func (cn *countingConn) PrepareContext(ctx context.Context, query string) (drive
 	if err != nil {
 		return nil, err
 	}
-	return &countingStmt{Stmt: st, cn: cn, writes: writes(query)}, nil
+	return &countingStmt{Stmt: st, cn: cn, query: query, writes: writes(query)}, nil
 }
 
 // countingStmt counts the executions of a prepared writing statement that
@@ -96,6 +133,7 @@ func (cn *countingConn) PrepareContext(ctx context.Context, query string) (drive
 type countingStmt struct {
 	driver.Stmt
 	cn     *countingConn
+	query  string
 	writes bool
 }
 
@@ -122,7 +160,8 @@ func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValu
 		return nil, fmt.Errorf("bench: driver statement %T has no QueryContext", s.Stmt)
 	}
 	s.note()
-	return q.QueryContext(ctx, args)
+	rows, err := q.QueryContext(ctx, args)
+	return s.cn.countRows(s.query, rows, err)
 }
 
 func (s *countingStmt) CheckNamedValue(nv *driver.NamedValue) error {
