@@ -94,7 +94,9 @@ type Config struct {
 	// work, and half of how long they wait from the third such pass on:
 	// under sustained load work then gathers, and each statement and
 	// commit serves more messages (README.md, Performance, has the
-	// figures). At a low rate a pass that finds work is followed by one
+	// figures). The sequencer also waits at least twice as long as its
+	// last pass took, up to six times CoalesceDelay: its pass costs about
+	// the same whatever it numbers. At a low rate a pass that finds work is followed by one
 	// that finds none, so nothing waits. Workers of an Outbox with a
 	// transactional queue never wait. Default 5ms; 100µs–100ms.
 	CoalesceDelay time.Duration

@@ -49,7 +49,7 @@ func TestLoopBacksOffDuringOutage(t *testing.T) {
 		o := &Outbox{log: slog.New(logs)}
 		ctx, cancel := context.WithCancel(t.Context())
 		var calls []time.Time
-		o.goLoop(ctx, "test", every, nil, 0, func(context.Context) (bool, error) {
+		o.goLoop(ctx, "test", every, nil, coalescer{}, func(context.Context) (bool, error) {
 			calls = append(calls, time.Now())
 			if len(calls) <= failing {
 				return false, errors.New("connection refused")
@@ -129,7 +129,7 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 			o := &Outbox{log: slog.New(&logRecorder{})}
 			ctx, cancel := context.WithCancel(t.Context())
 			var calls []time.Time
-			o.goLoop(ctx, "test", time.Hour, wake, coalesce, func(context.Context) (bool, error) {
+			o.goLoop(ctx, "test", time.Hour, wake, coalescer{delay: coalesce}, func(context.Context) (bool, error) {
 				calls = append(calls, time.Now())
 				return busy(len(calls)), nil
 			})
@@ -196,4 +196,34 @@ func TestLoopCoalescesOnlyUnderSustainedLoad(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCoalescerPacesTheSequencer: a paced loop (the sequencer) waits at
+// least twice its last pass's duration, capped at maxPace delays, and
+// never less than the ramp; an unpaced one (workers, whose pass includes
+// the handler) only ramps; nothing waits before the third busy pass in a
+// row or without a delay.
+func TestCoalescerPacesTheSequencer(t *testing.T) {
+	const d = 5 * time.Millisecond
+	paced, ramp := coalescer{delay: d, paced: true}, coalescer{delay: d}
+	for _, c := range []struct {
+		name   string
+		co     coalescer
+		streak int
+		took   time.Duration
+		want   time.Duration
+	}{
+		{"first busy pass", paced, 1, time.Second, 0},
+		{"no delay", coalescer{paced: true}, 5, time.Second, 0},
+		{"quick pass: the ramp", paced, 2, time.Millisecond, d},
+		{"quick pass: the ramp doubled", paced, 3, time.Millisecond, 2 * d},
+		{"slow pass: twice its duration", paced, 2, 8 * time.Millisecond, 16 * time.Millisecond},
+		{"slow pass later on", paced, 9, 12 * time.Millisecond, 24 * time.Millisecond},
+		{"very slow pass: capped", paced, 3, time.Second, maxPace * d},
+		{"unpaced: the ramp only", ramp, 3, time.Second, 2 * d},
+	} {
+		if got := c.co.wait(c.streak, c.took); got != c.want {
+			t.Errorf("%s: wait(%d, %v) = %v, want %v", c.name, c.streak, c.took, got, c.want)
+		}
+	}
 }

@@ -131,7 +131,7 @@ func TestWorkerErrorsCounted(t *testing.T) {
 		o := &Outbox{log: cfg.Logger, tel: tel}
 		ctx, cancel := context.WithCancel(t.Context())
 		calls := 0
-		o.goLoop(ctx, "vacuum", 100*time.Millisecond, nil, 0, func(context.Context) (bool, error) {
+		o.goLoop(ctx, "vacuum", 100*time.Millisecond, nil, coalescer{}, func(context.Context) (bool, error) {
 			if calls++; calls <= 3 {
 				return false, errors.New("connection refused")
 			}
