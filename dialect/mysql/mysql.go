@@ -190,12 +190,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				blocked_at = CASE WHEN ? THEN NOW(6) ELSE NULL END,
 				version = version + 1
 			WHERE partition_id = ? AND (? = '' OR (lease_token = ? AND lease_until > NOW(6)))`),
-		// Partitions that have delivered rows left: one probe of the
-		// (partition_id, seq) index per cursor row, stopping after ? hits.
-		vacuumCandidates: r.Replace(`SELECT pr.partition_id, pr.processed_seq FROM {p}processors pr
-			WHERE EXISTS (SELECT 1 FROM {p}messages m
-				WHERE m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq)
-			LIMIT ?`),
+		// Cursors that may have delivered rows behind them; see Vacuum.
+		vacuumCandidates: r.Replace(`SELECT partition_id, processed_seq FROM {p}processors WHERE processed_seq > 0`),
 		// A consistent read of delivered rows, oldest first. Rows with
 		// seq <= processed_seq are never written again by anyone, so deleting
 		// them afterwards by primary key is safe even outside a transaction.

@@ -2,10 +2,17 @@ package mysql
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
+
+// vacuumProbes is the most partitions one probe statement of Vacuum asks
+// about.
+const vacuumProbes = 256
 
 // Vacuum implements dialect.Dialect. MySQL rejects a DELETE that reads its
 // own table in a subquery and LIMIT inside IN, so it works per partition:
@@ -14,28 +21,59 @@ import (
 // Deleting by primary key locks exactly the rows deleted (delivered rows
 // nobody writes), never a neighbouring index entry, so vacuum neither waits
 // for nor blocks producers or the sequencer.
+//
+// The partitions with delivered rows are found by one probe per cursor,
+// "partition_id = ? AND seq <= ?" with constants, LIMIT 1: a range of the
+// (partition_id, seq) index that starts after its NULLs. A correlated
+// EXISTS (… m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq)
+// did the same in one statement, but MariaDB runs it as a ref on
+// partition_id alone, filtering seq: it read every unsequenced row of the
+// partition first (NULLs sort first), 61k index entries per call in a 100k
+// drain.
 func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
 	if p.Limit <= 0 {
 		return &dialect.VacuumResult{}, nil
 	}
 	type cursor struct{ id, processed int64 }
-	rows, err := q.QueryContext(ctx, d.qs().vacuumCandidates, p.Limit)
+	var curs []cursor
+	rows, err := q.QueryContext(ctx, d.qs().vacuumCandidates)
 	if err != nil {
 		return nil, err
 	}
-	var parts []cursor
 	for rows.Next() {
 		var c cursor
 		if err := rows.Scan(&c.id, &c.processed); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		parts = append(parts, c)
+		curs = append(curs, c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	var parts []cursor
+	for start := 0; start < len(curs) && len(parts) < p.Limit; start += vacuumProbes {
+		chunk := curs[start:min(start+vacuumProbes, len(curs))]
+		var b strings.Builder
+		args := make([]any, 0, 2*len(chunk))
+		for i, c := range chunk {
+			if i > 0 {
+				b.WriteString(" UNION ALL ")
+			}
+			fmt.Fprintf(&b, "(SELECT %d FROM %smessages WHERE partition_id = ? AND seq <= ? LIMIT 1)", i, d.Prefix())
+			args = append(args, c.id, c.processed)
+		}
+		hits, err := sqlbase.Int64s(ctx, q, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		slices.Sort(hits) // cursor order
+		for _, i := range hits {
+			parts = append(parts, chunk[i])
+		}
+	}
+	parts = parts[:min(len(parts), p.Limit)]
 	deleted := 0
 	for _, c := range parts {
 		left := p.Limit - deleted
