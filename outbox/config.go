@@ -63,7 +63,10 @@ type Config struct {
 	// once (at most 8) and works them in turn. Default 4; 1–1024.
 	MaxConcurrency int
 	// Sequencers is the number of sequencer goroutines; they split the
-	// pending partitions between them. Default 2; 1–64.
+	// pending partitions between them. Only the first polls fast after
+	// finding work (for producers in other processes); the others poll
+	// every PollInterval unless woken. On MariaDB, 1 trades latency for
+	// throughput (README.md, Performance). Default 2; 1–64.
 	Sequencers int
 	// SequencerBatch is the most rows sequenced per transaction. Default
 	// 1000; 1–10000 (a MySQL pass binds three placeholders per row).

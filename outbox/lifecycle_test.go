@@ -227,3 +227,32 @@ func TestCoalescerPacesTheSequencer(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowLoopDoesNotFastPoll: after a pass that found work, a loop with
+// a wake signal polls again within milliseconds (fastPoll), unless it is
+// slow (the sequencers after the first), which waits its interval unless
+// woken.
+func TestSlowLoopDoesNotFastPoll(t *testing.T) {
+	passes := func(co coalescer) int {
+		var n int
+		synctest.Test(t, func(t *testing.T) {
+			wake := newSignal()
+			o := &Outbox{log: slog.New(&logRecorder{})}
+			ctx, cancel := context.WithCancel(t.Context())
+			o.goLoop(ctx, "test", time.Hour, wake, co, func(context.Context) (bool, error) {
+				n++
+				return n == 1, nil // work once, then none
+			})
+			time.Sleep(time.Second)
+			cancel()
+			o.wg.Wait()
+		})
+		return n
+	}
+	if n := passes(coalescer{}); n < 5 {
+		t.Fatalf("fast-polling loop: %d passes in a second after finding work, want several", n)
+	}
+	if n := passes(coalescer{slow: true}); n != 2 {
+		t.Fatalf("slow loop: %d passes in a second, want 2 (the busy one, then one idle pass and the hour's wait)", n)
+	}
+}
