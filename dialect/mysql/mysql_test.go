@@ -53,66 +53,92 @@ func TestIsRetryable(t *testing.T) {
 	}
 }
 
-// TestHotPathNoDiskTemporaryTables: the statements a delivery runs
-// (insert, pick and number, read, ack) create no on-disk temporary table.
-// MariaDB writes a temporary table that holds a BLOB column to a file it
-// creates and deletes, so such a statement costs file-system work per call
-// (ReadPartitions with derived-table branches did, once per partition).
-func TestHotPathNoDiskTemporaryTables(t *testing.T) {
+// session is a migrated MySQL test database on one connection, so that
+// every statement and the session status reads run in the same session,
+// with one queue declared.
+type session struct {
+	t   *testing.T
+	ctx context.Context
+	db  *sql.DB
+	d   *mysql.Dialect
+	q   string
+	ids []int64 // the queue's partition ids
+}
+
+func newSession(t *testing.T, queue string, partitions int) *session {
 	ctx := context.Background()
 	db := testdb.MySQL(t)()
 	d := mysql.New()
 	if err := migrations.Up(ctx, db, d); err != nil {
 		t.Fatal(err)
 	}
-	// One connection, so every statement below and the status reads run
-	// in the same session.
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	conn := db
-	diskTables := func() int64 {
-		var name string
-		var n int64
-		if err := conn.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'").Scan(&name, &n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	before := diskTables()
-
-	dtx, err := db.BeginTx(ctx, d.TxOptions())
+	tx, err := db.BeginTx(ctx, d.TxOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dq, err := d.DeclareQueue(ctx, dtx, &dialect.DeclareQueueParams{Queue: "tmp", Partitions: 4})
+	dq, err := d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: queue, Partitions: partitions})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dtx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	var rows []dialect.InsertRow
-	for i := range 40 {
-		rows = append(rows, dialect.InsertRow{Queue: "tmp", Partition: i % 4, Payload: []byte("payload"), PayloadType: "t", Headers: []byte(`{"k":"v"}`)})
-	}
-	if _, err := d.InsertMessages(ctx, conn, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := conn.BeginTx(ctx, d.TxOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: dq.PartitionIDs, Limit: 100}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	return &session{t: t, ctx: ctx, db: db, d: d, q: queue, ids: dq.PartitionIDs}
+}
+
+// status reads a session status counter.
+func (s *session) status(name string) int64 {
+	var n int64
+	if err := s.db.QueryRowContext(s.ctx, "SHOW SESSION STATUS LIKE '"+name+"'").Scan(&name, &n); err != nil {
+		s.t.Fatal(err)
+	}
+	return n
+}
+
+// insert inserts n messages round-robin over the queue's partitions, in
+// one InsertMessages.
+func (s *session) insert(n int, headers []byte) {
+	rows := make([]dialect.InsertRow, n)
+	for i := range rows {
+		rows[i] = dialect.InsertRow{Queue: s.q, Partition: i % len(s.ids), Payload: []byte("payload"), PayloadType: "t", Headers: headers}
+	}
+	if _, err := s.d.InsertMessages(s.ctx, s.db, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// sequence sequences up to 100 rows of every partition in one transaction.
+func (s *session) sequence() {
+	tx, err := s.db.BeginTx(s.ctx, s.d.TxOptions())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.d.SequencePartitions(s.ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: s.ids, Limit: 100}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// TestHotPathNoDiskTemporaryTables: the statements a delivery runs
+// (insert, pick and number, read, ack) create no on-disk temporary table.
+// MariaDB writes a temporary table that holds a BLOB column to a file it
+// creates and deletes, so such a statement costs file-system work per call
+// (ReadPartitions with derived-table branches did, once per partition).
+func TestHotPathNoDiskTemporaryTables(t *testing.T) {
+	s := newSession(t, "tmp", 4)
+	ctx, d := s.ctx, s.d
+	before := s.status("Created_tmp_disk_tables")
+	s.insert(40, []byte(`{"k":"v"}`))
+	s.sequence()
 	var reads []dialect.ReadMessagesParams
-	for _, id := range dq.PartitionIDs {
+	for _, id := range s.ids {
 		reads = append(reads, dialect.ReadMessagesParams{PartitionID: id, Limit: 100})
 	}
-	r, err := d.ReadPartitions(ctx, conn, &dialect.ReadPartitionsParams{Reads: reads})
+	r, err := d.ReadPartitions(ctx, s.db, &dialect.ReadPartitionsParams{Reads: reads})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,18 +147,18 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 			t.Fatalf("read %d: %d messages, want 10", i, len(ms))
 		}
 	}
-	if _, err := d.ReadMessages(ctx, conn, &reads[0]); err != nil {
+	if _, err := d.ReadMessages(ctx, s.db, &reads[0]); err != nil {
 		t.Fatal(err)
 	}
 	// The acks of a round, with and without an error to record.
 	ps := []*dialect.UpdateCursorParams{
-		{PartitionID: dq.PartitionIDs[0], ProcessedSeq: 10, LastError: "boom"},
-		{PartitionID: dq.PartitionIDs[1], ProcessedSeq: 10},
+		{PartitionID: s.ids[0], ProcessedSeq: 10, LastError: "boom"},
+		{PartitionID: s.ids[1], ProcessedSeq: 10},
 	}
-	if got, err := d.UpdateCursors(ctx, db, conn, ps); err != nil || !got[0] || !got[1] {
+	if got, err := d.UpdateCursors(ctx, s.db, s.db, ps); err != nil || !got[0] || !got[1] {
 		t.Fatalf("UpdateCursors: %v, %v", got, err)
 	}
-	if n := diskTables() - before; n != 0 {
+	if n := s.status("Created_tmp_disk_tables") - before; n != 0 {
 		t.Errorf("the hot path created %d on-disk temporary tables, want 0", n)
 	}
 }
@@ -143,66 +169,22 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 // seq) index. A correlated EXISTS read them all (MariaDB runs it as a ref
 // on partition_id that filters seq).
 func TestVacuumProbesSkipUnsequencedRows(t *testing.T) {
-	ctx := context.Background()
-	db := testdb.MySQL(t)()
-	d := mysql.New()
-	if err := migrations.Up(ctx, db, d); err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1) // one session: the status reads below are its own
-	db.SetMaxIdleConns(1)
-	tx, err := db.BeginTx(ctx, d.TxOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dq, err := d.DeclareQueue(ctx, tx, &dialect.DeclareQueueParams{Queue: "v", Partitions: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	insert := func(n int) {
-		rows := make([]dialect.InsertRow, n)
-		for i := range rows {
-			rows[i] = dialect.InsertRow{Queue: "v", Partition: i % 2, Payload: []byte("p"), PayloadType: "t"}
-		}
-		if _, err := d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	insert(20) // 10 per partition, sequenced and delivered below
-	tx, err = db.BeginTx(ctx, d.TxOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: dq.PartitionIDs, Limit: 100}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	for _, pid := range dq.PartitionIDs {
-		if u, err := d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 10}); err != nil || !u.Updated {
+	s := newSession(t, "v", 2)
+	s.insert(20, nil) // 10 per partition, sequenced and delivered below
+	s.sequence()
+	for _, pid := range s.ids {
+		if u, err := s.d.UpdateCursor(s.ctx, s.db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 10}); err != nil || !u.Updated {
 			t.Fatalf("UpdateCursor: %+v, %v", u, err)
 		}
 	}
-	insert(4000) // a backlog the sequencer has not reached
-	readNext := func() int64 {
-		var name string
-		var n int64
-		if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Handler_read_next'").Scan(&name, &n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	before := readNext()
-	v, err := d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 1000})
+	s.insert(4000, nil) // a backlog the sequencer has not reached
+	before := s.status("Handler_read_next")
+	v, err := s.d.Vacuum(s.ctx, s.db, &dialect.VacuumParams{Limit: 1000})
 	if err != nil || v.Deleted != 20 {
 		t.Fatalf("Vacuum: %+v, %v; want the 20 delivered rows deleted", v, err)
 	}
 	// 20 rows picked and 2 probes; the old statement read 4,000 more.
-	if n := readNext() - before; n > 200 {
+	if n := s.status("Handler_read_next") - before; n > 200 {
 		t.Fatalf("Vacuum read %d index entries in order for 20 delivered rows beside 4,000 unsequenced ones", n)
 	}
 }
