@@ -99,9 +99,10 @@ type Config struct {
 	// commit serves more messages (README.md, Performance, has the
 	// figures). The sequencer also waits at least twice as long as its
 	// last pass took, up to six times CoalesceDelay: its pass costs about
-	// the same whatever it numbers. At a low rate a pass that finds work is followed by one
-	// that finds none, so nothing waits. Workers of an Outbox with a
-	// transactional queue never wait. Default 5ms; 100µs–100ms.
+	// the same whatever it numbers. At a low rate a pass that finds work
+	// is followed by one that finds none, so nothing waits. Workers of an
+	// Outbox with a transactional queue never wait. Default 5ms;
+	// 100µs–100ms.
 	CoalesceDelay time.Duration
 	// NoCoalesce turns CoalesceDelay off: every pass that found work is
 	// followed at once by the next, for the lowest latency under load at
