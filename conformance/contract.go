@@ -240,6 +240,18 @@ func (x *dialectEnv) insert(q dialect.DBTX, queue string, partition int, payload
 	}
 }
 
+// producer begins the application's own transaction on db, rolled back
+// when the case ends unless committed.
+func (x *dialectEnv) producer(db *sql.DB) *sql.Tx {
+	x.t.Helper()
+	tx, err := db.BeginTx(x.ctx, nil)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	x.t.Cleanup(func() { _ = tx.Rollback() })
+	return tx
+}
+
 // sequence runs one SequencePartition step in its own transaction.
 func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
 	return x.sequenceWithin(db, contractTimeout, pid, limit)
@@ -415,11 +427,7 @@ func testSequenceGapFree(t testing.TB, b *Backend) {
 func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	pids := x.declare("q", 3)
-	producer, err := x.open().BeginTx(x.ctx, nil) // the application's own transaction
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = producer.Rollback() }()
+	producer := x.producer(x.open())
 	x.insert(producer, "q", 0, "late") // lower ids, committed last
 	x.insert(producer, "q", 1, "late")
 	x.insert(producer, "q", 2, "late")
@@ -1303,12 +1311,9 @@ func (x *dialectEnv) sequencePending(from int64, maxPartitions, limit int) []dia
 func testSequencePending(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	pids := x.declare("q", 4)
-	producer, err := x.pool().BeginTx(x.ctx, nil) // the application's own transaction
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = producer.Rollback() }()
+	var producer *sql.Tx
 	if !b.SingleWriter {
+		producer = x.producer(x.open())
 		x.insert(producer, "q", 2, "late") // lower ids, committed last
 		x.insert(producer, "q", 1, "late")
 	}
