@@ -101,7 +101,7 @@ type Config struct {
 	// last pass took, up to six times CoalesceDelay: its pass costs about
 	// the same whatever it numbers. At a low rate a pass that finds work
 	// is followed by one that finds none, so nothing waits. Workers of an
-	// Outbox with a transactional queue never wait. Default 5ms;
+	// Outbox with a transactional queue never wait. Default 8ms;
 	// 100µs–100ms.
 	CoalesceDelay time.Duration
 	// NoCoalesce turns CoalesceDelay off: every pass that found work is

@@ -83,14 +83,14 @@ func TestConfigRanges(t *testing.T) {
 	}
 }
 
-// CoalesceDelay reaches the loops, 5ms by default, and NoCoalesce turns it
+// CoalesceDelay reaches the loops, 8ms by default, and NoCoalesce turns it
 // off.
 func TestCoalesceConfig(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config
 		want time.Duration
 	}{
-		{Config{}, 5 * time.Millisecond},
+		{Config{}, 8 * time.Millisecond},
 		{Config{CoalesceDelay: 20 * time.Millisecond}, 20 * time.Millisecond},
 		{Config{NoCoalesce: true}, 0},
 		{Config{NoCoalesce: true, CoalesceDelay: 20 * time.Millisecond}, 0},
