@@ -7,4 +7,8 @@ import (
 
 // Operator implements dialect.OperatorSource: the operations store the
 // built-in dialects share, with SQLite's clauses (opsql.SQLite).
-func (d *Dialect) Operator() dialect.Operator { return opsql.New(d, opsql.SQLite) }
+func (d *Dialect) Operator() dialect.Operator {
+	f := opsql.SQLite
+	f.LastSeq = lastSeq
+	return opsql.New(d, f)
+}

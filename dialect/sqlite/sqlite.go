@@ -93,6 +93,15 @@ func (d *Dialect) IsRetryable(err error) bool {
 // now is SQLite's clock in microseconds since the epoch.
 const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 
+// lastSeq is partition p's counter: the greater of the last_seq column and
+// the highest seq among p's messages (one probe of the (partition_id, seq)
+// index). A single-row insert takes its seq from it without writing the
+// partitions row, which would be a third page in every producer's commit
+// (migrations/00004_seq_floor.sql); the column catches up when the
+// sequencer numbers rows and, by the floor trigger, when a row is deleted,
+// so it is never below a seq that was given out and is gone.
+const lastSeq = `max(p.last_seq, ifnull((SELECT max(m.seq) FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NOT NULL), 0))`
+
 // queries are the statements only SQLite runs this way.
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
@@ -103,7 +112,7 @@ type queries struct {
 // lease, no pending backoff and no block. %s is the queue-list placeholder
 // group.
 const claimable = `SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-	WHERE pr.queue IN (%s) AND p.last_seq > pr.processed_seq
+	WHERE pr.queue IN (%s) AND ` + lastSeq + ` > pr.processed_seq
 	  AND (pr.lease_until IS NULL OR pr.lease_until < {now}) AND pr.next_attempt_at <= {now}
 	  AND pr.blocked_at IS NULL
 	ORDER BY pr.next_attempt_at LIMIT ?`
@@ -115,6 +124,7 @@ type spec struct{}
 func (spec) Build(p string) (sqlbase.Shared, queries) {
 	r := strings.NewReplacer("{p}", p, "{now}", now)
 	sh := sqlbase.Shared{
+		LastSeq:     lastSeq,
 		Goose:       "sqlite3",
 		Migrations:  migrationFiles,
 		Bind:        sqlx.QUESTION,
@@ -147,13 +157,17 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 	}
 	return sh, queries{
 		// A write first: the transaction holds SQLite's write lock before
-		// it reads last_seq and the unsequenced rows, so no other sequencer
-		// can interleave.
+		// it reads the counter and the unsequenced rows, so no other
+		// sequencer can interleave.
 		sequence: r.Replace(`UPDATE {p}messages SET seq = t.s FROM (
-				SELECT id, (SELECT last_seq FROM {p}partitions WHERE id = ?1) + row_number() OVER (ORDER BY id) AS s
+				SELECT id, (SELECT ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1) + row_number() OVER (ORDER BY id) AS s
 				FROM {p}messages WHERE partition_id = ?1 AND seq IS NULL ORDER BY id LIMIT ?2
 			) AS t WHERE {p}messages.id = t.id`),
-		bump: r.Replace(`UPDATE {p}partitions SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq`),
+		// The column catches up with the rows just numbered (and with
+		// those inserted with their seq before them).
+		bump: r.Replace(`UPDATE {p}partitions SET last_seq = max(last_seq,
+				ifnull((SELECT max(m.seq) FROM {p}messages m WHERE m.partition_id = ?1 AND m.seq IS NOT NULL), 0))
+			WHERE id = ?1 RETURNING last_seq`),
 		claimLease: r.Replace(`UPDATE {p}processors SET lease_token = ?, lease_until = {now} + ?,
 				attempts = ` + sqlbase.TakeoverAttempts("") + `, version = version + 1
 			WHERE partition_id IN (` + claimable + `)
@@ -170,19 +184,20 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			WHERE partition_id = (SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2)
 			RETURNING partition_id, processed_seq, attempts, coalesce(last_error, ''), blocked_at IS NOT NULL`),
 		// The common Enqueue, one row: it takes the partition's next seq
-		// itself (see migrations/00003_seq_on_insert.sql), unless the
-		// trigger that moves the counter is missing (a database not yet
-		// migrated) or the partition has unsequenced rows, which commit
-		// order puts first: then seq stays NULL for the sequencer. The
-		// write lock, taken as the statement starts, keeps last_seq and the
-		// unsequenced rows still until the transaction ends.
+		// itself (see migrations/00004_seq_floor.sql), writing only the
+		// message, unless the floor trigger is missing (a database not yet
+		// migrated: a delete could then lower the counter) or the
+		// partition has unsequenced rows, which commit order puts first:
+		// then seq stays NULL for the sequencer. The write lock, taken as
+		// the statement starts, keeps the counter and the unsequenced rows
+		// still until the transaction ends.
 		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers)
-			SELECT p.id, CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq')
+			SELECT p.id, CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq_floor')
 					AND NOT EXISTS (SELECT 1 FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NULL)
-				THEN p.last_seq + 1 END, ?3, ?4, ?5
+				THEN ` + lastSeq + ` + 1 END, ?3, ?4, ?5
 			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2
 			RETURNING seq IS NOT NULL`),
-		claimInfo: r.Replace(`SELECT partition_num, last_seq FROM {p}partitions WHERE id = ?1`),
+		claimInfo: r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
 		// Fenced by token and lease expiry on SQLite's clock. SET
 		// expressions all see the row's old values.
 		update: r.Replace(`UPDATE {p}processors SET processed_seq = ?3, attempts = ?4, last_error = ?5,
@@ -301,7 +316,7 @@ func queueArgs(queues []string) []any {
 // and counter read by subqueries in the same statement.
 const claimColumns = `partition_id, queue, processed_seq, attempts,
 				(SELECT partition_num FROM {p}partitions WHERE id = {p}processors.partition_id),
-				(SELECT last_seq FROM {p}partitions WHERE id = {p}processors.partition_id)`
+				(SELECT ` + lastSeq + ` FROM {p}partitions p WHERE p.id = {p}processors.partition_id)`
 
 // ClaimLease implements dialect.Dialect with ClaimLeaseOn.
 func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {

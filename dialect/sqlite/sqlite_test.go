@@ -261,13 +261,13 @@ func TestPrefixValidation(t *testing.T) {
 }
 
 // TestInsertWithoutTrigger: in a database whose schema predates the
-// seq-on-insert trigger (version 2), a single-row insert leaves its row to
+// floor trigger (version 3), a single-row insert leaves its row to
 // the sequencer rather than taking a seq the counter would not record.
-func TestInsertWithoutTrigger(t *testing.T) {
+func TestInsertWithoutFloorTrigger(t *testing.T) {
 	d := sqlite.New()
 	db, _ := newDB(t, d)
 	ctx := t.Context()
-	if _, err := db.ExecContext(ctx, "DROP TRIGGER outbox_messages_seq"); err != nil {
+	if _, err := db.ExecContext(ctx, "DROP TRIGGER outbox_messages_seq_floor"); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := db.BeginTx(ctx, nil)
@@ -289,5 +289,44 @@ func TestInsertWithoutTrigger(t *testing.T) {
 	st, err := d.Stats(ctx, db, &dialect.StatsParams{})
 	if err != nil || st.Unsequenced != 2 {
 		t.Fatalf("stats: %+v, %v; want 2 unsequenced", st, err)
+	}
+}
+
+// TestCounterSurvivesVacuum: a single-row insert takes its seq from the
+// partition's highest seq without writing the partitions row, so once the
+// delivered rows are deleted only the floor trigger keeps the next seq
+// above theirs; without it the next message would take seq 1 again, below
+// the cursor, and never be delivered.
+func TestCounterSurvivesVacuum(t *testing.T) {
+	d := sqlite.New()
+	db, _ := newDB(t, d)
+	ctx := t.Context()
+	pid := declare(t, db, d, "q", 1)[0]
+	one := []dialect.InsertRow{{Queue: "q", Payload: []byte("x"), PayloadType: "t"}}
+	for i := range 3 {
+		if r := must(d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: one}))(t); r.Sequenced != 1 {
+			t.Fatalf("insert %d: %+v, want it sequenced", i, *r)
+		}
+	}
+	if r := must(d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 3}))(t); !r.Updated {
+		t.Fatal("cursor not moved")
+	}
+	if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 100}))(t); r.Deleted != 3 {
+		t.Fatalf("vacuum deleted %d rows, want 3", r.Deleted)
+	}
+	if r := must(d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: one}))(t); r.Sequenced != 1 {
+		t.Fatalf("insert after vacuum: %+v, want it sequenced", *r)
+	}
+	var seq int64
+	if err := db.QueryRowContext(ctx, "SELECT seq FROM outbox_messages WHERE partition_id = ?", pid).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	st := must(d.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: "q"}))(t)
+	if seq != 4 || st.LastSeq != 4 {
+		t.Fatalf("after 3 delivered and vacuumed: next seq %d, counter %d; want 4 and 4", seq, st.LastSeq)
+	}
+	claim := must(d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Token: "w", Lease: time.Minute, Limit: 1}))(t)
+	if len(claim.Partitions) != 1 || claim.Partitions[0].LastSeq != 4 || claim.Partitions[0].ProcessedSeq != 3 {
+		t.Fatalf("claim after the insert: %+v, want the partition with last_seq 4 over cursor 3", claim.Partitions)
 	}
 }

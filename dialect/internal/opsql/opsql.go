@@ -12,6 +12,7 @@
 package opsql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -44,6 +45,9 @@ type Flavor struct {
 	ClaimHint string
 	// TimeArg binds a time (nil: the time.Time itself).
 	TimeArg func(time.Time) any
+	// LastSeq is partition p's counter as an SQL expression over the
+	// partitions row aliased p, written with {p} (empty: p.last_seq).
+	LastSeq string
 }
 
 // Dialect is what Ops takes from the dialect it serves: its tables'
@@ -65,7 +69,8 @@ var _ dialect.Operator = (*Ops)(nil)
 
 // New returns the Operator of d's tables, with f's clauses.
 func New(d Dialect, f Flavor) *Ops {
-	return &Ops{d: d, f: f, r: strings.NewReplacer("{p}", d.Prefix(), "{now}", f.Now, "{nowPlus}", f.NowPlus)}
+	lastSeq := strings.ReplaceAll(cmp.Or(f.LastSeq, "p.last_seq"), "{p}", d.Prefix())
+	return &Ops{d: d, f: f, r: strings.NewReplacer("{p}", d.Prefix(), "{now}", f.Now, "{nowPlus}", f.NowPlus, "{lastSeq}", lastSeq)}
 }
 
 // sql rewrites a statement written with {p}, {now}, {nowPlus} and "?" for
@@ -375,7 +380,7 @@ func (o *Ops) QueueStatus(ctx context.Context, q dialect.DBTX, p *dialect.QueueS
 		filter = ` WHERE p.queue = ?`
 		args = append(args, p.Queue)
 	}
-	rows, err := q.QueryContext(ctx, o.sql(`SELECT p.queue, p.partition_num, p.last_seq, pr.processed_seq,
+	rows, err := q.QueryContext(ctx, o.sql(`SELECT p.queue, p.partition_num, {lastSeq}, pr.processed_seq,
 			(SELECT COUNT(*) FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NULL),
 			pr.attempts, COALESCE(pr.last_error, ''), pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until,
 			COALESCE(

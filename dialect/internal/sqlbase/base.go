@@ -77,6 +77,10 @@ type Shared struct {
 	// deleted per partition read), and runs parenthesized branches
 	// without one.
 	ParenBranches bool
+	// LastSeq is partition p's counter as an SQL expression over the
+	// partitions row aliased p (empty: p.last_seq). SQLite derives it
+	// (see its lastSeq).
+	LastSeq string
 }
 
 // Base holds a dialect's prefix and statements, built once on first use
@@ -134,14 +138,15 @@ func (b *Base[S, Q]) init() {
 }
 
 func buildStatements(p string, sh Shared) statements {
-	r := strings.NewReplacer("{p}", p, "{now}", sh.Now)
+	lastSeq := cmp.Or(sh.LastSeq, "p.last_seq")
+	r := strings.NewReplacer("{p}", p, "{now}", sh.Now, "{lastSeq}", strings.ReplaceAll(lastSeq, "{p}", p))
 	bind := func(q string) string { return sqlx.Rebind(sh.Bind, r.Replace(q)) }
 	return statements{
 		lookup: bind(`SELECT p.id FROM {p}queues q JOIN {p}partitions p ON p.queue = q.name
 			WHERE q.name = ? ORDER BY p.partition_num`),
 		read: bind(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
-		state: bind(`SELECT p.id, p.last_seq, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
+		state: bind(`SELECT p.id, {lastSeq}, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
 				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, pr.blocked_at, {now}
 			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
 			WHERE p.queue = ? AND p.partition_num = ?`),
