@@ -328,6 +328,11 @@ type UpdateCursorParams struct {
 	// Without it the delete walks the partition's index from its start,
 	// over every entry earlier acks left dead.
 	DeleteAfter int64
+	// DeleteIDs, when not empty, are the ids of the rows that delete
+	// covers (seq in (DeleteAfter, DeleteThrough]), as the worker read
+	// them: a dialect may delete by primary key, which locks no
+	// neighbouring index entry. Empty: the worker does not know them.
+	DeleteIDs []int64
 	// Block sets blocked_at = now(): the partition stops at its head until
 	// an operator unblocks it (ClaimLease and LockPartition skip blocked
 	// rows). Without it the update clears blocked_at. Attempts, LastError

@@ -229,6 +229,11 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		if more {
 			up.Renew = qc.lease
 		}
+		for _, m := range msgs {
+			if m.Seq <= cc.cursor {
+				up.DeleteIDs = append(up.DeleteIDs, m.ID)
+			}
+		}
 		ackStart := time.Now()
 		ack := func(cursor int64, attempts int, msgs []dialect.Message) error {
 			if err := w.write(ctx, nil, c, up, cc.dead); err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"testing"
+	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 
@@ -186,5 +187,71 @@ func TestVacuumProbesSkipUnsequencedRows(t *testing.T) {
 	// 20 rows picked and 2 probes; the old statement read 4,000 more.
 	if n := s.status("Handler_read_next") - before; n > 200 {
 		t.Fatalf("Vacuum read %d index entries in order for 20 delivered rows beside 4,000 unsequenced ones", n)
+	}
+}
+
+// TestUpdateCursorsDeletesDelivered: the combined acks delete the rows
+// they delivered (DeleteIDs), in their transaction, and only for entries
+// whose update happened.
+func TestUpdateCursorsDeletesDelivered(t *testing.T) {
+	s := newSession(t, "d", 3)
+	s.insert(30, nil) // 10 per partition
+	s.sequence()
+	count := func(pid int64) int {
+		var n int
+		if err := s.db.QueryRowContext(s.ctx, "SELECT COUNT(*) FROM outbox_messages WHERE partition_id = ?", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	claim, err := s.d.ClaimLease(s.ctx, s.db, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
+	if err != nil || len(claim.Partitions) != 2 {
+		t.Fatalf("ClaimLease: %+v, %v; want 2 partitions", claim, err)
+	}
+	held := map[int64]bool{}
+	var ps []*dialect.UpdateCursorParams
+	for _, c := range claim.Partitions {
+		held[c.PartitionID] = true
+		read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: 2, Limit: 5})
+		if err != nil || len(read.Messages) != 5 {
+			t.Fatalf("ReadMessages: %+v, %v", read, err)
+		}
+		up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: "w", ProcessedSeq: 7, DeleteThrough: 7, DeleteAfter: 2}
+		for _, m := range read.Messages {
+			up.DeleteIDs = append(up.DeleteIDs, m.ID)
+		}
+		ps = append(ps, up)
+	}
+	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, ps)
+	if err != nil || len(out) != 2 || !out[0] || !out[1] {
+		t.Fatalf("UpdateCursors: %v, %v", out, err)
+	}
+	for _, pid := range s.ids {
+		// Held: seqs 3..7 deleted, 1, 2 (below DeleteAfter) and 8..10 stay.
+		if want := map[bool]int{true: 5, false: 10}[held[pid]]; count(pid) != want {
+			t.Fatalf("partition %d (held %v): %d rows after the acks, want %d", pid, held[pid], count(pid), want)
+		}
+	}
+	// A lost lease: nothing changes, nothing is deleted.
+	var lost []*dialect.UpdateCursorParams
+	for _, c := range claim.Partitions {
+		read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: 7, Limit: 3})
+		if err != nil || len(read.Messages) != 3 {
+			t.Fatalf("ReadMessages: %+v, %v", read, err)
+		}
+		up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: "other", ProcessedSeq: 10, DeleteThrough: 10, DeleteAfter: 7}
+		for _, m := range read.Messages {
+			up.DeleteIDs = append(up.DeleteIDs, m.ID)
+		}
+		lost = append(lost, up)
+	}
+	out, err = s.d.UpdateCursors(s.ctx, s.db, s.db, lost)
+	if err != nil || out[0] || out[1] {
+		t.Fatalf("UpdateCursors with another token: %v, %v; want both fenced off", out, err)
+	}
+	for _, c := range claim.Partitions {
+		if n := count(c.PartitionID); n != 5 {
+			t.Fatalf("partition %d: %d rows after fenced-off acks, want 5", c.PartitionID, n)
+		}
 	}
 }
