@@ -308,6 +308,14 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		// the same locks.
 		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	}
+	// share: once a transaction of this round left partitions with more
+	// rows (a backlog), the most partitions a transaction takes, so that
+	// the other sequencers (woken then) number theirs at the same time
+	// instead of skipping every partition this one holds; 0 before.
+	// Only where a transaction takes several partitions at once.
+	share := 0
+	_, shares := o.d.(dialect.PartitionsSequencer)
+	shares = shares && o.cfg.Sequencers > 1
 	for len(ids) > 0 {
 		var n, skip int
 		var full []int64 // partitions that may have more rows
@@ -319,6 +327,9 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 				// is shared evenly, and a partition that used its share
 				// goes round again.
 				next = min(len(ids), o.cfg.SequencerBatch)
+				if share > 0 {
+					next = min(next, share)
+				}
 				limit := o.cfg.SequencerBatch / next
 				res, err := ps.SequencePartitions(ctx, o.in(tx), &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
 				if err != nil {
@@ -369,7 +380,12 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 		if n > 0 {
 			o.workWake.broadcast()
 		}
-		ids = append(full, ids[next:]...)
+		if len(full) > 0 && share == 0 && shares {
+			share = (len(ids) + o.cfg.Sequencers - 1) / o.cfg.Sequencers
+			o.seqWake.broadcast()
+		}
+		// Partitions with more rows go round again after the rest.
+		ids = append(ids[next:], full...)
 	}
 	return assigned, skipped, nil
 }
