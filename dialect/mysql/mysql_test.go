@@ -208,21 +208,28 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 	if err != nil || len(claim.Partitions) != 2 {
 		t.Fatalf("ClaimLease: %+v, %v; want 2 partitions", claim, err)
 	}
+	// acks builds, for each claimed partition, the ack of its rows
+	// (after, through] with the ids a worker would have read.
+	acks := func(token string, after, through int64) []*dialect.UpdateCursorParams {
+		var ps []*dialect.UpdateCursorParams
+		for _, c := range claim.Partitions {
+			read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: after, Limit: int(through - after)})
+			if err != nil || len(read.Messages) != int(through-after) {
+				t.Fatalf("ReadMessages: %+v, %v", read, err)
+			}
+			up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: token, ProcessedSeq: through, DeleteThrough: through, DeleteAfter: after}
+			for _, m := range read.Messages {
+				up.DeleteIDs = append(up.DeleteIDs, m.ID)
+			}
+			ps = append(ps, up)
+		}
+		return ps
+	}
 	held := map[int64]bool{}
-	var ps []*dialect.UpdateCursorParams
 	for _, c := range claim.Partitions {
 		held[c.PartitionID] = true
-		read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: 2, Limit: 5})
-		if err != nil || len(read.Messages) != 5 {
-			t.Fatalf("ReadMessages: %+v, %v", read, err)
-		}
-		up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: "w", ProcessedSeq: 7, DeleteThrough: 7, DeleteAfter: 2}
-		for _, m := range read.Messages {
-			up.DeleteIDs = append(up.DeleteIDs, m.ID)
-		}
-		ps = append(ps, up)
 	}
-	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, ps)
+	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, acks("w", 2, 7))
 	if err != nil || len(out) != 2 || !out[0] || !out[1] {
 		t.Fatalf("UpdateCursors: %v, %v", out, err)
 	}
@@ -233,18 +240,7 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 		}
 	}
 	// A lost lease: nothing changes, nothing is deleted.
-	var lost []*dialect.UpdateCursorParams
-	for _, c := range claim.Partitions {
-		read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: 7, Limit: 3})
-		if err != nil || len(read.Messages) != 3 {
-			t.Fatalf("ReadMessages: %+v, %v", read, err)
-		}
-		up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: "other", ProcessedSeq: 10, DeleteThrough: 10, DeleteAfter: 7}
-		for _, m := range read.Messages {
-			up.DeleteIDs = append(up.DeleteIDs, m.ID)
-		}
-		lost = append(lost, up)
-	}
+	lost := acks("other", 7, 10)
 	out, err = s.d.UpdateCursors(s.ctx, s.db, s.db, lost)
 	if err != nil || out[0] || out[1] {
 		t.Fatalf("UpdateCursors with another token: %v, %v; want both fenced off", out, err)
