@@ -98,7 +98,7 @@ type Config struct {
 	// under sustained load work then gathers, and each statement and
 	// commit serves more messages (README.md, Performance, has the
 	// figures). The sequencer also waits at least twice as long as its
-	// last pass took, up to six times CoalesceDelay: its pass costs about
+	// last pass took, up to four times CoalesceDelay: its pass costs about
 	// the same whatever it numbers. At a low rate a pass that finds work
 	// is followed by one that finds none, so nothing waits. Workers of an
 	// Outbox with a transactional queue never wait. Default 8ms;

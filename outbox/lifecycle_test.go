@@ -218,7 +218,7 @@ func TestCoalescerPacesTheSequencer(t *testing.T) {
 		{"quick pass: the ramp", paced, 2, time.Millisecond, d},
 		{"quick pass: the ramp doubled", paced, 3, time.Millisecond, 2 * d},
 		{"slow pass: twice its duration", paced, 2, 8 * time.Millisecond, 16 * time.Millisecond},
-		{"slow pass later on", paced, 9, 12 * time.Millisecond, 24 * time.Millisecond},
+		{"slow pass later on", paced, 9, 9 * time.Millisecond, 18 * time.Millisecond},
 		{"very slow pass: capped", paced, 3, time.Second, maxPace * d},
 		{"unpaced: the ramp only", ramp, 3, time.Second, 2 * d},
 	} {
