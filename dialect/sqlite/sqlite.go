@@ -98,8 +98,8 @@ const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 // index). A single-row insert takes its seq from it without writing the
 // partitions row, which would be a third page in every producer's commit
 // (migrations/00004_seq_floor.sql); the column catches up when the
-// sequencer numbers rows and, by the floor trigger, when a row is deleted,
-// so it is never below a seq that was given out and is gone.
+// sequencer numbers rows and, by the floor trigger, when a partition's
+// highest seq is deleted, so the counter never goes back.
 const lastSeq = `max(p.last_seq, ifnull((SELECT max(m.seq) FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NOT NULL), 0))`
 
 // queries are the statements only SQLite runs this way.

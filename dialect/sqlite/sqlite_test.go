@@ -308,11 +308,18 @@ func TestCounterSurvivesVacuum(t *testing.T) {
 			t.Fatalf("insert %d: %+v, want it sequenced", i, *r)
 		}
 	}
-	if r := must(d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 3}))(t); !r.Updated {
-		t.Fatal("cursor not moved")
-	}
-	if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 100}))(t); r.Deleted != 3 {
-		t.Fatalf("vacuum deleted %d rows, want 3", r.Deleted)
+	// Two steps: rows below the highest first (the highest still counts),
+	// then the highest.
+	for _, step := range []struct{ cursor, deleted int64 }{{2, 2}, {3, 1}} {
+		if r := must(d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: step.cursor}))(t); !r.Updated {
+			t.Fatal("cursor not moved")
+		}
+		if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 100}))(t); int64(r.Deleted) != step.deleted {
+			t.Fatalf("vacuum to %d deleted %d rows, want %d", step.cursor, r.Deleted, step.deleted)
+		}
+		if st := must(d.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: "q"}))(t); st.LastSeq != 3 {
+			t.Fatalf("counter after vacuuming to %d: %d, want 3", step.cursor, st.LastSeq)
+		}
 	}
 	if r := must(d.InsertMessages(ctx, db, &dialect.InsertMessagesParams{Rows: one}))(t); r.Sequenced != 1 {
 		t.Fatalf("insert after vacuum: %+v, want it sequenced", *r)
