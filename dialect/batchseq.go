@@ -106,9 +106,10 @@ type ReadPartitionsResult struct {
 }
 
 // InsertSequencer is optionally implemented by a Dialect whose
-// InsertMessages may give rows their seq itself, moving the partition's
-// counter in the same statement, where the database orders commits as
-// their inserts (SQLite's single writer). Such rows are claimable as soon
+// InsertMessages may give rows their seq itself, in the same statement
+// (moving the partition's counter there, or, as SQLite does, with a
+// counter derived from the partition's highest seq), where the database
+// orders commits as their inserts (SQLite's single writer). Such rows are claimable as soon
 // as their transaction commits, so the core wakes the workers, not only
 // the sequencer, when a producer commits. The contract is unchanged: seqs
 // stay gap-free and in commit order within a partition, so an insert may

@@ -46,12 +46,23 @@ func (d *Dialect) deleteDelivered(ctx context.Context, q dialect.DBTX, ps ...*di
 			}
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	// In pieces: a round's acks can name tens of thousands of rows (the
+	// batch sizes of all its workers), more than the 65,535 placeholders
+	// of a server-side prepared statement, and a long IN list can exceed
+	// MySQL's range optimizer memory and turn into a scan that locks
+	// every row it reads.
+	for len(ids) > 0 {
+		n := min(len(ids), maxDeleteIDs)
+		if _, err := q.ExecContext(ctx, "DELETE FROM "+d.Prefix()+"messages WHERE id IN ("+sqlbase.Placeholders(n)+")", ids[:n]...); err != nil {
+			return err
+		}
+		ids = ids[n:]
 	}
-	_, err := q.ExecContext(ctx, "DELETE FROM "+d.Prefix()+"messages WHERE id IN ("+sqlbase.Placeholders(len(ids))+")", ids...)
-	return err
+	return nil
 }
+
+// maxDeleteIDs is the most ids one DELETE of deleteDelivered names.
+const maxDeleteIDs = 1000
 
 var _ dialect.CursorsUpdater = (*Dialect)(nil)
 

@@ -251,3 +251,38 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateCursorsDeletesManyRows: a round's acks can name more rows than
+// one DELETE should (maxDeleteIDs); all of them go.
+func TestUpdateCursorsDeletesManyRows(t *testing.T) {
+	s := newSession(t, "m", 2)
+	const n = 2500 // per partition
+	s.insert(2*n, nil)
+	for range n / 100 {
+		s.sequence()
+	}
+	claim, err := s.d.ClaimLease(s.ctx, s.db, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
+	if err != nil || len(claim.Partitions) != 2 {
+		t.Fatalf("ClaimLease: %+v, %v", claim, err)
+	}
+	read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: s.ids[0], Limit: n})
+	if err != nil || len(read.Messages) != n {
+		t.Fatalf("ReadMessages: %d messages, %v", len(read.Messages), err)
+	}
+	up := &dialect.UpdateCursorParams{PartitionID: s.ids[0], Token: "w", ProcessedSeq: n, DeleteThrough: n}
+	for _, m := range read.Messages {
+		up.DeleteIDs = append(up.DeleteIDs, m.ID)
+	}
+	// The other partition's ack (nothing delivered) makes it a combined round.
+	other := &dialect.UpdateCursorParams{PartitionID: s.ids[1], Token: "w"}
+	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, []*dialect.UpdateCursorParams{up, other})
+	if err != nil || !out[0] || !out[1] {
+		t.Fatalf("UpdateCursors: %v, %v", out, err)
+	}
+	for i, want := range []int{0, n} {
+		var left int
+		if err := s.db.QueryRowContext(s.ctx, "SELECT COUNT(*) FROM outbox_messages WHERE partition_id = ?", s.ids[i]).Scan(&left); err != nil || left != want {
+			t.Fatalf("partition %d: %d rows left, want %d (%v)", i, left, want, err)
+		}
+	}
+}
