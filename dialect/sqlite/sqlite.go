@@ -105,7 +105,7 @@ const lastSeq = `max(p.last_seq, ifnull((SELECT max(m.seq) FROM {p}messages m WH
 // queries are the statements only SQLite runs this way.
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
-	lockCursor, insertOne, updateMany                        string
+	lockCursor, insertOne, updateMany, vacuumFrom            string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
@@ -146,14 +146,7 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				FROM t WHERE t.pid IS NOT NULL
 			)
 			SELECT pid FROM t WHERE pid IS NOT NULL LIMIT ?1`),
-		// CROSS JOIN fixes the join order (SQLite never reorders it):
-		// processors outside, then a range probe of (partition_id, seq) per
-		// partition. The planner otherwise scans every sequenced message,
-		// the undelivered backlog included, on each call.
-		Vacuum: r.Replace(`DELETE FROM {p}messages WHERE id IN (
-				SELECT m.id FROM {p}processors pr CROSS JOIN {p}messages m
-				  ON m.partition_id = pr.partition_id AND m.seq <= pr.processed_seq
-				LIMIT ?1)`),
+		// Vacuum is this package's own (vacuum.go).
 	}
 	return sh, queries{
 		// A write first: the transaction holds SQLite's write lock before
@@ -198,6 +191,11 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2
 			RETURNING seq IS NOT NULL`),
 		claimInfo: r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
+		// Each cursor with its partition's lowest seq still stored (one
+		// probe of the (partition_id, seq) index).
+		vacuumFrom: r.Replace(`SELECT pr.partition_id, pr.processed_seq,
+				(SELECT min(m.seq) FROM {p}messages m WHERE m.partition_id = pr.partition_id AND m.seq IS NOT NULL)
+			FROM {p}processors pr WHERE pr.processed_seq > 0 ORDER BY pr.partition_id`),
 		// Fenced by token and lease expiry on SQLite's clock. SET
 		// expressions all see the row's old values.
 		update: r.Replace(`UPDATE {p}processors SET processed_seq = ?3, attempts = ?4, last_error = ?5,

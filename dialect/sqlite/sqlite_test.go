@@ -337,3 +337,45 @@ func TestCounterSurvivesVacuum(t *testing.T) {
 		t.Fatalf("claim after the insert: %+v, want the partition with last_seq 4 over cursor 3", claim.Partitions)
 	}
 }
+
+// TestVacuumManyPartitions: Vacuum deletes the delivered rows of more
+// partitions than one of its statements names (vacuumRanges), up to its
+// limit, lowest seqs first, and leaves undelivered rows.
+func TestVacuumManyPartitions(t *testing.T) {
+	d := sqlite.New()
+	db, _ := newDB(t, d)
+	ctx := t.Context()
+	const parts = 131
+	ids := declare(t, db, d, "q", parts)
+	for _, pid := range ids {
+		insert(t, db, d, pid, 3)
+	}
+	tx := must(db.BeginTx(ctx, nil))(t)
+	for _, pid := range ids {
+		if _, err := d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 10}); err != nil {
+			t.Fatal(err)
+		}
+		if r := must(d.UpdateCursor(ctx, tx, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 2}))(t); !r.Updated {
+			t.Fatal("cursor not moved")
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM outbox_messages").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 5}))(t); r.Deleted != 5 || count() != 3*parts-5 {
+		t.Fatalf("Vacuum(5): deleted %d, %d rows left; want 5 and %d", r.Deleted, count(), 3*parts-5)
+	}
+	if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 10000}))(t); r.Deleted != 2*parts-5 || count() != parts {
+		t.Fatalf("Vacuum(10000): deleted %d, %d rows left; want %d and %d", r.Deleted, count(), 2*parts-5, parts)
+	}
+	var wrong int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM outbox_messages WHERE seq <> 3").Scan(&wrong); err != nil || wrong != 0 {
+		t.Fatalf("%d rows left other than each partition's undelivered seq 3 (%v)", wrong, err)
+	}
+}
