@@ -286,3 +286,18 @@ func TestUpdateCursorsDeletesManyRows(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesRowFormat: migration 00003 stores outbox_messages in the
+// REDUNDANT row format, where a NULL seq keeps its 8 bytes and numbering a
+// row updates it in place (DYNAMIC grows the row: about twice the cost).
+func TestMessagesRowFormat(t *testing.T) {
+	s := newSession(t, "f", 1)
+	var format string
+	if err := s.db.QueryRowContext(s.ctx, `SELECT ROW_FORMAT FROM information_schema.TABLES
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'outbox_messages'`).Scan(&format); err != nil {
+		t.Fatal(err)
+	}
+	if format != "Redundant" {
+		t.Fatalf("outbox_messages row format %q, want Redundant", format)
+	}
+}
