@@ -234,6 +234,10 @@ func printTable(w io.Writer, rep bench.Report) {
 				fmt.Fprintf(w, "  %s/%s: producers committed %.0f msg/s (%.2fs); delivered %.0f msg/s from the first commit to the last handler call\n",
 					r.Scenario, r.Mode, v, d["producing_seconds"], r.Rate)
 			}
+			if v, ok := d["queue_msg_per_s"]; ok {
+				fmt.Fprintf(w, "  %s/%s: reference queue (the baseline's producers, SKIP LOCKED claim + DELETE consumers, no order or seq) delivered %.0f msg/s; the outbox %.2fx of it\n",
+					r.Scenario, r.Mode, v, d["queue_ratio"])
+			}
 			if v, ok := d["pipeline_write_tx_per_msg"]; ok {
 				fmt.Fprintf(w, "  %s/%s: pipeline write transactions per message (sequencer, claims, acks, vacuum): %.3f\n", r.Scenario, r.Mode, v)
 			}

@@ -20,7 +20,10 @@
 //     in-process wake-up is what is measured.
 //   - concurrent: producers at full speed and Start running at once (the
 //     steady state of a loaded service), delivered rate versus INSERT+COMMIT
-//     with as many clients; optionally with the workers in other processes.
+//     with as many clients, and versus a reference queue (the same producers
+//     with SKIP LOCKED claim + DELETE consumers: what a plain queue table
+//     costs on that database); optionally with the workers in other
+//     processes.
 //   - soak: e2e at a steady rate for minutes, sampling table sizes and the
 //     Go heap.
 package bench

@@ -30,8 +30,8 @@ const ScenarioConcurrent = "concurrent"
 // reports the delivered rate from the first commit to the last handler
 // call, the producers' own rate, commit→handler latency, and the raw
 // INSERT+COMMIT rate of as many clients on the same database (half before,
-// half after the outbox run), and verifies that every message arrived once
-// and in order per partition.
+// half after the outbox run) and of the reference queue (rawQueue), and
+// verifies that every message arrived once and in order per partition.
 func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	o = o.withDefaults()
 	mode := "decoupled Batch, in-process"
@@ -142,6 +142,10 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 		return []Result{res}, fmt.Errorf("baseline: %w", err)
 	}
 	base := base1 + base2
+	queue, err := rawQueue(ctx, env, o)
+	if err != nil {
+		return []Result{res}, fmt.Errorf("queue baseline: %w", err)
+	}
 
 	res.Seconds, res.Rate = delivered.Seconds(), rate(n, delivered)
 	res.BaselineSeconds, res.BaselineRate = base.Seconds(), rate(n, base)
@@ -150,6 +154,8 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	res.Details = map[string]any{
 		"producing_seconds":  produced.Seconds(),
 		"producer_msg_per_s": rate(n, produced),
+		"queue_msg_per_s":    rate(n, queue),
+		"queue_ratio":        ratio(res.Rate, rate(n, queue)),
 	}
 	if workers == nil {
 		res.Details["pipeline_write_tx_per_msg"] = float64(pipelineTx) / float64(n)
@@ -163,6 +169,36 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	}
 	verdict(&res, errors.Join(waitErr, rec.verify(perPartition(n, o.Partitions)), stopErr))
 	return []Result{res}, nil
+}
+
+// rawQueue is the reference for what any queue in this database pays: the
+// baseline's producers (INSERT 1 row + COMMIT) with Consumers workers
+// claiming up to 100 rows with SKIP LOCKED and deleting them, polling every
+// millisecond when they find none; no partitions, order or seq. It returns
+// the time from the producers' start to the last delete's commit.
+func rawQueue(ctx context.Context, env *Env, o Options) (time.Duration, error) {
+	n := o.Messages
+	o.Logf("%s concurrent: reference queue, %d rows, %d producers, %d consumers", o.Dialect, n, o.Producers, o.Consumers)
+	if _, err := env.DB.ExecContext(ctx, "DELETE FROM bench_raw"); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	rc := newRawConsumers(env, n)
+	consumed := make(chan error, 1)
+	t0 := time.Now()
+	go func() { consumed <- rc.run(wctx, o.Consumers, time.Millisecond) }()
+	_, err := runProducers(wctx, o.Producers, n, 1, env.D.IsRetryable, func(ctx context.Context, s, _ int) error {
+		return rawInsert(ctx, env, o, s, s+1)
+	})
+	if err != nil {
+		cancel()
+		return 0, errors.Join(err, <-consumed)
+	}
+	if err := <-consumed; err != nil {
+		return 0, err
+	}
+	return time.Duration(rc.lastNS.Load() - t0.UnixNano()), rc.check(ctx)
 }
 
 // WorkerFlag is the first argument that makes the outbox-bench command a

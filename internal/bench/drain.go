@@ -171,8 +171,7 @@ func checkDrained(ctx context.Context, ob *outbox.Outbox, o Options) error {
 }
 
 // rawDrain fills bench_raw with the same backlog and drains it with
-// Consumers workers, each looping over: begin, claim up to 100 rows
-// (SKIP LOCKED), decode them, delete them, commit.
+// Consumers workers (see rawConsumers).
 func rawDrain(ctx context.Context, env *Env, o Options) (time.Duration, error) {
 	o.Logf("%s drain: baseline, %d rows, %d workers", o.Dialect, o.Messages, o.Consumers)
 	if _, err := env.DB.ExecContext(ctx, "DELETE FROM bench_raw"); err != nil {
@@ -186,97 +185,132 @@ func rawDrain(ctx context.Context, env *Env, o Options) (time.Duration, error) {
 	if err := env.analyze(ctx); err != nil {
 		return 0, err
 	}
-	claim := env.claimRawSQL(100)
-	var deleted, bad atomic.Int64
-	seen := make([]atomic.Uint32, o.Messages)
-	worker := func(ctx context.Context) error {
-		ids := make([]any, 0, 100)
-		mids := make([]uint64, 0, 100)
-		for ctx.Err() == nil {
-			tx, err := env.DB.BeginTx(ctx, env.D.TxOptions())
-			if err != nil {
-				return err
-			}
-			ids, mids = ids[:0], mids[:0]
-			rows, err := tx.QueryContext(ctx, claim)
-			if err != nil {
-				_ = tx.Rollback()
-				if env.D.IsRetryable(err) {
-					continue
-				}
-				return err
-			}
-			for rows.Next() {
-				var id int64
-				var part int
-				var p []byte
-				if err := rows.Scan(&id, &part, &p); err != nil {
-					rows.Close()
-					_ = tx.Rollback()
-					return err
-				}
-				// The no-op handler's equivalent: decode and account.
-				if mid, mp, _, ok := decodePayload(p); !ok || int(mp) != part || mid >= uint64(len(seen)) {
-					bad.Add(1)
-				} else {
-					mids = append(mids, mid)
-				}
-				ids = append(ids, id)
-			}
-			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-				_ = tx.Rollback()
-				return err
-			}
-			if len(ids) == 0 {
-				_ = tx.Rollback()
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, env.deleteRawSQL(len(ids)), ids...); err != nil {
-				_ = tx.Rollback()
-				if env.D.IsRetryable(err) {
-					continue
-				}
-				return err
-			}
-			if err := tx.Commit(); err != nil {
-				if env.D.IsRetryable(err) {
-					continue
-				}
-				return err
-			}
-			deleted.Add(int64(len(ids)))
-			for _, mid := range mids {
-				seen[mid].Add(1)
-			}
-		}
-		return ctx.Err()
-	}
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, o.Consumers)
+	rc := newRawConsumers(env, o.Messages)
 	t0 := time.Now()
-	for i := range o.Consumers {
-		wg.Go(func() { errs[i] = worker(wctx) })
+	err := rc.run(wctx, o.Consumers, 0)
+	el := time.Since(t0)
+	if err != nil {
+		return el, err
+	}
+	return el, rc.check(ctx)
+}
+
+// rawConsumers are the baseline queue's workers: each loops over begin,
+// claim up to 100 rows (SKIP LOCKED), decode them, delete them, commit.
+type rawConsumers struct {
+	env          *Env
+	claim        string
+	seen         []atomic.Uint32 // by message id
+	deleted, bad atomic.Int64
+	lastNS       atomic.Int64 // the last delete's commit
+}
+
+func newRawConsumers(env *Env, n int) *rawConsumers {
+	return &rawConsumers{env: env, claim: env.claimRawSQL(100), seen: make([]atomic.Uint32, n)}
+}
+
+// run runs n workers until every message is deleted. poll 0: a worker
+// stops at its first empty claim (a backlog); otherwise it waits poll and
+// claims again (producers still at work).
+func (rc *rawConsumers) run(ctx context.Context, n int, poll time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = rc.worker(ctx, poll) })
 	}
 	wg.Wait()
-	el := time.Since(t0)
-	if err := errors.Join(errs...); err != nil {
-		return el, err
+	return errors.Join(errs...)
+}
+
+func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
+	env := rc.env
+	ids := make([]any, 0, 100)
+	mids := make([]uint64, 0, 100)
+	for ctx.Err() == nil && rc.deleted.Load() < int64(len(rc.seen)) {
+		tx, err := env.DB.BeginTx(ctx, env.D.TxOptions())
+		if err != nil {
+			return err
+		}
+		ids, mids = ids[:0], mids[:0]
+		rows, err := tx.QueryContext(ctx, rc.claim)
+		if err != nil {
+			_ = tx.Rollback()
+			if env.D.IsRetryable(err) {
+				continue
+			}
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			var part int
+			var p []byte
+			if err := rows.Scan(&id, &part, &p); err != nil {
+				rows.Close()
+				_ = tx.Rollback()
+				return err
+			}
+			// The no-op handler's equivalent: decode and account.
+			if mid, mp, _, ok := decodePayload(p); !ok || int(mp) != part || mid >= uint64(len(rc.seen)) {
+				rc.bad.Add(1)
+			} else {
+				mids = append(mids, mid)
+			}
+			ids = append(ids, id)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if len(ids) == 0 {
+			_ = tx.Rollback()
+			if poll == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(poll):
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, env.deleteRawSQL(len(ids)), ids...); err != nil {
+			_ = tx.Rollback()
+			if env.D.IsRetryable(err) {
+				continue
+			}
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			if env.D.IsRetryable(err) {
+				continue
+			}
+			return err
+		}
+		rc.lastNS.Store(time.Now().UnixNano())
+		rc.deleted.Add(int64(len(ids)))
+		for _, mid := range mids {
+			rc.seen[mid].Add(1)
+		}
 	}
+	return ctx.Err()
+}
+
+// check verifies that the table is empty and every message was seen once.
+func (rc *rawConsumers) check(ctx context.Context) error {
 	var left int64
-	if err := env.DB.QueryRowContext(ctx, "SELECT count(*) FROM bench_raw").Scan(&left); err != nil {
-		return el, err
+	if err := rc.env.DB.QueryRowContext(ctx, "SELECT count(*) FROM bench_raw").Scan(&left); err != nil {
+		return err
 	}
 	missing := 0
-	for i := range seen {
-		if seen[i].Load() != 1 {
+	for i := range rc.seen {
+		if rc.seen[i].Load() != 1 {
 			missing++
 		}
 	}
-	if left != 0 || deleted.Load() != int64(o.Messages) || bad.Load() != 0 || missing != 0 {
-		return el, fmt.Errorf("baseline drain incomplete: %d rows left, %d deleted of %d, %d bad payloads, %d ids not seen exactly once",
-			left, deleted.Load(), o.Messages, bad.Load(), missing)
+	if left != 0 || rc.deleted.Load() != int64(len(rc.seen)) || rc.bad.Load() != 0 || missing != 0 {
+		return fmt.Errorf("baseline queue incomplete: %d rows left, %d deleted of %d, %d bad payloads, %d ids not seen exactly once",
+			left, rc.deleted.Load(), len(rc.seen), rc.bad.Load(), missing)
 	}
-	return el, nil
+	return nil
 }
