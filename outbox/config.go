@@ -81,8 +81,9 @@ type Config struct {
 	// it has failed that many times. 0 leaves giving up to the handler.
 	// 0–1000000.
 	MaxAttempts int
-	// VacuumInterval is how often delivered rows are deleted. Default 1s;
-	// 10ms–1h.
+	// VacuumInterval is how often an idle outbox looks for delivered rows
+	// to delete; after a pass that deleted some, the next comes a tenth
+	// of it later. Default 1s; 10ms–1h.
 	VacuumInterval time.Duration
 	// VacuumBatch is the most rows one vacuum statement deletes. Default
 	// 1000; 1–10000 (a MySQL delete binds one placeholder per row).

@@ -221,6 +221,7 @@ func TestCoalescerPacesTheSequencer(t *testing.T) {
 		{"slow pass later on", paced, 9, 9 * time.Millisecond, 18 * time.Millisecond},
 		{"very slow pass: capped", paced, 3, time.Second, maxPace * d},
 		{"unpaced: the ramp only", ramp, 3, time.Second, 2 * d},
+		{"trailing (the vacuum): after every busy pass", coalescer{trail: 100 * time.Millisecond}, 1, time.Second, 100 * time.Millisecond},
 	} {
 		if got := c.co.wait(c.streak, c.took); got != c.want {
 			t.Errorf("%s: wait(%d, %v) = %v, want %v", c.name, c.streak, c.took, got, c.want)
