@@ -903,7 +903,8 @@ func testDatabaseClock(t testing.TB, b *Backend) {
 
 // testInsertAllOrNothing: a call with a row whose partition does not exist
 // returns ErrQueueNotFound and leaves none of its rows, inside a
-// transaction that goes on and outside one.
+// transaction that goes on and outside one; so does a call with that row
+// alone (dialects insert a single row with a statement of its own).
 func testInsertAllOrNothing(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	x.declare("q", 2)
@@ -918,6 +919,9 @@ func testInsertAllOrNothing(t testing.TB, b *Backend) {
 	if _, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
 		t.Fatalf("InsertMessages with a missing partition: %v, want ErrQueueNotFound", err)
 	}
+	if _, err := x.d.InsertMessages(ctx, x.db, &dialect.InsertMessagesParams{Rows: rows[2:3]}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages of one row with a missing partition: %v, want ErrQueueNotFound", err)
+	}
 	if s := x.stats(); s.Messages != 0 {
 		t.Fatalf("%d messages after a failed insert, want 0", s.Messages)
 	}
@@ -929,6 +933,9 @@ func testInsertAllOrNothing(t testing.TB, b *Backend) {
 	x.insert(tx, "q", 1, "kept")
 	if _, err := x.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows}); !errors.Is(err, dialect.ErrQueueNotFound) {
 		t.Fatalf("InsertMessages in a transaction with a missing partition: %v, want ErrQueueNotFound", err)
+	}
+	if _, err := x.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: rows[2:3]}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages of one row in a transaction with a missing partition: %v, want ErrQueueNotFound", err)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("the application's transaction cannot commit after a failed insert: %v", err)

@@ -90,6 +90,13 @@ func (d *Dialect) IsRetryable(err error) bool {
 	return false
 }
 
+// isNotNull reports a NOT NULL constraint failure
+// (SQLITE_CONSTRAINT_NOTNULL).
+func isNotNull(err error) bool {
+	var c interface{ Code() int }
+	return errors.As(err, &c) && c.Code() == 1299
+}
+
 // now is SQLite's clock in microseconds since the epoch.
 const now = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
 
@@ -184,11 +191,18 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// then seq stays NULL for the sequencer. The write lock, taken as
 		// the statement starts, keeps the counter and the unsequenced rows
 		// still until the transaction ends.
-		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers)
-			SELECT p.id, CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq_floor')
+		// VALUES with subqueries rather than INSERT … SELECT FROM
+		// partitions: a SELECT that reads the table it inserts into (the
+		// seq subqueries) is first copied into a temporary table, which
+		// cost 6 µs of a 70 µs producer transaction. No partition: the
+		// partition_id is NULL and the NOT NULL constraint refuses the row.
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers) VALUES (
+			(SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2),
+			(SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq_floor')
 					AND NOT EXISTS (SELECT 1 FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NULL)
-				THEN ` + lastSeq + ` + 1 END, ?3, ?4, ?5
-			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2
+				THEN ` + lastSeq + ` + 1 END
+			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2),
+			?3, ?4, ?5)
 			RETURNING seq IS NOT NULL`),
 		claimInfo: r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
 		// Each cursor with its partition's lowest seq still stored (one
@@ -237,11 +251,13 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		if payload == nil {
 			payload = []byte{}
 		}
-		// One statement, atomic by itself; no row back means no partition.
+		// One statement, atomic by itself. partition_id is the only
+		// column it can leave NULL (payload and payload_type are never
+		// nil): a NOT NULL failure means no partition.
 		var sequenced bool
 		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers)).Scan(&sequenced)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, sql.ErrNoRows) || isNotNull(err):
 			return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
 		case err != nil:
 			return nil, err
