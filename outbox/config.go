@@ -83,7 +83,7 @@ type Config struct {
 	MaxAttempts int
 	// VacuumInterval is how often an idle outbox looks for delivered rows
 	// to delete; after a pass that deleted some, the next comes a tenth
-	// of it later. Default 1s; 10ms–1h.
+	// of it later (at least 10ms). Default 1s; 10ms–1h.
 	VacuumInterval time.Duration
 	// VacuumBatch is the most rows one vacuum statement deletes. Default
 	// 1000; 1–10000 (a MySQL delete binds one placeholder per row).

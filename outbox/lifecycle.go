@@ -65,7 +65,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, coalescer{delay: coalesce}, w.pass)
 		}
 	}
-	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, coalescer{trail: o.cfg.VacuumInterval / vacuumTrail}, o.vacuumPass)
+	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, coalescer{trail: vacuumTrailWait(o.cfg.VacuumInterval)}, o.vacuumPass)
 	o.goListen(runCtx)
 	go func() {
 		o.wg.Wait()
@@ -126,7 +126,8 @@ const maxOutageBackoff = 5 * time.Second
 const maxPace = 4
 
 // coalescer says how long a loop lets work gather before a pass, once
-// two passes in a row found work (see coalesceUnderLoad).
+// two passes in a row found work (see coalesceUnderLoad), or with trail
+// after every pass that found work.
 type coalescer struct {
 	// delay before the third busy pass in a row, twice that from the
 	// fourth on; zero: never wait.
@@ -165,7 +166,8 @@ func (c coalescer) wait(streak int, took time.Duration) time.Duration {
 }
 
 // goLoop runs fn until ctx ends: again at once while it finds work (after
-// co's wait, once two passes in a row found work), else after wake (if any) or a jittered interval,
+// co's wait: once two passes in a row found work, or co.trail after each),
+// else after wake (if any) or a jittered interval,
 // adaptive (see poller) for the loops that have a wake signal. While passes fail, the wait grows instead:
 // every·2^(failures-1), capped at max(every, maxOutageBackoff), with equal
 // jitter; the first failure is logged as a warning and the recovery at info
@@ -456,7 +458,8 @@ func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {
 	for {
 		res, err := o.d.Vacuum(ctx, o.q, &dialect.VacuumParams{Limit: o.cfg.VacuumBatch})
 		if err != nil {
-			return total > 0, fmt.Errorf("vacuum: %w", err)
+			// Not busy: the loop backs off, whatever this pass deleted.
+			return false, fmt.Errorf("vacuum: %w", err)
 		}
 		total += res.Deleted
 		if res.Deleted < o.cfg.VacuumBatch || ctx.Err() != nil {
@@ -465,17 +468,19 @@ func (o *Outbox) vacuumPass(ctx context.Context) (bool, error) {
 	}
 }
 
-// vacuumTrail divides VacuumInterval into the vacuum's wait after a pass
-// that deleted rows: while messages are being delivered, they are deleted
+// vacuumTrailWait is the vacuum's wait after a pass that deleted rows:
+// a tenth of VacuumInterval, and at least 10 ms (the interval's own
+// minimum), so that while messages are being delivered they are deleted
 // a tenth of a second after their ack by default, not a second. On SQLite
-// that is a seventh more delivered under full load (four alternating
-// runs of --scenarios concurrent --messages 50000: 0.40x, 0.46x, 0.50x
-// of the raw insert with a 100 ms interval against 0.37x-0.42x with 1 s)
-// and a third the worst commit-to-handler latency (31-34 ms against
-// 65-82 ms): a second's rows have left the page cache by then, and one
-// delete of them held the only connection while it read them back. An
+// a second's rows (10k+ under full load) had left the page cache by then,
+// and their delete read them back while holding the only connection: four
+// alternating pairs of --scenarios concurrent --messages 50000 delivered
+// 13.3k msg/s on average (0.41x-0.50x of the raw insert) against 11.8k
+// (0.37x-0.40x), worst commit-to-handler 32-53 ms against 57-74 ms. An
 // idle outbox still polls every VacuumInterval.
-const vacuumTrail = 10
+func vacuumTrailWait(interval time.Duration) time.Duration {
+	return min(interval, max(interval/10, 10*time.Millisecond))
+}
 
 // VacuumAll deletes every delivered message and returns how many it
 // deleted. The background vacuum does the same in bounded steps.

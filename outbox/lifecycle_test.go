@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/modkit-go/db/dialect"
+	"github.com/modkit-go/db/dialect/sqlite"
 )
 
 // logRecorder keeps the level and message of every record logged.
@@ -255,5 +259,109 @@ func TestSlowLoopDoesNotFastPoll(t *testing.T) {
 	}
 	if n := passes(coalescer{slow: true}); n != 2 {
 		t.Fatalf("slow loop: %d passes in a second, want 2 (the busy one, then one idle pass and the hour's wait)", n)
+	}
+}
+
+// trickleVacuum is a dialect whose Vacuum deletes from a count of
+// delivered rows and records when it was called (synctest's clock) and
+// how many rows each call deleted; fail makes the calls fail.
+type trickleVacuum struct {
+	*sqlite.Dialect
+	mu        sync.Mutex
+	delivered int
+	fail      bool
+	calls     []vacuumCall
+	start     time.Time
+}
+
+type vacuumCall struct {
+	at      time.Duration // since start
+	deleted int
+}
+
+func (d *trickleVacuum) Vacuum(_ context.Context, _ dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail {
+		d.calls = append(d.calls, vacuumCall{at: time.Since(d.start), deleted: -1})
+		return nil, errors.New("connection refused")
+	}
+	n := min(d.delivered, p.Limit)
+	d.delivered -= n
+	d.calls = append(d.calls, vacuumCall{at: time.Since(d.start), deleted: n})
+	return &dialect.VacuumResult{Deleted: n}, nil
+}
+
+func (d *trickleVacuum) set(delivered int, fail bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.delivered, d.fail = delivered, fail
+}
+
+// runVacuum runs the vacuum loop as Start does over d for the length of
+// fn (synctest's clock) and returns d's calls.
+func runVacuum(t *testing.T, d *trickleVacuum, interval time.Duration, fn func()) []vacuumCall {
+	t.Helper()
+	cfg := Config{VacuumInterval: interval, VacuumBatch: 10}
+	o := &Outbox{log: slog.New(slog.DiscardHandler), d: d, cfg: cfg}
+	ctx, cancel := context.WithCancel(t.Context())
+	d.start = time.Now()
+	o.goLoop(ctx, "vacuum", cfg.VacuumInterval, nil, coalescer{trail: vacuumTrailWait(cfg.VacuumInterval)}, o.vacuumPass)
+	fn()
+	cancel()
+	o.wg.Wait()
+	return d.calls
+}
+
+// A vacuum pass deletes a backlog in full batches back to back; while
+// acks keep coming the next pass comes a tenth of VacuumInterval after
+// one that deleted rows; after a pass that found none it waits the
+// interval (drawn from its upper half); after a failure it backs off, not
+// trails, even when the failing pass had deleted rows.
+func TestVacuumTrailsAcks(t *testing.T) {
+	const ms = time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		d := &trickleVacuum{Dialect: sqlite.New(), delivered: 25}
+		calls := runVacuum(t, d, time.Second, func() {
+			synctest.Wait()
+			time.Sleep(50 * ms)
+			d.set(4, false) // an ack's rows
+			time.Sleep(1950 * ms)
+		})
+		want := []vacuumCall{{0, 10}, {0, 10}, {0, 5}, {100 * ms, 4}, {200 * ms, 0}}
+		if len(calls) < len(want) || !slices.Equal(calls[:len(want)], want) {
+			t.Fatalf("vacuum calls %v, want %v first (25 rows in batches of 10 at once, the ack's 4 one trail later, then an empty pass)", calls, want)
+		}
+		for _, c := range calls[len(want):] {
+			if c.at < 700*ms || c.deleted != 0 {
+				t.Fatalf("vacuum calls %v: after the empty pass at 200 ms the next must wait half the interval or more and find nothing", calls)
+			}
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		d := &trickleVacuum{Dialect: sqlite.New(), delivered: 15}
+		calls := runVacuum(t, d, time.Second, func() {
+			synctest.Wait()
+			d.set(10, true) // the database goes away
+			time.Sleep(2 * time.Second)
+		})
+		// The first pass deletes 10 and 5 (a partial batch: done), the
+		// trail later a pass fails, and the next comes after a backoff.
+		if len(calls) < 4 || calls[2] != (vacuumCall{100 * ms, -1}) || calls[3].at < 100*ms+500*ms {
+			t.Fatalf("vacuum calls %v: want 10 and 5 at 0, a failure at 100 ms, the next after a backoff of 500 ms or more", calls)
+		}
+	})
+}
+
+// The trail is a tenth of VacuumInterval, at least 10 ms and at most the
+// interval.
+func TestVacuumTrailWait(t *testing.T) {
+	const ms = time.Millisecond
+	for _, c := range []struct{ interval, want time.Duration }{
+		{time.Second, 100 * ms}, {time.Hour, 6 * time.Minute}, {50 * ms, 10 * ms}, {10 * ms, 10 * ms},
+	} {
+		if got := vacuumTrailWait(c.interval); got != c.want {
+			t.Errorf("vacuumTrailWait(%v) = %v, want %v", c.interval, got, c.want)
+		}
 	}
 }

@@ -3,12 +3,9 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
-	"testing/synctest"
-	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -100,52 +97,4 @@ func TestSequencersShareABacklog(t *testing.T) {
 			}
 		})
 	}
-}
-
-// trickleVacuum is a dialect whose Vacuum deletes from a count of
-// delivered rows and records when it was called (synctest's clock).
-type trickleVacuum struct {
-	*sqlite.Dialect
-	mu        sync.Mutex
-	delivered int
-	deletes   []time.Duration // since start, one per Vacuum call that deleted
-	start     time.Time
-}
-
-func (d *trickleVacuum) Vacuum(_ context.Context, _ dialect.DBTX, p *dialect.VacuumParams) (*dialect.VacuumResult, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := min(d.delivered, p.Limit)
-	d.delivered -= n
-	if n > 0 {
-		d.deletes = append(d.deletes, time.Since(d.start))
-	}
-	return &dialect.VacuumResult{Deleted: n}, nil
-}
-
-// A vacuum pass deletes a backlog in full batches back to back, and while
-// acks keep coming the next pass comes a tenth of VacuumInterval after
-// one that deleted rows, not the whole interval later; an idle vacuum
-// waits the interval.
-func TestVacuumTrailsAcks(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		d := &trickleVacuum{Dialect: sqlite.New(), delivered: 25, start: time.Now()}
-		cfg := Config{VacuumInterval: time.Second, VacuumBatch: 10}
-		o := &Outbox{log: slog.New(slog.DiscardHandler), d: d, cfg: cfg}
-		ctx, cancel := context.WithCancel(t.Context())
-		o.goLoop(ctx, "vacuum", cfg.VacuumInterval, nil, coalescer{trail: cfg.VacuumInterval / vacuumTrail}, o.vacuumPass)
-		synctest.Wait()
-		time.Sleep(50 * time.Millisecond)
-		d.mu.Lock()
-		d.delivered = 4 // an ack's rows
-		d.mu.Unlock()
-		time.Sleep(2 * time.Second)
-		cancel()
-		o.wg.Wait()
-
-		want := []time.Duration{0, 0, 0, 100 * time.Millisecond}
-		if !slices.Equal(d.deletes, want) {
-			t.Fatalf("deletes at %v, want %v (25 rows in batches of 10 at once, the ack's 4 one trail later)", d.deletes, want)
-		}
-	})
 }

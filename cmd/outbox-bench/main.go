@@ -238,6 +238,9 @@ func printTable(w io.Writer, rep bench.Report) {
 				fmt.Fprintf(w, "  %s/%s: reference queue (the baseline's producers, SKIP LOCKED claim + DELETE consumers, no order or seq) delivered %.0f msg/s; the outbox %.2fx of it\n",
 					r.Scenario, r.Mode, v, d["queue_ratio"])
 			}
+			if v, ok := d["queue_error"]; ok {
+				fmt.Fprintf(w, "  %s/%s: reference queue failed: %v\n", r.Scenario, r.Mode, v)
+			}
 			if v, ok := d["pipeline_write_tx_per_msg"]; ok {
 				fmt.Fprintf(w, "  %s/%s: pipeline write transactions per message (sequencer, claims, acks, vacuum): %.3f\n", r.Scenario, r.Mode, v)
 			}

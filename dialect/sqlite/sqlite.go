@@ -113,6 +113,7 @@ const lastSeq = `max(p.last_seq, ifnull((SELECT max(m.seq) FROM {p}messages m WH
 type queries struct {
 	sequence, bump, claimLease, lockClaim, claimInfo, update string
 	lockCursor, insertOne, updateMany, vacuumFrom            string
+	partitionExists                                          string
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
@@ -204,7 +205,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2),
 			?3, ?4, ?5)
 			RETURNING seq IS NOT NULL`),
-		claimInfo: r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
+		partitionExists: r.Replace(`SELECT 1 FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2`),
+		claimInfo:       r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
 		// Each cursor with its partition's lowest seq still stored (one
 		// probe of the (partition_id, seq) index).
 		vacuumFrom: r.Replace(`SELECT pr.partition_id, pr.processed_seq,
@@ -251,13 +253,26 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		if payload == nil {
 			payload = []byte{}
 		}
-		// One statement, atomic by itself. partition_id is the only
-		// column it can leave NULL (payload and payload_type are never
-		// nil): a NOT NULL failure means no partition.
+		// One statement, atomic by itself: a failure leaves nothing and
+		// the application's transaction goes on. Without a partition its
+		// partition_id is NULL and the NOT NULL constraint refuses the row
+		// (payload and payload_type are never nil); a NOT NULL failure
+		// may also come from the application's own trigger, so the
+		// partition is looked up before the error is called a missing
+		// one. (No row back would take a RAISE(IGNORE) trigger.)
 		var sequenced bool
 		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers)).Scan(&sequenced)
 		switch {
-		case errors.Is(err, sql.ErrNoRows) || isNotNull(err):
+		case isNotNull(err):
+			var one int
+			switch lerr := q.QueryRowContext(ctx, d.qs().partitionExists, r.Queue, r.Partition).Scan(&one); {
+			case errors.Is(lerr, sql.ErrNoRows):
+				return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
+			case lerr != nil:
+				return nil, errors.Join(err, lerr)
+			}
+			return nil, err
+		case errors.Is(err, sql.ErrNoRows):
 			return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
 		case err != nil:
 			return nil, err

@@ -379,3 +379,24 @@ func TestVacuumManyPartitions(t *testing.T) {
 		t.Fatalf("%d rows left other than each partition's undelivered seq 3 (%v)", wrong, err)
 	}
 }
+
+// A NOT NULL failure that is not the missing partition (here the
+// application's trigger) is returned as it is, not as ErrQueueNotFound.
+func TestInsertNotNullFromTrigger(t *testing.T) {
+	d := sqlite.New()
+	db, _ := newDB(t, d)
+	declare(t, db, d, "q", 2)
+	if _, err := db.Exec(`CREATE TABLE audit (x INTEGER NOT NULL);
+		CREATE TRIGGER audit_messages AFTER INSERT ON outbox_messages BEGIN INSERT INTO audit (x) VALUES (NULL); END`); err != nil {
+		t.Fatal(err)
+	}
+	row := []dialect.InsertRow{{Queue: "q", Partition: 1, Payload: []byte("a"), PayloadType: "t"}}
+	_, err := d.InsertMessages(context.Background(), db, &dialect.InsertMessagesParams{Rows: row})
+	if err == nil || errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages under a failing trigger: %v, want the trigger's NOT NULL error", err)
+	}
+	row[0].Partition = 2
+	if _, err := d.InsertMessages(context.Background(), db, &dialect.InsertMessagesParams{Rows: row}); !errors.Is(err, dialect.ErrQueueNotFound) {
+		t.Fatalf("InsertMessages into a missing partition: %v, want ErrQueueNotFound", err)
+	}
+}

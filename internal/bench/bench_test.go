@@ -128,6 +128,11 @@ func TestSmokeSQLite(t *testing.T) {
 		if r.Rate <= 0 {
 			t.Errorf("%s/%s: rate %v", r.Scenario, r.Mode, r.Rate)
 		}
+		if r.Scenario == ScenarioConcurrent {
+			if q, _ := r.Details["queue_msg_per_s"].(float64); q <= 0 {
+				t.Errorf("concurrent: reference queue rate %v (%v)", r.Details["queue_msg_per_s"], r.Details["queue_error"])
+			}
+		}
 	}
 }
 
