@@ -236,6 +236,7 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 			return err
 		}
 		ids, mids = ids[:0], mids[:0]
+		bad := 0
 		rows, err := tx.QueryContext(ctx, rc.claim)
 		if err != nil {
 			_ = tx.Rollback()
@@ -255,7 +256,7 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 			}
 			// The no-op handler's equivalent: decode and account.
 			if mid, mp, _, ok := decodePayload(p); !ok || int(mp) != part || mid >= uint64(len(rc.seen)) {
-				rc.bad.Add(1)
+				bad++
 			} else {
 				mids = append(mids, mid)
 			}
@@ -263,6 +264,11 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			_ = tx.Rollback()
+			if env.D.IsRetryable(err) {
+				// MariaDB may report a deadlock while the claim's rows
+				// stream; nothing was counted yet.
+				continue
+			}
 			return err
 		}
 		if len(ids) == 0 {
@@ -290,6 +296,7 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 			return err
 		}
 		storeMax(&rc.lastNS, time.Now().UnixNano())
+		rc.bad.Add(int64(bad))
 		rc.deleted.Add(int64(len(ids)))
 		for _, mid := range mids {
 			rc.seen[mid].Add(1)
