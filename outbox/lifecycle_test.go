@@ -272,6 +272,8 @@ type trickleVacuum struct {
 	fail      bool
 	calls     []vacuumCall
 	start     time.Time
+	cancelAt  int    // when > 0, the call that makes len(calls) cancelAt calls cancel
+	cancel    func() // (the outbox stopping during that batch)
 }
 
 type vacuumCall struct {
@@ -289,6 +291,9 @@ func (d *trickleVacuum) Vacuum(_ context.Context, _ dialect.DBTX, p *dialect.Vac
 	n := min(d.delivered, p.Limit)
 	d.delivered -= n
 	d.calls = append(d.calls, vacuumCall{at: time.Since(d.start), deleted: n})
+	if len(d.calls) == d.cancelAt {
+		d.cancel()
+	}
 	return &dialect.VacuumResult{Deleted: n}, nil
 }
 
@@ -363,5 +368,21 @@ func TestVacuumTrailWait(t *testing.T) {
 		if got := vacuumTrailWait(c.interval); got != c.want {
 			t.Errorf("vacuumTrailWait(%v) = %v, want %v", c.interval, got, c.want)
 		}
+	}
+}
+
+// A vacuum pass that keeps finding full batches (a large backlog) stops
+// after the batch during which the outbox stopped.
+func TestVacuumPassStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := &trickleVacuum{Dialect: sqlite.New(), delivered: 1000, start: time.Now(), cancelAt: 3, cancel: cancel}
+	o := &Outbox{log: slog.New(slog.DiscardHandler), d: d, cfg: Config{VacuumBatch: 10}}
+	busy, err := o.vacuumPass(ctx)
+	if !busy || err != nil {
+		t.Fatalf("vacuumPass = %v, %v; want busy (it deleted rows), no error", busy, err)
+	}
+	if len(d.calls) != 3 {
+		t.Fatalf("%d Vacuum calls, want 3 (the pass stops after the batch during which Stop came)", len(d.calls))
 	}
 }
