@@ -177,8 +177,8 @@
 // after another, handing back unworked those whose lease is a tenth gone,
 // so every handler starts with at least 70% of the lease) and the vacuum, which deletes delivered rows in bounded batches
 // a tenth of VacuumInterval (at least 10 ms) after it last found some, or every
-// VacuumInterval when it found none (on PostgreSQL and MariaDB decoupled
-// acks also delete their own batch). Stop stops claiming, lets in-flight handlers finish
+// VacuumInterval when it found none (PostgreSQL's acks, and MariaDB's
+// decoupled ones, also delete their own batch). Stop stops claiming, lets in-flight handlers finish
 // until its context ends (then cancels theirs), writes their
 // acknowledgements, releases the leases it holds, and returns once every
 // goroutine has exited. A restarted process resumes at the stored cursor.
