@@ -262,16 +262,16 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		// one. (No row back would take a RAISE(IGNORE) trigger.)
 		var sequenced bool
 		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers)).Scan(&sequenced)
-		switch {
-		case isNotNull(err):
+		if isNotNull(err) {
 			var one int
 			switch lerr := q.QueryRowContext(ctx, d.qs().partitionExists, r.Queue, r.Partition).Scan(&one); {
 			case errors.Is(lerr, sql.ErrNoRows):
-				return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
+				err = lerr // no partition
 			case lerr != nil:
-				return nil, errors.Join(err, lerr)
+				err = errors.Join(err, lerr)
 			}
-			return nil, err
+		}
+		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return nil, fmt.Errorf("%w: 1 of 1 rows name a partition that does not exist", dialect.ErrQueueNotFound)
 		case err != nil:
