@@ -87,7 +87,7 @@ func testMigrationsUpTwice(t *testing.T, b *Backend) {
 	}
 }
 
-// documentedColumns is the schema the README documents.
+// documentedColumns is the schema docs/operating.md documents.
 var documentedColumns = map[string][]string{
 	"queues":       {"name", "partitions", "created_at"},
 	"partitions":   {"id", "queue", "partition_num", "last_seq"},

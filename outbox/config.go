@@ -25,8 +25,8 @@ type Config struct {
 	// most 10 lines a second (the next line written says how many were
 	// suppressed).
 	Logger *slog.Logger
-	// MeterProvider receives the outbox's metrics (README.md,
-	// Observability, lists them). Default (nil): no metrics, and no cost.
+	// MeterProvider receives the outbox's metrics (docs/observability.md
+	// lists them). Default (nil): no metrics, and no cost.
 	// An Outbox registers a callback for its backlog gauges at New; Stop
 	// unregisters it.
 	MeterProvider metric.MeterProvider
@@ -66,7 +66,7 @@ type Config struct {
 	// pending partitions between them. Only the first polls fast after
 	// finding work (for producers in other processes); the others poll
 	// every PollInterval unless woken. On MariaDB, 1 trades latency for
-	// throughput (README.md, Performance). Default 2; 1–64.
+	// throughput (docs/performance.md). Default 2; 1–64.
 	Sequencers int
 	// SequencerBatch is the most rows sequenced per transaction. Default
 	// 1000; 1–10000 (a MySQL pass binds three placeholders per row).
@@ -97,7 +97,7 @@ type Config struct {
 	// queues wait before their next pass once two passes in a row found
 	// work, and half of how long they wait from the third such pass on:
 	// under sustained load work then gathers, and each statement and
-	// commit serves more messages (README.md, Performance, has the
+	// commit serves more messages (docs/performance.md has the
 	// figures). The sequencer also waits at least twice as long as its
 	// last pass took, up to four times CoalesceDelay: its pass costs about
 	// the same whatever it numbers. At a low rate a pass that finds work

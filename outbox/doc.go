@@ -246,6 +246,6 @@
 // records nothing. Enqueue writes the trace context of its ctx into the
 // message's headers (Config.Propagator, W3C Trace Context by default) when
 // ctx carries a span; each handler call runs in a span linked to the
-// producers' spans, and the handler's context carries it. README.md
-// (Observability) lists the instruments, their units and attributes.
+// producers' spans, and the handler's context carries it. docs/observability.md
+// lists the instruments, their units and attributes.
 package outbox

@@ -61,8 +61,7 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = pre
 // prepared statements, prepared once per connection and reused (default
 // true; see dialect.StatementPreparer). With lib/pq, which otherwise
 // parses and plans every statement anew, this is about a quarter more
-// throughput with producers and workers running at once (README,
-// Performance). Turn it off behind a pooler that cannot keep a
+// throughput with producers and workers running at once. Turn it off behind a pooler that cannot keep a
 // connection's prepared statements across transactions (PgBouncer in
 // transaction mode before 1.21, or without max_prepared_statements).
 func WithPreparedStatements(on bool) Option { return func(d *Dialect) { d.unprepared = !on } }

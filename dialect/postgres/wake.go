@@ -36,7 +36,8 @@ const DefaultNotifyInterval = 10 * time.Millisecond
 // workers (default true). Turn it off when no process listens (see
 // WithListener): PostgreSQL serialises the commits of notifying
 // transactions on a database-wide lock, so every notification costs commit
-// throughput (README.md has the figures).
+// throughput (docs/configuration.md, Wake-ups across processes, has
+// the figures).
 func WithNotify(on bool) Option { return func(d *Dialect) { d.notify.on = on } }
 
 // WithNotifyInterval limits the wake-ups this dialect value sends to one

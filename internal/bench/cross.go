@@ -235,7 +235,7 @@ func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Wri
 		return err
 	}
 	defer db.Close()
-	// Sized as README.md's pool advice says, idle connections included:
+	// Sized as docs/configuration.md's pool advice says, idle connections included:
 	// database/sql keeps only 2 idle by default, and a busier pool then
 	// opens and closes connections all the time (a process fork per
 	// connection on PostgreSQL).

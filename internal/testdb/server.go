@@ -14,7 +14,7 @@ import (
 )
 
 // RestartEnv opts into the server-restart test: set it to "postgres" or
-// "mysql" and run only that case (see README.md, Testing). It stops and
+// "mysql" and run only that case (see docs/testing.md). It stops and
 // starts the local server, so every other user of it sees an outage.
 const RestartEnv = "OUTBOX_TEST_RESTART"
 

@@ -40,7 +40,7 @@ func DSN(t testing.TB, env string) string {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s is not set and CI is: this backend must run in CI", env)
 		}
-		t.Skipf("backend skipped: set %s to run it (see README.md)", env)
+		t.Skipf("backend skipped: set %s to run it (see docs/testing.md)", env)
 	}
 	return dsn
 }
@@ -239,7 +239,7 @@ func SQLite(t testing.TB) func() *sql.DB {
 func MainSkipUnless(m *testing.M, env, backend string) {
 	flag.Parse()
 	if os.Getenv(env) == "" && os.Getenv("CI") == "" {
-		fmt.Printf("%s backend skipped: set %s to run it (see README.md)\n", backend, env)
+		fmt.Printf("%s backend skipped: set %s to run it (see docs/testing.md)\n", backend, env)
 		_ = flag.Set("test.run", "^$")
 	}
 	os.Exit(m.Run())
