@@ -26,6 +26,7 @@ type Result struct {
 	reason    string
 	processed int
 	partial   bool
+	one       bool // with kindReject: the first unfinished message only
 }
 
 // Success acknowledges every message of the call.
@@ -39,6 +40,14 @@ func Retry(reason string) Result { return Result{kind: kindRetry, reason: reason
 // Reject sends the unfinished messages to the dead-letter table with reason
 // (sanitized and bounded to MaxReasonBytes) and moves on.
 func Reject(reason string) Result { return Result{kind: kindReject, reason: reason} }
+
+// RejectOne dead-letters the first unfinished message alone, with reason
+// (sanitized and bounded to MaxReasonBytes), and delivers the messages
+// after it again at once, in order, without counting an attempt. It is
+// what a batch handler returns when one message can never be processed
+// but those after it may: with WithProcessed(n), the message rejected is
+// the batch's n+1th, and the first n are acknowledged.
+func RejectOne(reason string) Result { return Result{kind: kindReject, reason: reason, one: true} }
 
 // WithProcessed says the first n messages of the batch were finished: they
 // are acknowledged, and the result applies to the rest only. Values are
@@ -196,7 +205,7 @@ func batchOutcome(r Result, n int) outcome {
 	if done == n {
 		return outcome{done: n}
 	}
-	return outcome{done: done, kind: r.kind, reason: r.reason}
+	return outcome{done: done, kind: r.kind, reason: r.reason, headOnly: r.one}
 }
 
 // settled returns out for a batch of n messages, unless it would

@@ -128,3 +128,28 @@ func TestCallEndsEveryWayAsAResult(t *testing.T) {
 		t.Errorf("a call in time: %v, want Success", r)
 	}
 }
+
+// RejectOne after a finished prefix dead-letters exactly the next message
+// and moves the cursor onto it: the prefix is acknowledged, the messages
+// after it are delivered again without a retry or an attempt.
+func TestRejectOneDeadLettersOnlyTheFirstUnfinished(t *testing.T) {
+	p := &worker{o: &Outbox{cfg: Config{RetryBase: time.Second, RetryMax: time.Minute}, handlerCtx: context.Background()}}
+	msgs := testMessages(4) // seqs 11..14
+	for _, tc := range []struct {
+		processed  int
+		wantCursor int64
+		wantDead   int64
+	}{{0, 11, 11}, {2, 13, 13}, {3, 14, 14}} {
+		out := batchOutcome(RejectOne("bad").WithProcessed(tc.processed), len(msgs))
+		cc := p.cursorChangeFor(p.o.cfg.queueDefaults(), out, msgs, 10, 2)
+		if cc.retry || cc.cursor != tc.wantCursor || len(cc.dead) != 1 || len(cc.dead[0].seqs) != 1 || cc.dead[0].seqs[0] != tc.wantDead {
+			t.Errorf("RejectOne after %d: cursor change %+v, want cursor %d and seq %d alone dead-lettered", tc.processed, cc, tc.wantCursor, tc.wantDead)
+		}
+	}
+	if out := batchOutcome(RejectOne("bad").WithProcessed(4), len(msgs)); out.done != 4 || out.kind != kindSuccess {
+		t.Errorf("RejectOne with everything processed: %+v, want success", out)
+	}
+	if r := RejectOne("bad"); !r.IsReject() || r.Reason() != "bad" {
+		t.Errorf("RejectOne: %v", r)
+	}
+}
