@@ -1,13 +1,15 @@
 // Command outboxctl inspects and repairs an outbox from the command line:
 // it applies the schema, shows each queue's status, and lists, counts,
 // requeues, discards and cleans up dead letters, and retries or skips the
-// head of a blocked partition.
+// head of a blocked partition; serve runs the operator console (package
+// console) on a local address.
 //
 //	outboxctl --dialect postgres --dsn 'postgres://postgres@127.0.0.1/app?sslmode=disable' status
 //	OUTBOX_DIALECT=sqlite OUTBOX_DSN=app.db outboxctl status --queue orders --json
 //	outboxctl dead-letters list --queue orders --status pending --limit 20
 //	outboxctl dead-letters requeue --queue orders
 //	outboxctl partition retry --queue orders --partition 3
+//	outboxctl serve --addr 127.0.0.1:8080
 //
 // The connection flags may come before or after the command: --dialect
 // (postgres, mysql or sqlite; or $OUTBOX_DIALECT), --dsn (or $OUTBOX_DSN; for
@@ -66,6 +68,7 @@ var commands = map[string]command{
 	"status":       {"queue and partition status", runStatus},
 	"dead-letters": {"list|show|count|requeue|discard|cleanup dead letters", runDeadLetters},
 	"partition":    {"retry|skip the head of a blocked partition", runPartition},
+	"serve":        {"serve the operator console (web pages and JSON API) on --addr", runServe},
 }
 
 // cli is one invocation: the connection settings and the output streams.
@@ -73,6 +76,7 @@ type cli struct {
 	conn   connFlags
 	stdout io.Writer
 	stderr io.Writer
+	getenv func(string) string
 }
 
 // exitError carries an exit code through the command's error.
@@ -89,7 +93,7 @@ func exitf(code int, format string, args ...any) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	c := &cli{stdout: stdout, stderr: stderr}
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
 	c.conn.defaults(getenv)
 	top := flag.NewFlagSet("outboxctl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
@@ -119,8 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		c.usage(stderr)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.conn.timeout)
-	defer cancel()
+	if name != "serve" { // serve runs until interrupted
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.conn.timeout)
+		defer cancel()
+	}
 	err := cmd.run(ctx, c, rest[1:])
 	if err == nil {
 		return exitOK

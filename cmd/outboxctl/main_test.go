@@ -1,12 +1,15 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -407,4 +410,80 @@ func deliverAll(t *testing.T, db *sql.DB, b backend, n int) map[int][]string {
 	mu.Lock()
 	defer mu.Unlock()
 	return got
+}
+
+// TestServe: serve refuses an address other than loopback without a
+// token; on loopback it serves the console (the JSON API answers with the
+// seeded queues) until interrupted; elsewhere, with the token from the
+// environment, every request must carry it.
+func TestServe(t *testing.T) {
+	b := backends()[0].make(t)
+	seed(t, b)
+	b.ctl(t, "serve", "--addr", "0.0.0.0:0").want(t, 2, "not a loopback address", "OUTBOX_CONSOLE_TOKEN")
+	b.ctl(t, "serve", "--addr", "nonsense").want(t, 2, "--addr")
+
+	serve := func(t *testing.T, env []string, args ...string) string {
+		// Not CommandContext: t's context ends before its cleanups, which
+		// interrupt the server and check that it exits cleanly.
+		cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+		cmd.Env = append(os.Environ(), append([]string{"OUTBOX_DIALECT=" + b.name, "OUTBOX_DSN=" + b.dsn}, env...)...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			t.Fatalf("serve printed no address: %v\n%s", err, errOut.String())
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			kill := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+			defer kill.Stop()
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("serve after an interrupt: %v\n%s", err, errOut.String())
+			}
+		})
+		_, u, ok := strings.Cut(strings.TrimSpace(line), " on ")
+		if !ok {
+			t.Fatalf("serve printed %q", line)
+		}
+		return u
+	}
+	getStatus := func(t *testing.T, u, token string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u+"api/status", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	t.Run("loopback", func(t *testing.T) {
+		u := serve(t, nil, "--addr", "127.0.0.1:0")
+		if code, body := getStatus(t, u, ""); code != 200 || !strings.Contains(body, `"queue": "orders"`) {
+			t.Fatalf("GET api/status: %d %s", code, body)
+		}
+	})
+	t.Run("token", func(t *testing.T) {
+		u := serve(t, []string{"OUTBOX_CONSOLE_TOKEN=t0ken"}, "--addr", "0.0.0.0:0", "--read-only")
+		u = strings.Replace(u, "0.0.0.0", "127.0.0.1", 1)
+		if code, _ := getStatus(t, u, ""); code != 401 {
+			t.Fatalf("without the token: %d, want 401", code)
+		}
+		if code, body := getStatus(t, u, "t0ken"); code != 200 || !strings.Contains(body, `"queue": "orders"`) {
+			t.Fatalf("with the token: %d %s", code, body)
+		}
+	})
 }

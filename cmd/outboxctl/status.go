@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/modkit-go/db/console"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -39,7 +40,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		return classify(err)
 	}
 	if *asJSON {
-		return writeJSON(c.stdout, statusJSON(qs))
+		return writeJSON(c.stdout, console.StatusJSON(qs))
 	}
 	writeStatus(c.stdout, qs, *all)
 	return nil
@@ -118,65 +119,6 @@ func oneLine(s string, n int) string {
 		return "-"
 	}
 	return string(r)
-}
-
-// jsonQueue is the --json form of a queue's status: durations in
-// milliseconds, times in RFC 3339.
-type jsonQueue struct {
-	Queue       string           `json:"queue"`
-	Backlog     int64            `json:"backlog"`
-	Unsequenced int64            `json:"unsequenced"`
-	OldestAgeMS int64            `json:"oldest_age_ms"`
-	Retrying    int              `json:"retrying"`
-	Leased      int              `json:"leased"`
-	Blocked     int              `json:"blocked"`
-	DeadLetters map[string]int64 `json:"dead_letters"`
-	Partitions  []jsonPartition  `json:"partitions"`
-	Now         time.Time        `json:"now"`
-}
-
-type jsonPartition struct {
-	Partition     int        `json:"partition"`
-	LastSeq       int64      `json:"last_seq"`
-	ProcessedSeq  int64      `json:"processed_seq"`
-	Unsequenced   int64      `json:"unsequenced"`
-	Backlog       int64      `json:"backlog"`
-	OldestAgeMS   int64      `json:"oldest_age_ms"`
-	Attempts      int        `json:"attempts"`
-	LastError     string     `json:"last_error,omitempty"`
-	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
-	Leased        bool       `json:"leased"`
-	LeaseUntil    *time.Time `json:"lease_until,omitempty"`
-	Blocked       bool       `json:"blocked"`
-	BlockedAt     *time.Time `json:"blocked_at,omitempty"`
-}
-
-func statusJSON(qs []outbox.QueueStatus) []jsonQueue {
-	out := make([]jsonQueue, 0, len(qs))
-	for _, q := range qs {
-		jq := jsonQueue{
-			Queue: q.Queue, Backlog: q.Backlog, Unsequenced: q.Unsequenced, OldestAgeMS: q.Age.Milliseconds(),
-			Retrying: q.Retrying, Leased: q.Leased, Blocked: q.Blocked, DeadLetters: q.DeadLetters, Now: q.Now,
-			Partitions: make([]jsonPartition, 0, len(q.Partitions)),
-		}
-		for _, p := range q.Partitions {
-			jq.Partitions = append(jq.Partitions, jsonPartition{
-				Partition: p.Partition, LastSeq: p.LastSeq, ProcessedSeq: p.ProcessedSeq, Unsequenced: p.Unsequenced,
-				Backlog: p.Backlog, OldestAgeMS: p.Age.Milliseconds(), Attempts: p.Attempts, LastError: p.LastError,
-				NextAttemptAt: timeOrNil(p.NextAttemptAt), Leased: p.Leased, LeaseUntil: timeOrNil(p.LeaseUntil),
-				Blocked: p.Blocked, BlockedAt: timeOrNil(p.BlockedAt),
-			})
-		}
-		out = append(out, jq)
-	}
-	return out
-}
-
-func timeOrNil(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func writeJSON(w io.Writer, v any) error {
