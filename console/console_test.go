@@ -380,7 +380,7 @@ func TestAPI(t *testing.T) {
 	srv, _ := server(t, s, console.Options{})
 	base := srv.URL + "/ops"
 	var st []console.QueueJSON
-	if err := json.Unmarshal([]byte(get(t, base+"/api/status").body), &st); err != nil || len(st) != 2 {
+	if err := json.Unmarshal([]byte(get(t, base+"/api/status").body), &st); err != nil || len(st) != 3 {
 		t.Fatalf("status: %v %+v", err, st)
 	}
 	qs, err := s.ob.Status(t.Context())

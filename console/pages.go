@@ -64,7 +64,7 @@ func (c *Console) renderStatus(w http.ResponseWriter, r *http.Request, code int,
 
 // fail answers an error: a page for the HTML routes, JSON for the API.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+	if r.Context().Err() != nil {
 		return // the client left (a page refresh cut short by a navigation)
 	}
 	code := httpStatus(err)

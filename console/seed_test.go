@@ -57,10 +57,10 @@ type seeded struct {
 // seed migrates a fresh database and brings it to a known state: queue
 // orders (4 partitions) with dead letters from rejected messages in
 // partitions 0 and 2 (bad-1, bad-2, and the hostile ones: a text payload
-// with hostile type, headers and reason, a binary payload, and a payload of
-// hugeBytes when that is not 0), partitions 1 and 3 blocked at a poison head
-// (PoisonBlock after 2 attempts), and queue emails with a backlog of three
-// and no worker.
+// with hostile type, headers and reason, and a binary payload), partitions
+// 1 and 3 blocked at a poison head (PoisonBlock after 2 attempts), queue
+// emails with a backlog of three and no worker, and queue bulk with one
+// dead letter of hugeBytes when that is not 0.
 func seed(t *testing.T, b backend, hugeBytes int) seeded {
 	t.Helper()
 	ctx := t.Context()
@@ -74,10 +74,16 @@ func seed(t *testing.T, b backend, hugeBytes int) seeded {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for q, n := range map[string]int{"orders": 4, "emails": 2} {
+	for q, n := range map[string]int{"orders": 4, "emails": 2, "bulk": 1} {
 		if err := ob.DeclareQueue(ctx, q, n); err != nil {
 			t.Fatal(err)
 		}
+	}
+	err = ob.Handle("bulk", outbox.PerMessage(func(context.Context, outbox.Delivery) outbox.Result {
+		return outbox.Reject("too big to handle")
+	}))
+	if err != nil {
+		t.Fatal(err)
 	}
 	err = ob.Handle("orders", outbox.PerMessage(func(_ context.Context, m outbox.Delivery) outbox.Result {
 		switch p := string(m.Payload); {
@@ -110,12 +116,12 @@ func seed(t *testing.T, b backend, hugeBytes int) seeded {
 	}
 	wantDead := 4
 	if hugeBytes > 0 {
+		wantDead += 10 // one in bulk
 		huge := make([]byte, hugeBytes)
 		for i := range huge {
 			huge[i] = byte(i*7 + i>>8)
 		}
-		msgs = append(msgs, outbox.Message{Queue: "orders", Partition: 2, Payload: huge, PayloadType: "application/x-huge"})
-		wantDead++
+		msgs = append(msgs, outbox.Message{Queue: "bulk", Payload: huge, PayloadType: "application/x-huge"})
 	}
 	err = ob.InTx(ctx, func(tx *sql.Tx) error {
 		for _, m := range msgs {
@@ -142,6 +148,13 @@ func seed(t *testing.T, b backend, hugeBytes int) seeded {
 		q, err := ob.QueueStatus(ctx, "orders")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if hugeBytes > 0 {
+			n2, err := ob.CountDeadLetters(ctx, outbox.DeadLetterFilter{Queue: "bulk"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += 10 * n2
 		}
 		return n == int64(wantDead) && q.Blocked == 2
 	})

@@ -63,6 +63,7 @@
     var span = Math.max(t1 - t0, 1);
     var maxB = 1, maxR = 1;
     samples.forEach(function (s) { maxB = Math.max(maxB, s.backlog); maxR = Math.max(maxR, s.delivered_per_sec); });
+    var topB = maxB, topR = maxR; // the labels: the largest values drawn
     maxB *= 1.1; maxR *= 1.1; // headroom: a flat line does not hug the frame
     function x(s) { return L + (Date.parse(s.at) - t0) / span * (W - L - R); }
     function line(key, max, cls) {
@@ -73,9 +74,9 @@
     }
     line("backlog", maxB, "backlog");
     line("delivered_per_sec", maxR, "rate");
-    text(svg, L - 4, T + 10, fmt(maxB), "axis backlog-label", "end");
+    text(svg, L - 4, T + 4 + (H - T - B) * (1 - topB / maxB), fmt(topB), "axis backlog-label", "end");
     text(svg, L - 4, H - B, "0", "axis", "end");
-    text(svg, W - R + 4, T + 10, fmt(maxR) + "/s", "axis rate-label");
+    text(svg, W - R + 4, T + 4 + (H - T - B) * (1 - topR / maxR), fmt(topR) + "/s", "axis rate-label");
     text(svg, W - R + 4, H - B, "0", "axis");
     text(svg, L, H - 6, "-" + Math.round(span / 1000) + "s", "axis");
     text(svg, W - R, H - 6, "now", "axis", "end");
