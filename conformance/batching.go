@@ -32,7 +32,7 @@ func testSequenceManyPartitions(t *testing.T, b *Backend) {
 	const partitions, per = 16, 3
 	e.declare(ob, "q", partitions)
 	var held *sql.Tx
-	if !b.SingleWriter {
+	if !b.singleWriter() {
 		held = e.begin(e.pool())
 		if err := ob.Enqueue(e.ctx, held, msg("q", 3, "held")); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func testAcksOneLeaseLost(t *testing.T, b *Backend) {
 	ids := lr.PartitionIDs
 	claim := func(token string, limit int, lease time.Duration) []dialect.ClaimedPartition {
 		t.Helper()
-		res, err := d.ClaimLease(e.ctx, e.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: lease})
+		res, err := claimLeases(e.ctx, d, e.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: lease})
 		if err != nil {
 			t.Fatalf("ClaimLease(%s): %v", token, err)
 		}
@@ -135,14 +135,14 @@ func testAcksOneLeaseLost(t *testing.T, b *Backend) {
 		want  bool
 	}{{ids[0], "both", true}, {ids[1], "stale", false}, {ids[2], "both", true}}
 	for _, a := range acks {
-		res, err := d.UpdateCursor(e.ctx, tx, &dialect.UpdateCursorParams{
+		updated, err := updateCursor(e.ctx, d, tx, &dialect.CursorUpdate{
 			PartitionID: a.id, Token: a.token, ProcessedSeq: 1, DeleteThrough: 1,
 		})
 		if err != nil {
 			t.Fatalf("ack of partition %d: %v", a.id, err)
 		}
-		if res.Updated != a.want {
-			t.Fatalf("ack of partition %d with token %q: Updated %v, want %v", a.id, a.token, res.Updated, a.want)
+		if updated != a.want {
+			t.Fatalf("ack of partition %d with token %q: Updated %v, want %v", a.id, a.token, updated, a.want)
 		}
 	}
 	e.commit(tx)

@@ -51,12 +51,6 @@ type Backend struct {
 	// function that opens a new connection pool to it; each call stands for
 	// another process. It cleans up through t.Cleanup.
 	NewDatabase func(t testing.TB) func() *sql.DB
-	// SingleWriter says only one process may write (SQLite): tests that
-	// simulate several processes run several outboxes on one pool instead.
-	SingleWriter bool
-	// batchSequence makes the contract cases sequence through
-	// dialect.PartitionsSequencer (see batchSequenceCases).
-	batchSequence bool
 	// WithPrefix, when set, builds the dialect with another table prefix,
 	// so the suite can check that nothing hard-codes "outbox_".
 	WithPrefix func(prefix string) dialect.Dialect
@@ -142,7 +136,7 @@ type env struct {
 func newEnv(t *testing.T, b *Backend) *env {
 	t.Helper()
 	e := newBareEnv(t, b)
-	if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); err != nil {
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 		t.Fatalf("migrations: %v", err)
 	}
 	return e
@@ -158,7 +152,7 @@ func newBareEnv(t *testing.T, b *Backend) *env {
 // pool returns a pool standing for another process: a new one, or the
 // shared one on a single-writer backend.
 func (e *env) pool() *sql.DB {
-	if e.b.SingleWriter {
+	if e.b.singleWriter() {
 		return e.db
 	}
 	return e.open()
@@ -226,7 +220,7 @@ func (e *env) count(query string, args ...any) int {
 }
 
 // table is a table name with the dialect's prefix.
-func (e *env) table(name string) string { return schemaOf(e.b.Dialect).Prefix() + name }
+func (e *env) table(name string) string { return e.b.Dialect.Prefix() + name }
 
 // begin starts an application transaction.
 func (e *env) begin(db *sql.DB) *sql.Tx {
@@ -374,16 +368,7 @@ func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq
 	return st
 }
 
-// schemaOf is d's schema (migrations.Up takes a dialect.Schema), or nil
-// when d does not own one; Up rejects nil with ErrInvalidDialect.
-func schemaOf(d dialect.Dialect) dialect.Schema {
-	s, _ := d.(dialect.Schema)
-	return s
-}
-
-// inspectorOf is d's dialect.Inspector, or nil. Wrappers of the backend's
-// dialect embed it so that the outbox's inspection methods keep working.
-func inspectorOf(d dialect.Dialect) dialect.Inspector {
-	in, _ := d.(dialect.Inspector)
-	return in
-}
+// singleWriter reports a dialect whose database has one writer at a time
+// (Capabilities.SingleWriter): cases that simulate several processes run
+// several outboxes on one pool instead.
+func (b *Backend) singleWriter() bool { return b.Dialect.Capabilities().SingleWriter }

@@ -23,12 +23,16 @@ type contractCase struct {
 	fn   func(t testing.TB, b *Backend)
 	// twoWriters, when set, says why the case needs two write
 	// transactions open at once; it is not run on a single-writer backend
-	// (Backend.SingleWriter), where that cannot happen.
+	// (Capabilities.SingleWriter), where that cannot happen.
 	twoWriters string
-	// needs names the optional interface the case checks; it is not run
-	// on a dialect without it.
-	needs string
+	// applies, when set, selects the case by the dialect's capabilities:
+	// it checks what a capability promises (a one-call sequencer round,
+	// sequencing on insert), so it does not apply without it.
+	applies func(dialect.Capabilities) bool
 }
+
+func sequencesPending(c dialect.Capabilities) bool  { return c.SequencePending }
+func sequencesOnInsert(c dialect.Capabilities) bool { return c.SequencesOnInsert }
 
 // contractCases check the invariants of dialect/doc.go one by one, by
 // calling the dialect's methods directly.
@@ -51,22 +55,29 @@ var contractCases = []contractCase{
 	{name: "InsertAllOrNothing", fn: testInsertAllOrNothing},
 	{name: "ReadInSeqOrder", fn: testReadInSeqOrder},
 	{name: "DeadLetters", fn: testDeadLetters},
-	{name: "ReadPartitions", fn: testReadPartitions, needs: "dialect.PartitionsReader"},
-	{name: "SequencePartitions", fn: testSequencePartitions, needs: "dialect.PartitionsSequencer"},
-	{name: "SequencePartitionsSkipsLocked", fn: testSequencePartitionsSkipsLocked, needs: "dialect.PartitionsSequencer",
+	{name: "ReadPartitions", fn: testReadPartitions},
+	{name: "SequencePartitions", fn: testSequencePartitions},
+	{name: "SequencePartitionsSkipsLocked", fn: testSequencePartitionsSkipsLocked,
 		twoWriters: "the first sequencer's transaction is the only writer"},
-	{name: "InsertSequencesInCommitOrder", fn: testInsertSequencesInCommitOrder, needs: "dialect.InsertSequencer"},
-	{name: "UpdateCursors", fn: testUpdateCursors, needs: "dialect.CursorsUpdater"},
-	{name: "SequencePending", fn: testSequencePending, needs: "dialect.PendingSequencer"},
-	{name: "SequencePendingSkipsLocked", fn: testSequencePendingSkipsLocked, needs: "dialect.PendingSequencer",
+	{name: "InsertSequencesInCommitOrder", fn: testInsertSequencesInCommitOrder, applies: sequencesOnInsert},
+	{name: "UpdateCursors", fn: testUpdateCursors},
+	{name: "SequencePending", fn: testSequencePending, applies: sequencesPending},
+	{name: "SequencePendingSkipsLocked", fn: testSequencePendingSkipsLocked, applies: sequencesPending,
 		twoWriters: "the first sequencer's transaction is the only writer"},
-	{name: "SequencePendingConcurrent", fn: testSequencePendingConcurrent, needs: "dialect.PendingSequencer"},
+	{name: "SequencePendingConcurrent", fn: testSequencePendingConcurrent, applies: sequencesPending},
+	{name: "SequencePendingUnsupported", fn: testSequencePendingUnsupported, applies: func(c dialect.Capabilities) bool { return !c.SequencePending }},
 }
 
-// batchSequenceCases run again through dialect.PartitionsSequencer (one
-// partition per call), where the dialect has it: the same invariants hold
-// for both ways of sequencing.
-var batchSequenceCases = []string{"SequenceGapFree", "SequenceSkipsLockedPartition", "SequenceSkipsUncommitted", "SequenceConcurrent"}
+// runs reports whether c runs against a dialect with caps, and why not.
+func (c contractCase) runs(caps dialect.Capabilities) (bool, string) {
+	if c.twoWriters != "" && caps.SingleWriter {
+		return false, "not run on a single-writer backend: " + c.twoWriters
+	}
+	if c.applies != nil && !c.applies(caps) {
+		return false, "does not apply to the dialect's capabilities"
+	}
+	return true, ""
+}
 
 // RunDialect runs the per-method contract cases against b as parallel
 // subtests: each calls the dialect's methods directly on a fresh database
@@ -76,33 +87,15 @@ var batchSequenceCases = []string{"SequenceGapFree", "SequenceSkipsLockedPartiti
 // one attempt, LockPartition skips held rows, Vacuum stays behind the
 // cursor, database time decides leases, inserts are all or nothing). Where
 // Run proves the outbox built on a dialect, RunDialect points at the method
-// that breaks; a dialect author runs both.
+// that breaks; a dialect author runs both. Cases are selected by the
+// dialect's Capabilities only.
 func RunDialect(t *testing.T, b Backend) {
 	t.Helper()
 	b.init(t)
-	_, batchSeq := b.Dialect.(dialect.PartitionsSequencer)
-	cases := contractCases
-	if batchSeq {
-		for _, c := range contractCases {
-			if slices.Contains(batchSequenceCases, c.name) {
-				fn := c.fn
-				c.name += "/Batch"
-				c.fn = func(t testing.TB, b *Backend) {
-					bb := *b
-					bb.batchSequence = true
-					fn(t, &bb)
-				}
-				cases = append(cases, c)
-			}
-		}
-	}
-	for _, c := range cases {
-		if c.twoWriters != "" && b.SingleWriter {
-			t.Logf("%s: not run on a single-writer backend: %s", c.name, c.twoWriters)
-			continue
-		}
-		if !implements(b.Dialect, c.needs) {
-			t.Logf("%s: not run: %T does not implement %s", c.name, b.Dialect, c.needs)
+	caps := b.Dialect.Capabilities()
+	for _, c := range contractCases {
+		if ok, why := c.runs(caps); !ok {
+			t.Logf("%s: %s", c.name, why)
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
@@ -110,31 +103,6 @@ func RunDialect(t *testing.T, b Backend) {
 			c.fn(t, &b)
 		})
 	}
-}
-
-// implements reports whether d implements the optional interface named
-// (as in contractCase.needs; "" is always true).
-func implements(d dialect.Dialect, name string) bool {
-	switch name {
-	case "":
-		return true
-	case "dialect.PartitionsReader":
-		_, ok := d.(dialect.PartitionsReader)
-		return ok
-	case "dialect.PartitionsSequencer":
-		_, ok := d.(dialect.PartitionsSequencer)
-		return ok
-	case "dialect.CursorsUpdater":
-		_, ok := d.(dialect.CursorsUpdater)
-		return ok
-	case "dialect.PendingSequencer":
-		_, ok := d.(dialect.PendingSequencer)
-		return ok
-	case "dialect.InsertSequencer":
-		is, ok := d.(dialect.InsertSequencer)
-		return ok && is.SequencesOnInsert()
-	}
-	panic("conformance: unknown interface " + name)
 }
 
 // contractTimeout bounds each call of a contract case, so that a broken
@@ -152,7 +120,6 @@ type dialectEnv struct {
 	t    testing.TB
 	b    *Backend
 	d    dialect.Dialect
-	in   dialect.Inspector // reads the state the cases check
 	open func() *sql.DB
 	db   *sql.DB
 	ctx  context.Context
@@ -160,13 +127,9 @@ type dialectEnv struct {
 
 func newDialectEnv(t testing.TB, b *Backend) *dialectEnv {
 	t.Helper()
-	in := inspectorOf(b.Dialect)
-	if in == nil {
-		t.Skipf("%T does not implement dialect.Inspector, through which the contract cases read state", b.Dialect)
-	}
 	open := b.NewDatabase(t)
-	x := &dialectEnv{t: t, b: b, d: b.Dialect, in: in, open: open, db: open(), ctx: t.Context()}
-	if err := migrations.Up(x.ctx, x.db, schemaOf(b.Dialect)); err != nil {
+	x := &dialectEnv{t: t, b: b, d: b.Dialect, open: open, db: open(), ctx: t.Context()}
+	if err := migrations.Up(x.ctx, x.db, b.Dialect); err != nil {
 		t.Fatalf("migrations: %v", err)
 	}
 	return x
@@ -175,7 +138,7 @@ func newDialectEnv(t testing.TB, b *Backend) *dialectEnv {
 // pool returns a pool standing for another process: a new one, or the
 // shared one on a single-writer backend.
 func (x *dialectEnv) pool() *sql.DB {
-	if x.b.SingleWriter {
+	if x.b.singleWriter() {
 		return x.db
 	}
 	return x.open()
@@ -252,14 +215,15 @@ func (x *dialectEnv) producer(db *sql.DB) *sql.Tx {
 	return tx
 }
 
-// sequence runs one SequencePartition step in its own transaction.
-func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
+// sequence runs one SequencePartitions step of one partition in its own
+// transaction.
+func (x *dialectEnv) sequence(db *sql.DB, pid int64, limit int) (*dialect.SequencedPartition, error) {
 	return x.sequenceWithin(db, contractTimeout, pid, limit)
 }
 
 // sequenceWithin is sequence bounded by d.
-func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
-	var r *dialect.SequencePartitionResult
+func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limit int) (*dialect.SequencedPartition, error) {
+	var r *dialect.SequencedPartition
 	err := x.inTxWithin(db, d, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		r, err = x.sequenceIn(ctx, tx, pid, limit)
@@ -268,27 +232,41 @@ func (x *dialectEnv) sequenceWithin(db *sql.DB, d time.Duration, pid int64, limi
 	return r, err
 }
 
-// sequenceIn runs one sequencing step of pid in tx: SequencePartition, or
-// with Backend.batchSequence SequencePartitions for the one partition.
-func (x *dialectEnv) sequenceIn(ctx context.Context, tx *sql.Tx, pid int64, limit int) (*dialect.SequencePartitionResult, error) {
-	if !x.b.batchSequence {
-		return x.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: limit})
-	}
-	rs, err := x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: []int64{pid}, Limit: limit})
+// sequenceIn runs one SequencePartitions step of pid in tx.
+func (x *dialectEnv) sequenceIn(ctx context.Context, tx *sql.Tx, pid int64, limit int) (*dialect.SequencedPartition, error) {
+	rs, err := x.d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: []int64{pid}, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
 	if len(rs.Partitions) != 1 || rs.Partitions[0].PartitionID != pid {
 		return nil, fmt.Errorf("SequencePartitions([%d]) returned %+v, want one entry for partition %d", pid, rs.Partitions, pid)
 	}
-	return &rs.Partitions[0].SequencePartitionResult, nil
+	return &rs.Partitions[0], nil
 }
 
-func (x *dialectEnv) mustSequence(pid int64, limit int) *dialect.SequencePartitionResult {
+// testSequencePendingUnsupported: a dialect without
+// Capabilities.SequencePending reports dialect.ErrUnsupported from
+// SequencePending and changes nothing, so the core sequences with
+// PendingPartitions and SequencePartitions.
+func testSequencePendingUnsupported(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	x.declare("q", 1)
+	x.insert(x.db, "q", 0, "a")
+	before := x.state("q", 0)
+	_, err := x.d.SequencePending(x.ctx, x.db, &dialect.SequencePendingParams{MaxPartitions: 10, Limit: 10})
+	if !errors.Is(err, dialect.ErrUnsupported) {
+		t.Fatalf("SequencePending without the capability: %v, want dialect.ErrUnsupported", err)
+	}
+	if s := x.state("q", 0); s.LastSeq != before.LastSeq || s.Unsequenced != before.Unsequenced {
+		t.Fatalf("SequencePending changed the partition: %+v, was %+v", s, before)
+	}
+}
+
+func (x *dialectEnv) mustSequence(pid int64, limit int) *dialect.SequencedPartition {
 	x.t.Helper()
 	r, err := x.sequence(nil, pid, limit)
 	if err != nil {
-		x.t.Fatalf("SequencePartition(%d): %v", pid, err)
+		x.t.Fatalf("SequencePartitions([%d]): %v", pid, err)
 	}
 	return r
 }
@@ -300,7 +278,7 @@ func (x *dialectEnv) ready(queue string, partitions int) []int64 {
 	ids := x.declare(queue, partitions)
 	for i, pid := range ids {
 		x.insert(x.db, queue, i, fmt.Sprintf("%s-%d", queue, i))
-		// A dialect.InsertSequencer may have sequenced it already.
+		// Capabilities.SequencesOnInsert may have sequenced it already.
 		if r := x.mustSequence(pid, 10); r.LastSeq != 1 {
 			x.t.Fatalf("sequencing partition %d: %+v, want last_seq 1", i, r)
 		}
@@ -312,31 +290,31 @@ func (x *dialectEnv) claim(token string, lease time.Duration, limit int, queues 
 	x.t.Helper()
 	ctx, cancel := x.bounded()
 	defer cancel()
-	r, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: queues, Limit: limit, Token: token, Lease: lease})
+	r, err := claimLeases(ctx, x.d, x.db, &dialect.ClaimLeaseParams{Queues: queues, Limit: limit, Token: token, Lease: lease})
 	if err != nil {
 		x.t.Fatalf("ClaimLease(%s): %v", token, err)
 	}
 	return r.Partitions
 }
 
-func (x *dialectEnv) update(p dialect.UpdateCursorParams) bool {
+func (x *dialectEnv) update(p dialect.CursorUpdate) bool {
 	x.t.Helper()
 	ctx, cancel := x.bounded()
 	defer cancel()
-	r, err := x.d.UpdateCursor(ctx, x.db, &p)
+	updated, err := updateCursor(ctx, x.d, x.db, &p)
 	if err != nil {
-		x.t.Fatalf("UpdateCursor(%+v): %v", p, err)
+		x.t.Fatalf("UpdateCursors(%+v): %v", p, err)
 	}
-	return r.Updated
+	return updated
 }
 
-func (x *dialectEnv) state(queue string, partition int) *dialect.PartitionStateResult {
+func (x *dialectEnv) state(queue string, partition int) *partitionState {
 	x.t.Helper()
 	ctx, cancel := x.bounded()
 	defer cancel()
-	s, err := x.in.PartitionState(ctx, x.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
+	s, err := statusOf(ctx, x.d, x.db, queue, partition)
 	if err != nil {
-		x.t.Fatalf("PartitionState(%s/%d): %v", queue, partition, err)
+		x.t.Fatalf("QueueStatus(%s/%d): %v", queue, partition, err)
 	}
 	return s
 }
@@ -345,16 +323,16 @@ func (x *dialectEnv) read(pid, after int64, limit int) []dialect.Message {
 	x.t.Helper()
 	ctx, cancel := x.bounded()
 	defer cancel()
-	r, err := x.d.ReadMessages(ctx, x.db, &dialect.ReadMessagesParams{PartitionID: pid, AfterSeq: after, Limit: limit})
+	ms, err := readMessages(ctx, x.d, x.db, dialect.PartitionRead{PartitionID: pid, AfterSeq: after, Limit: limit})
 	if err != nil {
-		x.t.Fatalf("ReadMessages(%d): %v", pid, err)
+		x.t.Fatalf("ReadPartitions(%d): %v", pid, err)
 	}
-	return r.Messages
+	return ms
 }
 
 func (x *dialectEnv) stats() *dialect.StatsResult {
 	x.t.Helper()
-	s, err := x.in.Stats(x.ctx, x.db, &dialect.StatsParams{})
+	s, err := x.d.Stats(x.ctx, x.db, &dialect.StatsParams{})
 	if err != nil {
 		x.t.Fatalf("Stats: %v", err)
 	}
@@ -406,11 +384,11 @@ func testSequenceGapFree(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	pid := x.declare("q", 1)[0]
 	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e", "f", "g")
-	for i, want := range []dialect.SequencePartitionResult{
-		{Locked: true, Assigned: 3, LastSeq: 3},
-		{Locked: true, Assigned: 3, LastSeq: 6},
-		{Locked: true, Assigned: 1, LastSeq: 7},
-		{Locked: true, Assigned: 0, LastSeq: 7},
+	for i, want := range []dialect.SequencedPartition{
+		{PartitionID: pid, Locked: true, Assigned: 3, LastSeq: 3},
+		{PartitionID: pid, Locked: true, Assigned: 3, LastSeq: 6},
+		{PartitionID: pid, Locked: true, Assigned: 1, LastSeq: 7},
+		{PartitionID: pid, Locked: true, Assigned: 0, LastSeq: 7},
 	} {
 		if got := x.mustSequence(pid, 3); *got != want {
 			t.Fatalf("step %d: %+v, want %+v", i, *got, want)
@@ -439,23 +417,23 @@ func testSequenceSkipsUncommitted(t testing.TB, b *Backend) {
 	// rows (or on locks next to them) fails instead of hanging.
 	for i, pid := range pids {
 		r, err := x.sequenceWithin(nil, noWait, pid, 100)
-		want := dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}
+		want := dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: 1, LastSeq: 1}
 		if i == 2 {
-			want = dialect.SequencePartitionResult{Locked: true}
+			want = dialect.SequencedPartition{PartitionID: pid, Locked: true}
 		}
 		if err != nil || *r != want {
-			t.Fatalf("SequencePartition(partition %d) beside an open producer: %+v, %v; want %+v, the committed row only", i, r, err, want)
+			t.Fatalf("SequencePartitions(partition %d) beside an open producer: %+v, %v; want %+v, the committed row only", i, r, err, want)
 		}
 	}
 	ctx, cancel := context.WithTimeout(x.ctx, noWait)
 	defer cancel()
-	if u, err := x.d.UpdateCursor(ctx, x.db, &dialect.UpdateCursorParams{PartitionID: pids[0], ProcessedSeq: 1}); err != nil || !u.Updated {
-		t.Fatalf("UpdateCursor beside an open producer: %+v, %v", u, err)
+	if u, err := updateCursor(ctx, x.d, x.db, &dialect.CursorUpdate{PartitionID: pids[0], ProcessedSeq: 1}); err != nil || !u {
+		t.Fatalf("UpdateCursors beside an open producer: %v, %v", u, err)
 	}
 	if v, err := x.d.Vacuum(ctx, x.db, &dialect.VacuumParams{Limit: 100}); err != nil || v.Deleted != 1 {
 		t.Fatalf("Vacuum beside an open producer: %+v, %v; want 1 deleted at once", v, err)
 	}
-	c, err := x.d.ClaimLease(ctx, x.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 10, Token: "A", Lease: time.Hour})
+	c, err := claimLeases(ctx, x.d, x.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 10, Token: "A", Lease: time.Hour})
 	if err != nil || len(c.Partitions) != 1 || c.Partitions[0].PartitionID != pids[1] {
 		t.Fatalf("ClaimLease beside an open producer: %+v, %v; want partition 1 at once", c, err)
 	}
@@ -569,7 +547,7 @@ func testClaimConcurrent(t testing.TB, b *Backend) {
 			for i := range parts {
 				token := fmt.Sprintf("c%d-%d", c, i)
 				ctx, cancel := x.bounded()
-				r, err := x.d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: time.Hour})
+				r, err := claimLeases(ctx, x.d, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: limit, Token: token, Lease: time.Hour})
 				cancel()
 				if err != nil {
 					t.Errorf("ClaimLease(%s): %v", token, err)
@@ -603,7 +581,7 @@ func testUpdateFenced(t testing.TB, b *Backend) {
 	pid := x.ready("q", 1)[0]
 	x.claim("A", time.Hour, 1, "q")
 	before := x.state("q", 0)
-	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 5, LastError: "stale"}) {
+	if x.update(dialect.CursorUpdate{PartitionID: pid, Token: "B", ProcessedSeq: 1, Attempts: 5, LastError: "stale"}) {
 		t.Fatal("UpdateCursor with a token that does not hold the lease reported Updated")
 	}
 	after := x.state("q", 0)
@@ -612,20 +590,20 @@ func testUpdateFenced(t testing.TB, b *Backend) {
 		t.Fatalf("a fenced-off update changed the row: %+v, was %+v", after, before)
 	}
 	for i := range 2 { // the second changes no value it sets: still an update
-		if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
+		if !x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", ProcessedSeq: 1, Renew: time.Hour}) {
 			t.Fatalf("UpdateCursor %d with the lease's token was fenced off", i+1)
 		}
 	}
 	if s := x.state("q", 0); s.ProcessedSeq != 1 || s.LeaseToken != "A" || s.LeaseUntil.IsZero() {
 		t.Fatalf("after a renewing update: %+v, want cursor 1 and A's lease kept", s)
 	}
-	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+	if !x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
 		t.Fatal("releasing update with the lease's token was fenced off")
 	}
 	if s := x.state("q", 0); s.LeaseToken != "" || !s.LeaseUntil.IsZero() {
 		t.Fatalf("after a releasing update (Renew 0): %+v, want no lease", s)
 	}
-	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 0}) {
+	if x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", ProcessedSeq: 0}) {
 		t.Fatal("UpdateCursor with a released token reported Updated")
 	}
 }
@@ -650,7 +628,7 @@ func testUpdateCursors(t testing.TB, b *Backend) {
 	}
 	freeState := x.state("q", free)
 	bBefore := x.state("q", bb[0].Partition)
-	ps := []*dialect.UpdateCursorParams{
+	ps := []*dialect.CursorUpdate{
 		{PartitionID: freeState.PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 9, LastError: "not mine", DeleteThrough: 1},
 		{PartitionID: bb[0].PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 9, LastError: "not mine", DeleteThrough: 1},
 		{PartitionID: a[1].PartitionID, Token: "A", ProcessedSeq: 0, Attempts: 3, LastError: "boom", RetryAfter: time.Hour, Block: true},
@@ -658,10 +636,11 @@ func testUpdateCursors(t testing.TB, b *Backend) {
 	}
 	ctx, cancel := x.bounded()
 	defer cancel()
-	got, err := x.d.(dialect.CursorsUpdater).UpdateCursors(ctx, x.db, x.db, ps)
+	res, err := x.d.UpdateCursors(ctx, x.db, &dialect.UpdateCursorsParams{Updates: ps, DB: x.db})
 	if err != nil {
 		t.Fatalf("UpdateCursors: %v", err)
 	}
+	got := res.Updated
 	if want := []bool{false, false, true, true}; !slices.Equal(got, want) {
 		t.Fatalf("UpdateCursors reported %v, want %v (fenced off, fenced off, release, renew)", got, want)
 	}
@@ -675,7 +654,7 @@ func testUpdateCursors(t testing.TB, b *Backend) {
 	}
 	for _, c := range []struct {
 		name   string
-		before *dialect.PartitionStateResult
+		before *partitionState
 		part   int
 	}{{"B's partition", bBefore, bb[0].Partition}, {"unclaimed partition", freeState, free}} {
 		s := x.state("q", c.part)
@@ -688,10 +667,13 @@ func testUpdateCursors(t testing.TB, b *Backend) {
 		}
 	}
 	// Every entry holds its lease (the common case).
-	got, err = x.d.(dialect.CursorsUpdater).UpdateCursors(ctx, x.db, x.db, []*dialect.UpdateCursorParams{
+	res, err = x.d.UpdateCursors(ctx, x.db, &dialect.UpdateCursorsParams{DB: x.db, Updates: []*dialect.CursorUpdate{
 		{PartitionID: bb[0].PartitionID, Token: "B", ProcessedSeq: 1, Attempts: 1, LastError: "b's"},
 		{PartitionID: a[0].PartitionID, Token: "A", ProcessedSeq: 1, Attempts: 2},
-	})
+	}})
+	if err == nil {
+		got = res.Updated
+	}
 	if err != nil || !slices.Equal(got, []bool{true, true}) {
 		t.Fatalf("UpdateCursors with every lease held: %v, %v; want [true true]", got, err)
 	}
@@ -714,7 +696,7 @@ func testTakeoverCountsOneAttempt(t testing.TB, b *Backend) {
 	}
 	x.awaitDBTime("q", x.state("q", 0).LeaseUntil)
 
-	if x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
+	if x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", ProcessedSeq: 1}) {
 		t.Fatal("UpdateCursor with an expired lease's token reported Updated")
 	}
 	got := x.claim("B", time.Hour, 1, "q")
@@ -813,7 +795,7 @@ func testLockPartitionSkipsHeld(t testing.TB, b *Backend) {
 	x.awaitDBTime("q", lease)
 	ctx, cancel := context.WithTimeout(x.ctx, noWait)
 	defer cancel()
-	r, err := x.d.ClaimLease(ctx, other, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "B", Lease: time.Hour})
+	r, err := claimLeases(ctx, x.d, other, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "B", Lease: time.Hour})
 	if err != nil || len(r.Partitions) != 0 {
 		t.Fatalf("ClaimLease of an expired lease whose row a transaction holds: %+v, %v; want none, at once", r, err)
 	}
@@ -836,7 +818,7 @@ func testVacuumBehindCursor(t testing.TB, b *Backend) {
 	x.mustSequence(pids[0], 100)
 	x.mustSequence(pids[1], 100)
 	x.insert(x.db, "q", 0, "unsequenced", "unsequenced") // several rows: never sequenced on insert
-	if !x.update(dialect.UpdateCursorParams{PartitionID: pids[0], ProcessedSeq: 3}) {
+	if !x.update(dialect.CursorUpdate{PartitionID: pids[0], ProcessedSeq: 3}) {
 		t.Fatal("unfenced UpdateCursor did not update")
 	}
 	deleted := 0
@@ -889,7 +871,7 @@ func testDatabaseClock(t testing.TB, b *Backend) {
 	if d := s.LeaseUntil.Sub(s.Now); d > lease || d < lease-slack {
 		t.Fatalf("lease_until - database now = %v, want %v (lease_until %v, now %v)", d, lease, s.LeaseUntil, s.Now)
 	}
-	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", Attempts: 1, RetryAfter: retry}) {
+	if !x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", Attempts: 1, RetryAfter: retry}) {
 		t.Fatal("UpdateCursor with the lease's token was fenced off")
 	}
 	s = x.state("q", 0)
@@ -1129,7 +1111,7 @@ func testBackoffDelaysClaim(t testing.TB, b *Backend) {
 	x.claim("A", time.Hour, 1, "q")
 	const retry = time.Second
 	before := x.state("q", 0).Now
-	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Token: "A", Attempts: 2, LastError: "boom", RetryAfter: retry}) {
+	if !x.update(dialect.CursorUpdate{PartitionID: pid, Token: "A", Attempts: 2, LastError: "boom", RetryAfter: retry}) {
 		t.Fatal("UpdateCursor with the lease's token was fenced off")
 	}
 	s := x.state("q", 0)
@@ -1148,7 +1130,7 @@ func testBackoffDelaysClaim(t testing.TB, b *Backend) {
 	if len(got) != 1 || got[0].Attempts != 2 {
 		t.Fatalf("claim after the backoff: %+v, want the partition with attempts 2", got)
 	}
-	if !x.update(dialect.UpdateCursorParams{PartitionID: pid, Attempts: 0}) {
+	if !x.update(dialect.CursorUpdate{PartitionID: pid, Attempts: 0}) {
 		t.Fatal("unfenced UpdateCursor (empty token) did not update")
 	}
 	if s := x.state("q", 0); s.Attempts != 0 || s.LastError != "" {
@@ -1157,7 +1139,7 @@ func testBackoffDelaysClaim(t testing.TB, b *Backend) {
 }
 
 // testDeadLetters: InsertDeadLetters copies the named messages, in the
-// caller's transaction; ListDeadLetters lists them newest first, filtered
+// caller's transaction; FindDeadLetters lists them newest first, filtered
 // by queue and status, at most Limit.
 func testDeadLetters(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
@@ -1174,15 +1156,15 @@ func testDeadLetters(t testing.TB, b *Backend) {
 	if err != nil {
 		t.Fatalf("InsertDeadLetters: %v", err)
 	}
-	list := func(p dialect.ListDeadLettersParams) []dialect.DeadLetter {
+	list := func(p dialect.FindDeadLettersParams) []dialect.DeadLetter {
 		t.Helper()
-		r, err := x.in.ListDeadLetters(x.ctx, x.db, &p)
+		r, err := x.d.FindDeadLetters(x.ctx, x.db, &p)
 		if err != nil {
-			t.Fatalf("ListDeadLetters(%+v): %v", p, err)
+			t.Fatalf("FindDeadLetters(%+v): %v", p, err)
 		}
 		return r.DeadLetters
 	}
-	got := list(dialect.ListDeadLettersParams{Queue: "q", Limit: 10})
+	got := list(dialect.FindDeadLettersParams{Queue: "q", Limit: 10})
 	if len(got) != 2 || got[0].Seq != 3 || got[1].Seq != 2 {
 		t.Fatalf("dead letters %+v, want seqs 3 then 2 (newest first)", got)
 	}
@@ -1191,12 +1173,12 @@ func testDeadLetters(t testing.TB, b *Backend) {
 		d.Attempts != 3 || d.Status != "pending" || d.CreatedAt.IsZero() || d.FailedAt.IsZero() || d.FailedAt.Before(d.CreatedAt.Add(-time.Second)) {
 		t.Fatalf("dead letter %+v", d)
 	}
-	for _, p := range []dialect.ListDeadLettersParams{{Queue: "other", Limit: 10}, {Status: "resolved", Limit: 10}} {
+	for _, p := range []dialect.FindDeadLettersParams{{Queue: "other", Limit: 10}, {Status: "resolved", Limit: 10}} {
 		if got := list(p); len(got) != 0 {
 			t.Fatalf("ListDeadLetters(%+v): %+v, want none", p, got)
 		}
 	}
-	if got := list(dialect.ListDeadLettersParams{Status: "pending", Limit: 1}); len(got) != 1 || got[0].Seq != 3 {
+	if got := list(dialect.FindDeadLettersParams{Status: "pending", Limit: 1}); len(got) != 1 || got[0].Seq != 3 {
 		t.Fatalf("ListDeadLetters(pending, limit 1): %+v", got)
 	}
 	if s := x.stats(); s.DeadLetters != 2 || s.Messages != 4 {
@@ -1216,7 +1198,7 @@ func testReadPartitions(t testing.TB, b *Backend) {
 		}
 		x.mustSequence(pids[i], 10)
 	}
-	reads := []dialect.ReadMessagesParams{
+	reads := []dialect.PartitionRead{
 		{PartitionID: pids[3], AfterSeq: 0, Limit: 10},
 		{PartitionID: pids[0], AfterSeq: 1, Limit: 3},
 		{PartitionID: pids[2], AfterSeq: 0, Limit: 10},
@@ -1224,7 +1206,7 @@ func testReadPartitions(t testing.TB, b *Backend) {
 	}
 	ctx, cancel := x.bounded()
 	defer cancel()
-	r, err := x.d.(dialect.PartitionsReader).ReadPartitions(ctx, x.db, &dialect.ReadPartitionsParams{Reads: reads})
+	r, err := x.d.ReadPartitions(ctx, x.db, &dialect.ReadPartitionsParams{Reads: reads})
 	if err != nil {
 		t.Fatalf("ReadPartitions: %v", err)
 	}
@@ -1259,13 +1241,20 @@ func seqPayloads(ms []dialect.Message) string {
 func testSequencePartitions(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	pids := x.declare("q", 3)
-	x.insert(x.db, "q", 0, "a", "b", "c", "d", "e")
-	x.insert(x.db, "q", 1, "x")
+	// One multi-row insert, which no dialect sequences itself
+	// (Capabilities.SequencesOnInsert covers single rows).
+	rows := []dialect.InsertRow{{Queue: "q", Partition: 1, Payload: []byte("x"), PayloadType: "text/plain"}}
+	for _, p := range []string{"a", "b", "c", "d", "e"} {
+		rows = append(rows, dialect.InsertRow{Queue: "q", Partition: 0, Payload: []byte(p), PayloadType: "text/plain"})
+	}
+	if _, err := x.d.InsertMessages(x.ctx, x.db, &dialect.InsertMessagesParams{Rows: rows}); err != nil {
+		t.Fatalf("InsertMessages: %v", err)
+	}
 	step := func(limit int, ids ...int64) []dialect.SequencedPartition {
 		var r *dialect.SequencePartitionsResult
 		err := x.inTx(nil, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
-			r, err = x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: ids, Limit: limit})
+			r, err = x.d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: ids, Limit: limit})
 			return err
 		})
 		if err != nil {
@@ -1274,7 +1263,7 @@ func testSequencePartitions(t testing.TB, b *Backend) {
 		return r.Partitions
 	}
 	res := func(pid int64, assigned int, last int64) dialect.SequencedPartition {
-		return dialect.SequencedPartition{PartitionID: pid, SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: assigned, LastSeq: last}}
+		return dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: assigned, LastSeq: last}
 	}
 	for i, want := range [][]dialect.SequencedPartition{
 		{res(pids[2], 0, 0), res(pids[0], 3, 3), res(pids[1], 1, 1)},
@@ -1302,7 +1291,7 @@ func (x *dialectEnv) sequencePending(from int64, maxPartitions, limit int) []dia
 	x.t.Helper()
 	ctx, cancel := context.WithTimeout(x.ctx, noWait)
 	defer cancel()
-	r, err := x.d.(dialect.PendingSequencer).SequencePending(ctx, x.db, &dialect.SequencePendingParams{
+	r, err := x.d.SequencePending(ctx, x.db, &dialect.SequencePendingParams{
 		FromPartitionID: from, MaxPartitions: maxPartitions, Limit: limit})
 	if err != nil {
 		x.t.Fatalf("SequencePending(from %d, %d partitions, %d rows): %v", from, maxPartitions, limit, err)
@@ -1319,7 +1308,7 @@ func testSequencePending(t testing.TB, b *Backend) {
 	x := newDialectEnv(t, b)
 	pids := x.declare("q", 4)
 	var producer *sql.Tx
-	if !b.SingleWriter {
+	if !b.singleWriter() {
 		producer = x.producer(x.open())
 		x.insert(producer, "q", 2, "late") // lower ids, committed last
 		x.insert(producer, "q", 1, "late")
@@ -1328,7 +1317,7 @@ func testSequencePending(t testing.TB, b *Backend) {
 	x.insert(x.db, "q", 1, "x")
 	x.insert(x.db, "q", 3, "y", "z")
 	res := func(pid int64, assigned int, last int64) dialect.SequencedPartition {
-		return dialect.SequencedPartition{PartitionID: pid, SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: assigned, LastSeq: last}}
+		return dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: assigned, LastSeq: last}
 	}
 	for i, step := range []struct {
 		from        int64
@@ -1344,7 +1333,7 @@ func testSequencePending(t testing.TB, b *Backend) {
 			t.Fatalf("step %d: %+v, want %+v", i, got, step.want)
 		}
 	}
-	if !b.SingleWriter {
+	if !b.singleWriter() {
 		if err := producer.Commit(); err != nil {
 			t.Fatal(err)
 		}
@@ -1374,12 +1363,12 @@ func testSequencePendingSkipsLocked(t testing.TB, b *Backend) {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Rollback() }()
-	if r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pids[0], Limit: 1}); err != nil || !r.Locked {
+	if r, err := x.sequenceIn(x.ctx, first, pids[0], 1); err != nil || !r.Locked {
 		t.Fatalf("first sequencer: %+v, %v", r, err)
 	}
 	want := []dialect.SequencedPartition{
 		{PartitionID: pids[0]},
-		{PartitionID: pids[1], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}},
+		{PartitionID: pids[1], Locked: true, Assigned: 1, LastSeq: 1},
 	}
 	if got := x.sequencePending(0, 1024, 10); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("SequencePending while partition 0 is held: %+v; want %+v", got, want)
@@ -1387,7 +1376,7 @@ func testSequencePendingSkipsLocked(t testing.TB, b *Backend) {
 	if err := first.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	want = []dialect.SequencedPartition{{PartitionID: pids[0], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 2}}}
+	want = []dialect.SequencedPartition{{PartitionID: pids[0], Locked: true, Assigned: 1, LastSeq: 2}}
 	if got := x.sequencePending(0, 1024, 10); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after the first committed: %+v; want %+v", got, want)
 	}
@@ -1423,7 +1412,7 @@ func testSequencePendingConcurrent(t testing.TB, b *Backend) {
 			defer wg.Done()
 			for done := false; ; {
 				ctx, cancel := context.WithTimeout(x.ctx, noWait)
-				r, err := x.d.(dialect.PendingSequencer).SequencePending(ctx, db, &dialect.SequencePendingParams{MaxPartitions: 2, Limit: 4})
+				r, err := x.d.SequencePending(ctx, db, &dialect.SequencePendingParams{MaxPartitions: 2, Limit: 4})
 				cancel()
 				if err != nil {
 					t.Errorf("sequencer %d: %v", c, err)
@@ -1477,12 +1466,12 @@ func testSequencePartitionsSkipsLocked(t testing.TB, b *Backend) {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Rollback() }()
-	if r, err := x.d.SequencePartition(x.ctx, first, &dialect.SequencePartitionParams{PartitionID: pids[0], Limit: 1}); err != nil || !r.Locked {
+	if r, err := x.sequenceIn(x.ctx, first, pids[0], 1); err != nil || !r.Locked {
 		t.Fatalf("first sequencer: %+v, %v", r, err)
 	}
 	var got []dialect.SequencedPartition
 	err = x.inTxWithin(x.open(), noWait, func(ctx context.Context, tx *sql.Tx) error {
-		r, err := x.d.(dialect.PartitionsSequencer).SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: pids, Limit: 10})
+		r, err := x.d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: pids, Limit: 10})
 		if r != nil {
 			got = r.Partitions
 		}
@@ -1490,7 +1479,7 @@ func testSequencePartitionsSkipsLocked(t testing.TB, b *Backend) {
 	})
 	want := []dialect.SequencedPartition{
 		{PartitionID: pids[0]},
-		{PartitionID: pids[1], SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: 1, LastSeq: 1}},
+		{PartitionID: pids[1], Locked: true, Assigned: 1, LastSeq: 1},
 	}
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("SequencePartitions while partition 0 is held: %+v, %v; want %+v at once", got, err, want)

@@ -217,7 +217,7 @@ func testDeliveryOutOfOrderCommits(t *testing.T, b *Backend) {
 		e.awaitProcessed(ob, "q", 1, int64(len(committed)))
 	}
 
-	if b.SingleWriter {
+	if b.singleWriter() {
 		// One writer: an open transaction holds the database, so commits
 		// cannot interleave. Check the same contract sequentially.
 		for _, name := range []string{"b", "c", "a"} {

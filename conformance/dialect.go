@@ -65,11 +65,11 @@ func testZeroValueDialect(t *testing.T, b *Backend) {
 	}
 
 	zero := reflect.New(typ.Elem()).Interface().(dialect.Dialect)
-	if p := schemaOf(zero).Prefix(); p != migrations.DefaultPrefix {
+	if p := zero.Prefix(); p != migrations.DefaultPrefix {
 		t.Fatalf("zero %T has prefix %q, want %q", zero, p, migrations.DefaultPrefix)
 	}
-	if schemaOf(b.Dialect).Prefix() == migrations.DefaultPrefix {
-		want, got := readAll(t, schemaOf(b.Dialect).Migrations()), readAll(t, schemaOf(zero).Migrations())
+	if b.Dialect.Prefix() == migrations.DefaultPrefix {
+		want, got := readAll(t, b.Dialect.Migrations()), readAll(t, zero.Migrations())
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("zero %T's migrations differ from the default dialect's", zero)
 		}

@@ -82,7 +82,7 @@ func testBadInput(t *testing.T, b *Backend) {
 	e.declare(ob, "orders", 4)
 	e.enqueue(ob, msg("orders", 0, "existing"))
 	before := e.stats(ob)
-	stBefore := e.state(ob, "orders", 0) // "existing" may be sequenced already (dialect.InsertSequencer)
+	stBefore := e.state(ob, "orders", 0) // "existing" may be sequenced already (Capabilities.SequencesOnInsert)
 
 	good := msg("orders", 1, "ok")
 	with := func(f func(m *outbox.Message)) outbox.Message {
@@ -304,7 +304,6 @@ func (f *failingExec) QueryContext(ctx context.Context, query string, args ...an
 // chunkFailer is b's dialect with InsertMessages running on a failingExec.
 type chunkFailer struct {
 	dialect.Dialect
-	dialect.Inspector
 	failAt int
 }
 
@@ -317,7 +316,7 @@ func (c chunkFailer) InsertMessages(ctx context.Context, q dialect.DBTX, p *dial
 // commits none of the batch, and the transaction stays usable.
 func testFailedBatch(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
-	ob, err := outbox.New(e.db, chunkFailer{Dialect: b.Dialect, Inspector: inspectorOf(b.Dialect), failAt: 1}, outbox.Config{})
+	ob, err := outbox.New(e.db, chunkFailer{Dialect: b.Dialect, failAt: 1}, outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -367,15 +367,19 @@ var errInjected = errors.New("conformance: injected write failure")
 // while failAll is set every processor update fails.
 type faultyDialect struct {
 	dialect.Dialect
-	dialect.Inspector
 	failAll atomic.Bool
 }
 
-func (d *faultyDialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
-	if d.failAll.Load() || strings.Contains(p.LastError, poisonMark) {
+func (d *faultyDialect) UpdateCursors(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorsParams) (*dialect.UpdateCursorsResult, error) {
+	if d.failAll.Load() {
 		return nil, errInjected
 	}
-	return d.Dialect.UpdateCursor(ctx, q, p)
+	for _, u := range p.Updates {
+		if strings.Contains(u.LastError, poisonMark) {
+			return nil, errInjected
+		}
+	}
+	return d.Dialect.UpdateCursors(ctx, q, p)
 }
 
 func (d *faultyDialect) InsertDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.InsertDeadLettersParams) (*dialect.InsertDeadLettersResult, error) {
@@ -396,7 +400,7 @@ func testUnrecordedResult(t *testing.T, b *Backend, transactional bool) {
 	e := newEnv(t, b)
 	e.createEffects()
 	const maxAttempts = 3
-	fd := &faultyDialect{Dialect: b.Dialect, Inspector: inspectorOf(b.Dialect)}
+	fd := &faultyDialect{Dialect: b.Dialect}
 	newOutbox := func(cfg outbox.Config) *outbox.Outbox {
 		ob, err := outbox.New(e.db, fd, fast(cfg))
 		if err != nil {

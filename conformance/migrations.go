@@ -32,7 +32,7 @@ func testTablePrefix(t *testing.T, b *Backend) {
 	}
 	e := newEnv(t, b) // default prefix, in the same database
 	pd := b.WithPrefix("app_ob_")
-	if err := migrations.Up(e.ctx, e.db, schemaOf(pd)); err != nil {
+	if err := migrations.Up(e.ctx, e.db, pd); err != nil {
 		t.Fatalf("Up with prefix: %v", err)
 	}
 	ob, err := outbox.New(e.db, pd, fast(outbox.Config{}))
@@ -72,7 +72,7 @@ func testMigrationsUpTwice(t *testing.T, b *Backend) {
 	before := e.stats(ob)
 	versions := e.count("SELECT COUNT(*) FROM " + e.table("schema_version"))
 	for range 2 {
-		if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); err != nil {
+		if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 			t.Fatalf("Up again: %v", err)
 		}
 	}
@@ -166,7 +166,7 @@ func testMigrationsConcurrentUp(t *testing.T, b *Backend) {
 	for _, db := range pools {
 		go func() {
 			<-start
-			errs <- migrations.Up(e.ctx, db, schemaOf(b.Dialect))
+			errs <- migrations.Up(e.ctx, db, b.Dialect)
 		}()
 	}
 	close(start)
@@ -190,7 +190,7 @@ func testMigrationsConflictingTable(t *testing.T, b *Backend) {
 	e := newBareEnv(t, b)
 	foreign := e.table("messages")
 	e.exec(e.db, "CREATE TABLE "+foreign+" (id INTEGER, body VARCHAR(100))")
-	err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect))
+	err := migrations.Up(e.ctx, e.db, b.Dialect)
 	var ce *migrations.ConflictError
 	if !errors.As(err, &ce) || !errors.Is(err, migrations.ErrSchemaConflict) || ce.Table != foreign {
 		t.Fatalf("Up over a foreign %s: %v, want a *migrations.ConflictError naming it", foreign, err)
@@ -200,11 +200,11 @@ func testMigrationsConflictingTable(t *testing.T, b *Backend) {
 			t.Fatalf("the failed Up created %s", e.table(table))
 		}
 	}
-	if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); !errors.Is(err, migrations.ErrSchemaConflict) {
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); !errors.Is(err, migrations.ErrSchemaConflict) {
 		t.Fatalf("second Up over the foreign table: %v, want ErrSchemaConflict", err)
 	}
 	e.exec(e.db, "DROP TABLE "+foreign)
-	if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); err != nil {
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 		t.Fatalf("Up after dropping the foreign table: %v", err)
 	}
 	e.checkColumns()
@@ -220,7 +220,7 @@ func testMigrationsHalfApplied(t *testing.T, b *Backend) {
 	e.exec(e.db, "DROP TABLE "+e.table("dead_letters"))
 	e.exec(e.db, "DROP TABLE "+e.table("processors"))
 	e.exec(e.db, "DELETE FROM "+e.table("schema_version")+" WHERE version_id >= 1")
-	if err := migrations.Up(e.ctx, e.db, schemaOf(b.Dialect)); err != nil {
+	if err := migrations.Up(e.ctx, e.db, b.Dialect); err != nil {
 		t.Fatalf("Up over a half-applied schema: %v", err)
 	}
 	e.checkColumns()
@@ -237,7 +237,7 @@ func testMigrationsTypedNil(t *testing.T, b *Backend) {
 		t.Fatalf("%T is not a pointer; add a zero-value case instead", b.Dialect)
 	}
 	nilD := reflect.Zero(v.Type()).Interface().(dialect.Dialect)
-	if err := migrations.Up(e.ctx, e.db, schemaOf(nilD)); !errors.Is(err, migrations.ErrInvalidDialect) {
+	if err := migrations.Up(e.ctx, e.db, nilD); !errors.Is(err, migrations.ErrInvalidDialect) {
 		t.Fatalf("Up with (%T)(nil): %v, want ErrInvalidDialect", b.Dialect, err)
 	}
 	if e.exists(e.table("schema_version")) {

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"database/sql"
 	"flag"
 	"fmt"
 	"runtime"
@@ -35,7 +34,7 @@ func TestMutants(t *testing.T) {
 		env string
 		b   Backend
 	}{
-		{"", Backend{Name: "sqlite", Dialect: sqlite.New(), NewDatabase: testdb.SQLite, SingleWriter: true}},
+		{"", Backend{Name: "sqlite", Dialect: sqlite.New(), NewDatabase: testdb.SQLite}},
 		{testdb.PostgresEnv, Backend{Name: "postgres", Dialect: postgres.New(), NewDatabase: testdb.Postgres}},
 		{testdb.MySQLEnv, Backend{Name: "mysql", Dialect: mysql.New(), NewDatabase: testdb.MySQL}},
 	}
@@ -48,7 +47,7 @@ func TestMutants(t *testing.T) {
 			b := be.b
 			b.init(t)
 			for _, m := range mutants {
-				if m.needsConcurrentWriters && b.SingleWriter {
+				if m.needsConcurrentWriters && b.singleWriter() {
 					t.Logf("%s: not run: it needs two writers at once, and a single-writer backend has no lock to skip", m.name)
 					continue
 				}
@@ -107,7 +106,7 @@ func runRecorded(t *testing.T, b *Backend, names ...string) []caseResult {
 	var mu sync.Mutex
 	t.Run("cases", func(t *testing.T) {
 		for _, c := range contractCases {
-			if len(names) > 0 && !slices.Contains(names, c.name) || c.twoWriters != "" && b.SingleWriter {
+			if len(names) > 0 && !slices.Contains(names, c.name) || c.twoWriters != "" && b.singleWriter() {
 				continue
 			}
 			t.Run(c.name, func(t *testing.T) {
@@ -218,18 +217,15 @@ var mutants = []mutant{
 	},
 }
 
-// mutated embeds the real dialect, its Inspector and its Schema; each
-// mutant overrides one method, with SQL of its own where it needs some
-// ("?" placeholders, rebound).
+// mutated embeds the real dialect; each mutant overrides one method, with
+// SQL of its own where it needs some ("?" placeholders, rebound).
 type mutated struct {
 	dialect.Dialect
-	dialect.Inspector
-	dialect.Schema
 	bind int
 }
 
 func mutate(d dialect.Dialect, bind int) mutated {
-	return mutated{Dialect: d, Inspector: inspectorOf(d), Schema: schemaOf(d), bind: bind}
+	return mutated{Dialect: d, bind: bind}
 }
 
 func (m mutated) q(query string) string {
@@ -256,19 +252,24 @@ func (m mutated) ids(ctx context.Context, q dialect.DBTX, query string, args ...
 
 type claimIgnoresLeases struct{ mutated }
 
-func (m *claimIgnoresLeases) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	if _, err := db.ExecContext(ctx, m.q(`UPDATE {p}processors SET lease_until = NULL WHERE lease_token IS NOT NULL`)); err != nil {
+func (m *claimIgnoresLeases) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	if _, err := pool.DB.ExecContext(ctx, m.q(`UPDATE {p}processors SET lease_until = NULL WHERE lease_token IS NOT NULL`)); err != nil {
 		return nil, err
 	}
-	return m.Dialect.ClaimLease(ctx, db, p)
+	return m.Dialect.ClaimLeases(ctx, pool, p)
 }
 
 type updateIgnoresToken struct{ mutated }
 
-func (m *updateIgnoresToken) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
+func (m *updateIgnoresToken) UpdateCursors(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorsParams) (*dialect.UpdateCursorsResult, error) {
 	unfenced := *p
-	unfenced.Token = ""
-	return m.Dialect.UpdateCursor(ctx, q, &unfenced)
+	unfenced.Updates = make([]*dialect.CursorUpdate, len(p.Updates))
+	for i, u := range p.Updates {
+		v := *u
+		v.Token = ""
+		unfenced.Updates[i] = &v
+	}
+	return m.Dialect.UpdateCursors(ctx, q, &unfenced)
 }
 
 type vacuumPastCursor struct{ mutated }
@@ -297,7 +298,23 @@ type sequenceWithoutLock struct {
 	meet rendezvous
 }
 
-func (m *sequenceWithoutLock) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
+func (m *sequenceWithoutLock) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+	res := &dialect.SequencePartitionsResult{}
+	for _, pid := range p.PartitionIDs {
+		r, err := m.sequenceOne(ctx, tx, pid, p.Limit)
+		if err != nil {
+			return nil, err
+		}
+		res.Partitions = append(res.Partitions, *r)
+	}
+	return res, nil
+}
+
+func (m *sequenceWithoutLock) sequenceOne(ctx context.Context, tx dialect.DBTX, pid int64, limit int) (*dialect.SequencedPartition, error) {
+	p := struct {
+		PartitionID int64
+		Limit       int
+	}{pid, limit}
 	var last int64
 	if err := tx.QueryRowContext(ctx, m.q(`SELECT last_seq FROM {p}partitions WHERE id = ?`), p.PartitionID).Scan(&last); err != nil {
 		return nil, err
@@ -318,7 +335,7 @@ func (m *sequenceWithoutLock) SequencePartition(ctx context.Context, tx *sql.Tx,
 	if err := tx.QueryRowContext(ctx, m.q(`SELECT last_seq FROM {p}partitions WHERE id = ?`), p.PartitionID).Scan(&last); err != nil {
 		return nil, err
 	}
-	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: last}, nil
+	return &dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: len(ids), LastSeq: last}, nil
 }
 
 // rendezvous lets a caller wait a little for the next one.
@@ -356,19 +373,20 @@ func (r *rendezvous) meet(ctx context.Context, d time.Duration) {
 }
 
 // takeoverNotCounted clears the token of every expired lease of the queues
-// before the real claim (by the database's clock, as PartitionState reads
+// before the real claim (by the database's clock, as QueueStatus reads
 // it), so the claim sees a released partition where it should see a
 // takeover.
 type takeoverNotCounted struct{ mutated }
 
-func (m *takeoverNotCounted) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+func (m *takeoverNotCounted) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	db := pool.DB
 	for _, queue := range p.Queues {
 		lq, err := m.Dialect.LookupQueue(ctx, db, &dialect.LookupQueueParams{Queue: queue})
 		if err != nil {
 			continue // not declared: nothing to clear
 		}
 		for i := range lq.PartitionIDs {
-			s, err := m.Inspector.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: queue, Partition: i})
+			s, err := statusOf(ctx, m.Dialect, db, queue, i)
 			if err != nil {
 				return nil, err
 			}
@@ -380,5 +398,5 @@ func (m *takeoverNotCounted) ClaimLease(ctx context.Context, db *sql.DB, p *dial
 			}
 		}
 	}
-	return m.Dialect.ClaimLease(ctx, db, p)
+	return m.Dialect.ClaimLeases(ctx, pool, p)
 }

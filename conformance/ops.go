@@ -16,7 +16,7 @@ import (
 	"github.com/modkit-go/db/outbox"
 )
 
-// opsTests check the operations store (dialect.Operator) through the
+// opsTests check the dead-letter store and status methods through the
 // outbox's dead-letter and status methods.
 var opsTests = []test{
 	{"Ops/ListFiltersAndPaging", testListFiltersAndPaging},
@@ -30,26 +30,6 @@ var opsTests = []test{
 	{"Ops/Status", testStatus},
 	{"Ops/StatusStatements", testStatusStatements},
 }
-
-// operatorOf is d's operations store, or nil.
-func operatorOf(d dialect.Dialect) dialect.Operator {
-	if op, ok := d.(dialect.Operator); ok {
-		return op
-	}
-	if src, ok := d.(dialect.OperatorSource); ok {
-		return src.Operator()
-	}
-	return nil
-}
-
-// opsDialect is the backend's dialect with its operations store replaced
-// by op (the backend's, wrapped).
-type opsDialect struct {
-	dialect.Dialect
-	op dialect.Operator
-}
-
-func (d opsDialect) Operator() dialect.Operator { return d.op }
 
 // deadLetter makes dead letters of queue's partition the way a Reject
 // does: it enqueues one message per payload, sequences them, copies them
@@ -82,7 +62,7 @@ func (e *env) deadLetter(ob *outbox.Outbox, queue string, partition int, payload
 	if _, err := d.InsertDeadLetters(e.ctx, tx, &dialect.InsertDeadLettersParams{PartitionID: pid, Seqs: seqs, Reason: "rejected", Attempts: 1}); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := d.UpdateCursor(e.ctx, tx, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: st.LastSeq}); err != nil {
+	if _, err := updateCursor(e.ctx, d, tx, &dialect.CursorUpdate{PartitionID: pid, ProcessedSeq: st.LastSeq}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.commit(tx)
@@ -368,7 +348,7 @@ func testRequeueAtomic(t *testing.T, b *Backend) {
 	e.declare(ob, "q", 1)
 	ids := e.deadLetter(ob, "q", 0, "m1", "m2")
 	var marked atomic.Bool
-	broken, err := outbox.New(e.db, opsDialect{Dialect: b.Dialect, op: failingRequeue{Operator: operatorOf(b.Dialect), marked: &marked}}, outbox.Config{})
+	broken, err := outbox.New(e.db, failingRequeue{Dialect: b.Dialect, marked: &marked}, outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,15 +369,19 @@ func testRequeueAtomic(t *testing.T, b *Backend) {
 	}
 }
 
-// failingRequeue fails the message insert of a requeue, after checking
-// that the marking statement ran in the same transaction.
+// failingRequeue fails the message insert of a requeue, after noting
+// that the marking statement ran.
 type failingRequeue struct {
-	dialect.Operator
+	dialect.Dialect
 	marked *atomic.Bool
 }
 
-func (f failingRequeue) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.RequeueDeadLettersParams) (*dialect.TransitionDeadLettersResult, error) {
-	return f.Operator.RequeueDeadLetters(ctx, &markThenFail{DBTX: q, marked: f.marked}, p)
+func (f failingRequeue) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.RequeueDeadLettersParams) (*dialect.RequeueDeadLettersResult, error) {
+	return f.Dialect.RequeueDeadLetters(ctx, &markThenFail{DBTX: q, marked: f.marked}, p)
+}
+
+func (f failingRequeue) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect.InsertMessagesParams) (*dialect.InsertMessagesResult, error) {
+	return f.Dialect.InsertMessages(ctx, &markThenFail{DBTX: q, marked: f.marked}, p)
 }
 
 // markThenFail notes an UPDATE of the dead letters and fails every INSERT.
@@ -632,14 +616,14 @@ func testReplayExpiredClaim(t *testing.T, b *Backend) {
 // countingCleanup counts the batches of a cleanup and checks each is
 // bounded.
 type countingCleanup struct {
-	dialect.Operator
+	dialect.Dialect
 	calls   *atomic.Int64
 	maxSeen *atomic.Int64
 }
 
 func (c countingCleanup) CleanupDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.CleanupDeadLettersParams) (*dialect.CleanupDeadLettersResult, error) {
 	c.calls.Add(1)
-	r, err := c.Operator.CleanupDeadLetters(ctx, q, p)
+	r, err := c.Dialect.CleanupDeadLetters(ctx, q, p)
 	if err == nil && int64(r.Deleted) > c.maxSeen.Load() {
 		c.maxSeen.Store(int64(r.Deleted))
 	}
@@ -669,7 +653,7 @@ func testCleanup(t *testing.T, b *Backend) {
 		t.Fatalf("cleanup of rows older than an hour: %d, %v; want 0", n, err)
 	}
 	var calls, biggest atomic.Int64
-	counted, err := outbox.New(e.db, opsDialect{Dialect: b.Dialect, op: countingCleanup{operatorOf(b.Dialect), &calls, &biggest}}, outbox.Config{})
+	counted, err := outbox.New(e.db, countingCleanup{b.Dialect, &calls, &biggest}, outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,7 +696,7 @@ func testStatus(t *testing.T, b *Backend) {
 	// Partition 2: leased, one message.
 	e.enqueue(ob, msg("s", 2, "leased"))
 	e.sequenceAll(ob)
-	claim, err := d.ClaimLease(e.ctx, e.db, &dialect.ClaimLeaseParams{Queues: []string{"s"}, Limit: 10, Token: "holder-1", Lease: time.Hour})
+	claim, err := claimLeases(e.ctx, d, e.db, &dialect.ClaimLeaseParams{Queues: []string{"s"}, Limit: 10, Token: "holder-1", Lease: time.Hour})
 	if err != nil || len(claim.Partitions) != 1 || claim.Partitions[0].Partition != 2 {
 		t.Fatalf("setup lease: %+v, %v", claim, err)
 	}
@@ -733,17 +717,17 @@ func testStatus(t *testing.T, b *Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.UpdateCursor(e.ctx, e.db, &dialect.UpdateCursorParams{PartitionID: olr.PartitionIDs[0], ProcessedSeq: ost.ProcessedSeq,
+	if _, err := updateCursor(e.ctx, d, e.db, &dialect.CursorUpdate{PartitionID: olr.PartitionIDs[0], ProcessedSeq: ost.ProcessedSeq,
 		Attempts: 3, LastError: "poison", Block: true}); err != nil {
 		t.Fatal(err)
 	}
 	e.enqueue(ob, msg("s", 1, "retrying"))
 	e.sequenceAll(ob)
-	if _, err := d.UpdateCursor(e.ctx, e.db, &dialect.UpdateCursorParams{PartitionID: pid[1], ProcessedSeq: 2, Attempts: 2, LastError: "boom", RetryAfter: time.Hour}); err != nil {
+	if _, err := updateCursor(e.ctx, d, e.db, &dialect.CursorUpdate{PartitionID: pid[1], ProcessedSeq: 2, Attempts: 2, LastError: "boom", RetryAfter: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	// Partition 3: healthy, next_attempt_at ahead (as every ack leaves it).
-	if _, err := d.UpdateCursor(e.ctx, e.db, &dialect.UpdateCursorParams{PartitionID: pid[3], RetryAfter: time.Hour}); err != nil {
+	if _, err := updateCursor(e.ctx, d, e.db, &dialect.CursorUpdate{PartitionID: pid[3], RetryAfter: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	// Partition 0: three sequenced, then two unsequenced.
@@ -803,12 +787,12 @@ func testStatus(t *testing.T, b *Backend) {
 
 // countingStatus counts the statements QueueStatus runs on its executor.
 type countingStatus struct {
-	dialect.Operator
+	dialect.Dialect
 	n *atomic.Int64
 }
 
 func (c countingStatus) QueueStatus(ctx context.Context, q dialect.DBTX, p *dialect.QueueStatusParams) (*dialect.QueueStatusResult, error) {
-	return c.Operator.QueueStatus(ctx, countingDBTX{DBTX: q, n: c.n}, p)
+	return c.Dialect.QueueStatus(ctx, countingDBTX{DBTX: q, n: c.n}, p)
 }
 
 type countingDBTX struct {
@@ -837,7 +821,7 @@ func (c countingDBTX) QueryRowContext(ctx context.Context, query string, args ..
 func testStatusStatements(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
 	var n atomic.Int64
-	ob, err := outbox.New(e.db, opsDialect{Dialect: b.Dialect, op: countingStatus{operatorOf(b.Dialect), &n}}, outbox.Config{})
+	ob, err := outbox.New(e.db, countingStatus{b.Dialect, &n}, outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

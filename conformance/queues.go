@@ -473,7 +473,7 @@ func testOperatorErrors(t *testing.T, b *Backend) {
 // and the messages are then delivered; blocking works on it.
 func testMigrateFromVersion1(t *testing.T, b *Backend) {
 	e := newBareEnv(t, b)
-	s := schemaOf(b.Dialect)
+	s := b.Dialect
 	if s == nil {
 		t.Skip("the dialect has no schema")
 	}

@@ -94,7 +94,7 @@ func testOutOfOrderCommits(t *testing.T, b *Backend) {
 	e.declare(ob, "q", 2)
 	producers := e.pool() // on a single-writer backend all share one pool
 
-	if b.SingleWriter {
+	if b.singleWriter() {
 		// One writer: a transaction holds the database until it ends, so
 		// commits cannot interleave; ids are assigned in commit order. Check
 		// the same contract with sequential transactions.

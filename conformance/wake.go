@@ -190,8 +190,8 @@ func awaitWake(t *testing.T, wakes <-chan string, want, never string) {
 // prefixed returns an Outbox of dialect d on e.db, with d's schema applied.
 func (e *env) prefixed(d dialect.Dialect, cfg ...outbox.Config) *outbox.Outbox {
 	e.t.Helper()
-	if err := migrations.Up(e.ctx, e.db, schemaOf(d)); err != nil {
-		e.t.Fatalf("migrations (prefix %s): %v", schemaOf(d).Prefix(), err)
+	if err := migrations.Up(e.ctx, e.db, d); err != nil {
+		e.t.Fatalf("migrations (prefix %s): %v", d.Prefix(), err)
 	}
 	var c outbox.Config
 	if len(cfg) > 0 {

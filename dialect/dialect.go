@@ -21,65 +21,129 @@ type DBTX interface {
 // declared.
 var ErrQueueNotFound = errors.New("dialect: queue not found")
 
-// ErrWrongDatabase is returned by Checker.CheckDatabase when the database
-// is not one the dialect speaks to.
+// ErrWrongDatabase is wrapped by CheckDatabase's error, and reported by
+// the core for any statement error that ClassifyError finds to come from
+// a database of another kind, when the database is not one the dialect
+// speaks to.
 var ErrWrongDatabase = errors.New("dialect: wrong database for this dialect")
-
-// Checker is optionally implemented by a Dialect to verify that a database
-// is of its kind. The core calls it before the first schema access.
-type Checker interface {
-	// CheckDatabase returns an error wrapping ErrWrongDatabase when q is
-	// not a database this dialect supports.
-	CheckDatabase(ctx context.Context, q DBTX) error
-}
 
 // ErrNoWakeups is returned at once by Waker.Listen when this dialect value
 // is not set up to listen (for example PostgreSQL without a listener); the
 // core then relies on polling alone.
 var ErrNoWakeups = errors.New("dialect: not set up to listen for wake-ups")
 
-// Waker is optionally implemented by a Dialect whose database can wake the
-// workers of other processes: its InsertMessages arranges a wake-up that the
-// database delivers when the inserting transaction commits (never for one
-// that rolls back), and Listen receives them. The core runs one Listen per
-// started Outbox, reconnecting with backoff when it fails; polling stays the
-// safety net, so a lost wake-up only costs latency.
-type Waker interface {
-	// Listen listens on a dedicated connection (it must not hand a listening
-	// connection back to db's pool) until ctx ends or the connection fails.
-	// It calls p.Ready once listening: every wake-up committed after that
-	// is reported. Then it calls p.Wake once per wake-up, with the queue
-	// that was enqueued to. Ready and Wake are called one at a time and
-	// before Listen returns. It returns ctx's
-	// error once ctx ends, and otherwise the error that ended listening.
-	Listen(ctx context.Context, db *sql.DB, p *ListenParams) error
+// ErrUnsupported is wrapped by the error of a method that cannot run on
+// this database, for instance SequencePending where the database's schema
+// predates it; the core then does the same work with the other methods
+// (PendingPartitions and SequencePartitions). Such an error changes
+// nothing.
+var ErrUnsupported = errors.New("dialect: not supported by this database")
+
+// Capabilities say what a backend's database does differently, as data:
+// the core reads them once, when an Outbox is built, and the conformance
+// suite selects the cases that apply from them. Each field's zero value is
+// the conservative choice, so a new dialect may start from Capabilities{}.
+type Capabilities struct {
+	// PreparedStatements asks the core to run the statements it passes a
+	// DBTX for (inserts through InTx, reads, acks, releases, claims,
+	// sequencing, vacuum) as prepared statements, prepared once per
+	// connection of its *sql.DB and reused, for a database that spends
+	// much of a short statement's cost parsing and planning it. Statement
+	// texts stay the dialect's own; only DML is prepared, and a text whose
+	// preparation fails runs unprepared.
+	PreparedStatements bool
+	// SequencesOnInsert says InsertMessages may give rows their seq
+	// itself, in the same statement, where the database orders commits as
+	// their inserts (SQLite's single writer). Such rows are claimable as
+	// soon as their transaction commits, so the core wakes the workers,
+	// not only the sequencer, when a producer commits. The contract is
+	// unchanged: seqs stay gap-free and in commit order within a
+	// partition, so an insert may do so only when its partition has no
+	// unsequenced row.
+	SequencesOnInsert bool
+	// SequencePending says SequencePending runs a whole sequencer round in
+	// one round trip; without it the core never calls SequencePending and
+	// runs each round as PendingPartitions, then SequencePartitions in a
+	// transaction.
+	SequencePending bool
+	// SingleWriter says only one transaction writes at a time (SQLite):
+	// row-lock skipping cannot be observed, so the conformance cases that
+	// need two writers at once do not run, and cases that simulate
+	// several processes share one pool.
+	SingleWriter bool
 }
 
-// ListenParams are the arguments of Waker.Listen.
-type ListenParams struct {
-	// Ready is called once the listener receives wake-ups.
-	Ready func()
-	// Wake is called for each wake-up, with its queue's name. Wake-ups of
-	// one transaction may be merged; order and count are not guaranteed.
-	Wake func(queue string)
+// ErrorClass is what an error means to the core; see ClassifyError.
+type ErrorClass int
+
+// Error classes.
+const (
+	// ErrorOther is any error the core cannot act on: it is returned (or,
+	// in the background loops, logged and retried with backoff).
+	ErrorOther ErrorClass = iota
+	// ErrorRetryable is a transient conflict (serialization failure,
+	// deadlock, lock wait timeout, SQLITE_BUSY): the core retries the work
+	// at once.
+	ErrorRetryable
+	// ErrorWrongDatabase is an error that a database of another kind
+	// raised: the executor was not the dialect's kind of database (a
+	// caller's transaction on another server, say). The core returns it
+	// wrapping ErrWrongDatabase.
+	ErrorWrongDatabase
+)
+
+// Schema is a dialect's tables: migrations.Up applies them. A Schema value
+// must describe the same tables its Dialect uses (every Dialect is one).
+type Schema interface {
+	// Prefix is the table-name prefix the schema was built with (see
+	// ValidPrefix).
+	Prefix() string
+	// GooseDialect names the goose dialect used to record applied
+	// migrations (for example "postgres", "mysql", "sqlite3").
+	GooseDialect() string
+	// Migrations returns the schema as goose SQL files, already rewritten
+	// for Prefix.
+	Migrations() fs.FS
+	// CheckDatabase returns an error wrapping ErrWrongDatabase when q is
+	// not a database of this kind, and any other failure wrapped with its
+	// cause. migrations.Up and the outbox core call it before their first
+	// schema access.
+	CheckDatabase(ctx context.Context, q DBTX) error
 }
 
-// Dialect is the pipeline contract: what the outbox core needs from a
-// database to enqueue, sequence, claim, deliver, acknowledge and vacuum.
-// See the package documentation for the invariants each method must keep.
-//
-// A dialect usually also implements [Schema] (for migrations.Up) and
-// [Inspector] (for the outbox's inspection methods); the built-in ones
-// implement all three.
+// Pool is the outbox's database, for a method that runs outside any
+// caller's transaction and may need one of its own: Q runs single
+// statements (DB itself, or the core's view of it that prepares them once
+// per connection; see Capabilities.PreparedStatements), and DB begins the
+// method's own transaction where it needs several statements to commit
+// together.
+type Pool struct {
+	DB *sql.DB
+	Q  DBTX
+}
+
+// Dialect is the whole contract between the outbox core and a database:
+// every method is required, and each pipeline step has one form, the
+// batch form. What a database does differently is reported by
+// Capabilities, never discovered by type assertion. See the package
+// documentation for the invariants each method keeps; the conformance
+// suite checks every one of them.
 type Dialect interface {
+	// Schema: the tables the methods below use.
+	Schema
+
 	// Name is a short lowercase name such as "postgres".
 	Name() string
+	// Capabilities reports what this database does differently. It must
+	// return the same value for the life of the dialect value.
+	Capabilities() Capabilities
 	// TxOptions are the options of every pipeline transaction (sequencer,
 	// claim, ack). Nil means the database default.
 	TxOptions() *sql.TxOptions
-	// IsRetryable reports whether err is a transient conflict (serialization
-	// failure, deadlock, lock wait timeout, SQLITE_BUSY) worth retrying.
-	IsRetryable(err error) bool
+	// ClassifyError says what err, returned by one of this dialect's
+	// statements (or by the driver running it), means: the one place the
+	// driver's errors are interpreted.
+	ClassifyError(err error) ErrorClass
 
 	// DeclareQueue records a queue and, when its stored partition count
 	// equals the requested one, creates its partition and cursor rows
@@ -96,26 +160,53 @@ type Dialect interface {
 	// any error no row of the call remains in q (a call that needs several
 	// statements runs them under a savepoint and rolls back to it).
 	InsertMessages(ctx context.Context, q DBTX, p *InsertMessagesParams) (*InsertMessagesResult, error)
+
 	// PendingPartitions lists partitions that have committed unsequenced
 	// messages.
 	PendingPartitions(ctx context.Context, q DBTX, p *PendingPartitionsParams) (*PendingPartitionsResult, error)
-	// SequencePartition sequences up to Limit rows of one partition inside
-	// tx. Locked is false when another transaction held the partition.
-	SequencePartition(ctx context.Context, tx *sql.Tx, p *SequencePartitionParams) (*SequencePartitionResult, error)
-	// ClaimLease claims up to Limit claimable partitions of Queues with a
+	// SequencePartitions sequences, inside the transaction tx, up to Limit
+	// rows of each partition of PartitionIDs. A partition another
+	// transaction holds is skipped (Locked false, nothing done); a locked
+	// one gets seq = LastSeq+1, LastSeq+2, … on up to Limit of its
+	// committed unsequenced rows in id order, read by a statement whose
+	// snapshot is taken after its lock was granted (so it sees every row
+	// the previous holder sequenced), and its counter moves by the number
+	// assigned. tx is always a transaction (the core's view of it, which
+	// may run prepared statements): never type-assert it.
+	SequencePartitions(ctx context.Context, tx DBTX, p *SequencePartitionsParams) (*SequencePartitionsResult, error)
+	// SequencePending runs a whole sequencer round in one round trip,
+	// atomic by itself: it finds the partitions with committed unsequenced
+	// rows and an id of at least FromPartitionID, at most MaxPartitions of
+	// them in partition id order, and sequences each as
+	// SequencePartitions does, up to Limit / (partitions found) rows (at
+	// least one). The core calls it only when Capabilities.SequencePending
+	// is set; otherwise it returns an error wrapping ErrUnsupported, as it
+	// may also do where the database cannot run it (a schema that
+	// predates it), and the core then uses PendingPartitions and
+	// SequencePartitions for the life of the Outbox. q runs statements on
+	// the outbox's database, never in a transaction.
+	SequencePending(ctx context.Context, q DBTX, p *SequencePendingParams) (*SequencePartitionsResult, error)
+
+	// ClaimLeases claims up to Limit claimable partitions of Queues with a
 	// lease (decoupled mode), committing before it returns. A blocked
 	// partition (see UpdateCursorParams.Block) is never claimable.
-	ClaimLease(ctx context.Context, db *sql.DB, p *ClaimLeaseParams) (*ClaimResult, error)
+	ClaimLeases(ctx context.Context, pool Pool, p *ClaimLeaseParams) (*ClaimResult, error)
 	// LockPartition locks, inside tx, the cursor row of a partition whose
 	// lease Token holds (transactional mode), skipping a row another
 	// transaction holds or that is blocked. It returns that partition, or
 	// none.
 	LockPartition(ctx context.Context, tx *sql.Tx, p *LockPartitionParams) (*ClaimResult, error)
-	// ReadMessages reads sequenced messages with seq > AfterSeq in seq order.
-	ReadMessages(ctx context.Context, q DBTX, p *ReadMessagesParams) (*ReadMessagesResult, error)
-	// UpdateCursor moves a partition's cursor, attempts, backoff and
-	// lease, fenced by Token when it is not empty.
-	UpdateCursor(ctx context.Context, q DBTX, p *UpdateCursorParams) (*UpdateCursorResult, error)
+	// ReadPartitions reads, for each read of Reads (partitions distinct),
+	// up to Limit sequenced messages with seq > AfterSeq in seq order.
+	ReadPartitions(ctx context.Context, q DBTX, p *ReadPartitionsParams) (*ReadPartitionsResult, error)
+	// UpdateCursors writes cursor updates, each on a distinct partition:
+	// a cursor's position, attempts, backoff and lease, fenced by its
+	// Token when that is not empty (it changes its row only while the
+	// token holds an unexpired lease by the database's clock). The result
+	// reports, in the order of Updates, which entries changed their row;
+	// an entry that is fenced off changes nothing and does not stop the
+	// others. All the changes commit together or not at all.
+	UpdateCursors(ctx context.Context, q DBTX, p *UpdateCursorsParams) (*UpdateCursorsResult, error)
 	// InsertDeadLetters copies the given messages of a partition into the
 	// dead-letter table.
 	InsertDeadLetters(ctx context.Context, q DBTX, p *InsertDeadLettersParams) (*InsertDeadLettersResult, error)
@@ -124,35 +215,91 @@ type Dialect interface {
 	ReleaseLeases(ctx context.Context, q DBTX, p *ReleaseLeasesParams) (*ReleaseLeasesResult, error)
 	// Vacuum deletes up to Limit delivered messages.
 	Vacuum(ctx context.Context, q DBTX, p *VacuumParams) (*VacuumResult, error)
-}
 
-// Inspector is optionally implemented by a Dialect to report state for
-// operators: the outbox's PartitionState, ListDeadLetters and Stats call
-// it, and return an error wrapping outbox.ErrNotSupported when the dialect
-// lacks it. Nothing in the pipeline depends on it.
-type Inspector interface {
-	// PartitionState reports one partition's sequencer and cursor state,
-	// or ErrQueueNotFound.
-	PartitionState(ctx context.Context, q DBTX, p *PartitionStateParams) (*PartitionStateResult, error)
-	// ListDeadLetters lists dead letters, newest first.
-	ListDeadLetters(ctx context.Context, q DBTX, p *ListDeadLettersParams) (*ListDeadLettersResult, error)
-	// Stats counts rows in the outbox tables.
+	// LockCursor locks, inside tx, the cursor row of a queue's partition
+	// and returns its state, for an operator's retry or skip of a blocked
+	// partition. Unlike LockPartition it waits for a lock another
+	// transaction holds (bounded by ctx), and it takes blocked rows too.
+	// It returns ErrQueueNotFound when the partition does not exist.
+	LockCursor(ctx context.Context, tx *sql.Tx, p *LockCursorParams) (*LockCursorResult, error)
+	// QueueStatus reports every partition of p.Queue (of every queue when
+	// empty; only p.Partition when set) and its dead letters by status, in
+	// a number of statements that does not depend on the partition count.
+	// It returns ErrQueueNotFound for a named queue (or partition) that
+	// does not exist.
+	QueueStatus(ctx context.Context, q DBTX, p *QueueStatusParams) (*QueueStatusResult, error)
+	// Stats counts the rows of the outbox tables.
 	Stats(ctx context.Context, q DBTX, p *StatsParams) (*StatsResult, error)
+
+	// FindDeadLetters lists the dead letters p selects, newest first: by
+	// failed_at descending, then id descending (a total order, so paging
+	// with After never repeats nor skips a row, even among rows with equal
+	// failed_at).
+	FindDeadLetters(ctx context.Context, q DBTX, p *FindDeadLettersParams) (*FindDeadLettersResult, error)
+	// CountDeadLetters counts the dead letters p selects (After and Limit
+	// are ignored).
+	CountDeadLetters(ctx context.Context, q DBTX, p *FindDeadLettersParams) (*CountDeadLettersResult, error)
+	// TransitionDeadLetters moves the rows p.IDs names from p.From to p.To
+	// in one guarded statement: a row changes only if its status is From
+	// (and, when Deadline is set, it is held by that hold: its deadline
+	// equals Deadline and has not passed). Setting To resolved or
+	// discarded stamps completed_at; To pending (a return) also sets
+	// last_error to Reason, adds one to attempts and clears the deadline.
+	// When fewer rows changed than p.IDs names, the result says which
+	// ids were missing and which were refused; the caller rolls back.
+	// Rows are locked in id order where the database has row locks, so
+	// overlapping calls do not deadlock.
+	TransitionDeadLetters(ctx context.Context, q DBTX, p *TransitionDeadLettersParams) (*TransitionDeadLettersResult, error)
+	// RequeueDeadLetters, on q inside a transaction, moves the pending
+	// rows p.IDs names to resolved (as TransitionDeadLetters) and, only
+	// when every one of them changed, returns them as rows to insert, in
+	// (queue, partition, seq, id) order; the caller inserts them with
+	// InsertMessages in the same transaction. When the marks fall short it
+	// returns no rows and reports the shortfall; the caller rolls back.
+	RequeueDeadLetters(ctx context.Context, q DBTX, p *RequeueDeadLettersParams) (*RequeueDeadLettersResult, error)
+	// HoldDeadLetters, in a transaction of its own committed before it
+	// returns, holds up to p.Limit dead letters for replay: those pending,
+	// or reprocessing with a deadline that has passed, oldest id first,
+	// skipping rows other transactions hold (SKIP LOCKED where the
+	// database has it), and moves them to reprocessing with deadline
+	// now()+p.For. Every row of one hold gets the same deadline, which
+	// the result reports and which fences Resolve and Return: two holds
+	// never hold one row at the same time.
+	HoldDeadLetters(ctx context.Context, pool Pool, p *HoldDeadLettersParams) (*HoldDeadLettersResult, error)
+	// CleanupDeadLetters deletes up to p.Limit resolved or discarded rows
+	// completed at least p.OlderThan ago (database time), and no other
+	// row. The caller repeats it until a call deletes fewer than Limit.
+	CleanupDeadLetters(ctx context.Context, q DBTX, p *CleanupDeadLettersParams) (*CleanupDeadLettersResult, error)
 }
 
-// Schema is implemented by a dialect that owns its schema; migrations.Up
-// applies it. A Schema value must describe the same tables its Dialect
-// uses (the built-in dialects are one value implementing both).
-type Schema interface {
-	// Prefix is the table-name prefix the schema was built with (see
-	// ValidPrefix).
-	Prefix() string
-	// GooseDialect names the goose dialect used to record applied
-	// migrations (for example "postgres", "mysql", "sqlite3").
-	GooseDialect() string
-	// Migrations returns the schema as goose SQL files, already rewritten
-	// for Prefix.
-	Migrations() fs.FS
+// Waker is the one optional interface: implemented by a Dialect whose
+// database can wake the workers of other processes (PostgreSQL's
+// LISTEN/NOTIFY). It is optional because a database may have no such
+// channel at all, and the core's answer to its absence is polling, which
+// every backend runs anyway. Its InsertMessages arranges a wake-up that
+// the database delivers when the inserting transaction commits (never for
+// one that rolls back), and Listen receives them. The core runs one
+// Listen per started Outbox, reconnecting with backoff when it fails;
+// polling stays the safety net, so a lost wake-up only costs latency.
+type Waker interface {
+	// Listen listens on a dedicated connection (it must not hand a listening
+	// connection back to db's pool) until ctx ends or the connection fails.
+	// It calls p.Ready once listening: every wake-up committed after that
+	// is reported. Then it calls p.Wake once per wake-up, with the queue
+	// that was enqueued to. Ready and Wake are called one at a time and
+	// before Listen returns. It returns ctx's
+	// error once ctx ends, and otherwise the error that ended listening.
+	// A dialect value not set up to listen returns ErrNoWakeups at once.
+	Listen(ctx context.Context, db *sql.DB, p *ListenParams) error
+}
+
+// ListenParams are the arguments of Waker.Listen.
+type ListenParams struct {
+	// Ready is called once the listener receives wake-ups.
+	Ready func()
+	// Wake is called for each wake-up, with its queue's name. Wake-ups of
+	// one transaction may be merged; order and count are not guaranteed.
+	Wake func(queue string)
 }
 
 // DefaultPrefix is the table-name prefix of the built-in dialects' zero
@@ -222,35 +369,12 @@ type InsertMessagesParams struct {
 // InsertMessagesResult reports an insert.
 type InsertMessagesResult struct {
 	Inserted int
-	// Sequenced counts the rows the insert gave their seq itself (a
-	// dialect.InsertSequencer); the others wait for the sequencer.
+	// Sequenced counts the rows the insert gave their seq itself (see
+	// Capabilities.SequencesOnInsert); the others wait for the sequencer.
 	Sequenced int
 }
 
-// PendingPartitionsParams are the arguments of PendingPartitions.
-type PendingPartitionsParams struct {
-	Limit int
-}
-
-// PendingPartitionsResult lists partitions with unsequenced messages.
-type PendingPartitionsResult struct {
-	PartitionIDs []int64
-}
-
-// SequencePartitionParams are the arguments of SequencePartition.
-type SequencePartitionParams struct {
-	PartitionID int64
-	Limit       int
-}
-
-// SequencePartitionResult reports one sequencing step.
-type SequencePartitionResult struct {
-	Locked   bool  // false: another sequencer held the partition; nothing done
-	Assigned int   // rows given a seq
-	LastSeq  int64 // the partition's counter afterwards
-}
-
-// ClaimLeaseParams are the arguments of ClaimLease.
+// ClaimLeaseParams are the arguments of ClaimLeases.
 type ClaimLeaseParams struct {
 	Queues []string
 	Limit  int
@@ -261,7 +385,7 @@ type ClaimLeaseParams struct {
 // LockPartitionParams are the arguments of LockPartition.
 type LockPartitionParams struct {
 	PartitionID int64
-	Token       string // the lease ClaimLease stamped
+	Token       string // the lease ClaimLeases stamped
 }
 
 // ClaimedPartition is a partition handed to a worker.
@@ -281,8 +405,8 @@ type ClaimResult struct {
 	Partitions []ClaimedPartition
 }
 
-// ReadMessagesParams are the arguments of ReadMessages.
-type ReadMessagesParams struct {
+// PartitionRead is one read of ReadPartitions.
+type PartitionRead struct {
 	PartitionID int64
 	AfterSeq    int64
 	Limit       int
@@ -298,13 +422,26 @@ type Message struct {
 	CreatedAt   time.Time
 }
 
-// ReadMessagesResult holds messages in seq order.
-type ReadMessagesResult struct {
-	Messages []Message
+// UpdateCursorsParams are the arguments of UpdateCursors.
+type UpdateCursorsParams struct {
+	// Updates are the cursor updates, each on a distinct partition.
+	Updates []*CursorUpdate
+	// DB, when not nil, says q is the outbox's database outside any
+	// transaction, and the updates commit before UpdateCursors returns; a
+	// dialect that needs several statements to write them together begins
+	// its own transaction on DB. Nil: q is a transaction the caller holds
+	// (and commits).
+	DB *sql.DB
 }
 
-// UpdateCursorParams are the arguments of UpdateCursor.
-type UpdateCursorParams struct {
+// UpdateCursorsResult reports, in the order of Updates, which entries
+// changed their row.
+type UpdateCursorsResult struct {
+	Updated []bool
+}
+
+// CursorUpdate is one entry of UpdateCursors.
+type CursorUpdate struct {
 	PartitionID int64
 	// Token fences the update: when not empty the row changes only while
 	// this token holds an unexpired lease. Empty means the caller holds the
@@ -334,15 +471,10 @@ type UpdateCursorParams struct {
 	// neighbouring index entry. Empty: the worker does not know them.
 	DeleteIDs []int64
 	// Block sets blocked_at = now(): the partition stops at its head until
-	// an operator unblocks it (ClaimLease and LockPartition skip blocked
+	// an operator unblocks it (ClaimLeases and LockPartition skip blocked
 	// rows). Without it the update clears blocked_at. Attempts, LastError
 	// and the lease (Renew 0 releases it) are written as for any update.
 	Block bool
-}
-
-// UpdateCursorResult reports whether the fenced update happened.
-type UpdateCursorResult struct {
-	Updated bool
 }
 
 // InsertDeadLettersParams are the arguments of InsertDeadLetters.
@@ -429,33 +561,6 @@ type VacuumResult struct {
 	Deleted int
 }
 
-// PartitionStateParams are the arguments of PartitionState.
-type PartitionStateParams struct {
-	Queue     string
-	Partition int
-}
-
-// PartitionStateResult is a partition's state: its row and its cursor row. Times are database times.
-type PartitionStateResult struct {
-	PartitionID   int64
-	LastSeq       int64
-	ProcessedSeq  int64
-	Attempts      int
-	LastError     string
-	NextAttemptAt time.Time
-	LeaseToken    string
-	LeaseUntil    time.Time // zero when no lease
-	BlockedAt     time.Time // zero when not blocked
-	Now           time.Time // the database's clock when read
-}
-
-// ListDeadLettersParams are the arguments of ListDeadLetters.
-type ListDeadLettersParams struct {
-	Queue  string // empty: all queues
-	Status string // empty: any status
-	Limit  int
-}
-
 // DeadLetter is a stored dead letter.
 type DeadLetter struct {
 	ID          int64
@@ -470,14 +575,14 @@ type DeadLetter struct {
 	Attempts    int
 	LastError   string
 	Status      string
-	// Deadline is a reprocessing row's claim deadline, CompletedAt when a
-	// row became resolved or discarded; zero when NULL. Only Operator
+	// Deadline is a reprocessing row's hold deadline, CompletedAt when a
+	// row became resolved or discarded; zero when NULL. Only the dead-letter
 	// methods read them.
 	Deadline, CompletedAt time.Time
 }
 
-// ListDeadLettersResult holds dead letters, newest first.
-type ListDeadLettersResult struct {
+// FindDeadLettersResult holds dead letters, newest first.
+type FindDeadLettersResult struct {
 	DeadLetters []DeadLetter
 }
 

@@ -65,7 +65,7 @@ var ErrInvalidDialect = errors.New("migrations: invalid dialect")
 // state and never closes db. Running it again is a no-op.
 //
 // Up checks d first: a nil or typed-nil dialect, or one with an invalid
-// prefix, returns ErrInvalidDialect; when d implements dialect.Checker and
+// prefix, returns ErrInvalidDialect; when d.CheckDatabase finds that
 // db is not its kind of database, the error wraps dialect.ErrWrongDatabase.
 //
 // Concurrent calls, from this process or others, are serialized, so any
@@ -96,10 +96,8 @@ func Up(ctx context.Context, db *sql.DB, d dialect.Schema) error {
 	}
 	// Before goose: a PostgreSQL dialect over MariaDB must say so, not fail
 	// on a missing pg_tables.
-	if c, ok := d.(dialect.Checker); ok {
-		if err := c.CheckDatabase(ctx, db); err != nil {
-			return fmt.Errorf("migrations: %w", err)
-		}
+	if err := d.CheckDatabase(ctx, db); err != nil {
+		return fmt.Errorf("migrations: %w", err)
 	}
 	opts := []goose.ProviderOption{
 		goose.WithTableName(d.Prefix() + "schema_version"),

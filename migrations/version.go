@@ -45,10 +45,8 @@ func Status(ctx context.Context, db *sql.DB, d dialect.Schema) (Version, error) 
 	if err != nil {
 		return Version{}, err
 	}
-	if c, ok := d.(dialect.Checker); ok {
-		if err := c.CheckDatabase(ctx, db); err != nil {
-			return Version{}, fmt.Errorf("migrations: %w", err)
-		}
+	if err := d.CheckDatabase(ctx, db); err != nil {
+		return Version{}, fmt.Errorf("migrations: %w", err)
 	}
 	cur, err := current(ctx, db, d)
 	if err != nil {

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -111,13 +110,7 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
 	cp := &dialect.ClaimLeaseParams{Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease}
-	var res *dialect.ClaimResult
-	var err error
-	if sc, ok := o.d.(dialect.StatementClaimer); ok {
-		res, err = sc.ClaimLeaseOn(stmtCtx, o.q, cp)
-	} else {
-		res, err = o.d.ClaimLease(stmtCtx, o.db, cp)
-	}
+	res, err := o.d.ClaimLeases(stmtCtx, o.pool(), cp)
 	if err != nil {
 		return nil, err
 	}
@@ -139,22 +132,15 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	return out, nil
 }
 
-// ackRound writes several decoupled acks (fenced cursor-row updates without
-// dead letters) in one statement where the dialect is a
-// dialect.CursorsUpdater, else in one transaction. Each update is fenced by
-// its own token and reports for itself: one whose lease is gone matches no
-// row, changes nothing and does not stop the others from committing. Rows are updated in
-// partition order, so two rounds never wait on each other in a cycle.
-func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
+// ackRound writes decoupled acks (fenced cursor-row updates without
+// dead letters) in one UpdateCursors call. Each update is fenced by its
+// own token and reports for itself: one whose lease is gone matches no
+// row, changes nothing and does not stop the others from committing. Rows
+// are updated in partition order, so two rounds never wait on each other
+// in a cycle.
+func (o *Outbox) ackRound(reqs []*dialect.CursorUpdate) ([]bool, error) {
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
-	if len(reqs) == 1 {
-		res, err := o.d.UpdateCursor(stmtCtx, o.q, reqs[0])
-		if err != nil {
-			return nil, err
-		}
-		return []bool{res.Updated}, nil
-	}
 	order := make([]int, len(reqs))
 	for i := range order {
 		order[i] = i
@@ -162,36 +148,20 @@ func (o *Outbox) ackRound(reqs []*dialect.UpdateCursorParams) ([]bool, error) {
 	slices.SortFunc(order, func(a, b int) int {
 		return int(max(min(reqs[a].PartitionID-reqs[b].PartitionID, 1), -1))
 	})
-	out := make([]bool, len(reqs))
-	if cu, ok := o.d.(dialect.CursorsUpdater); ok {
-		sorted := make([]*dialect.UpdateCursorParams, len(reqs))
-		for k, i := range order {
-			sorted[k] = reqs[i]
-		}
-		got, err := cu.UpdateCursors(stmtCtx, o.db, o.q, sorted)
-		if err != nil {
-			return nil, err
-		}
-		if len(got) != len(sorted) {
-			return nil, fmt.Errorf("outbox: UpdateCursors reported %d results for %d acks", len(got), len(sorted))
-		}
-		for k, i := range order {
-			out[i] = got[k]
-		}
-		return out, nil
+	sorted := make([]*dialect.CursorUpdate, len(reqs))
+	for k, i := range order {
+		sorted[k] = reqs[i]
 	}
-	err := o.withTx(stmtCtx, func(tx *sql.Tx) error {
-		for _, i := range order {
-			res, err := o.d.UpdateCursor(stmtCtx, o.in(tx), reqs[i])
-			if err != nil {
-				return err
-			}
-			out[i] = res.Updated
-		}
-		return nil
-	})
+	res, err := o.d.UpdateCursors(stmtCtx, o.q, &dialect.UpdateCursorsParams{Updates: sorted, DB: o.db})
 	if err != nil {
 		return nil, err
+	}
+	if len(res.Updated) != len(sorted) {
+		return nil, fmt.Errorf("outbox: UpdateCursors reported %d results for %d acks", len(res.Updated), len(sorted))
+	}
+	out := make([]bool, len(reqs))
+	for k, i := range order {
+		out[i] = res.Updated[k]
 	}
 	return out, nil
 }

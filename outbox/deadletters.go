@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -60,11 +61,6 @@ type DeadLetterPage struct {
 	// Next continues the listing as DeadLetterFilter.After; empty when
 	// the page is not full (a full last page leads to an empty one).
 	Next string
-}
-
-// paged reports whether f uses a field only the operations store knows.
-func (f *DeadLetterFilter) paged() bool {
-	return f.Partition != nil || f.PayloadType != "" || !f.FailedFrom.IsZero() || !f.FailedBefore.IsZero() || f.After != ""
 }
 
 // params validates f and turns it into the dialect's filter.
@@ -137,20 +133,15 @@ func decodeCursor(s string) (time.Time, int64, bool) {
 // while rows are added (a new row is newer than the cursor, so it shows on
 // a new listing, not on a later page). An invalid filter is rejected before
 // the database is asked: a bad Queue wraps ErrInvalidQueueName, any other
-// bad field ErrInvalidFilter. It needs a dialect.Operator (every built-in
-// dialect has one); otherwise the error wraps ErrNotSupported.
+// bad field ErrInvalidFilter.
 func (o *Outbox) DeadLetterPage(ctx context.Context, f DeadLetterFilter) (DeadLetterPage, error) {
 	p, err := f.params()
 	if err != nil {
 		return DeadLetterPage{}, err
 	}
-	op, err := o.operator("dead letters")
+	r, err := o.d.FindDeadLetters(ctx, o.db, p)
 	if err != nil {
-		return DeadLetterPage{}, err
-	}
-	r, err := op.FindDeadLetters(ctx, o.db, p)
-	if err != nil {
-		return DeadLetterPage{}, fmt.Errorf("outbox: dead letters: %w", err)
+		return DeadLetterPage{}, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: dead letters: %w", err))
 	}
 	page := DeadLetterPage{DeadLetters: deadLetters(r.DeadLetters)}
 	if n := len(r.DeadLetters); n == p.Limit {
@@ -168,11 +159,7 @@ func (o *Outbox) CountDeadLetters(ctx context.Context, f DeadLetterFilter) (int6
 	if err != nil {
 		return 0, err
 	}
-	op, err := o.operator("count dead letters")
-	if err != nil {
-		return 0, err
-	}
-	r, err := op.CountDeadLetters(ctx, o.db, p)
+	r, err := o.d.CountDeadLetters(ctx, o.db, p)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: count dead letters: %w", err)
 	}
@@ -219,15 +206,11 @@ func ids(in []int64) ([]int64, error) {
 // transition runs one guarded status change of the dialect in a pipeline
 // transaction, committed only when every id changed.
 func (o *Outbox) transition(ctx context.Context, what string, ids []int64,
-	fn func(op dialect.Operator, tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error),
+	fn func(tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error),
 ) (int, error) {
-	op, err := o.operator(what + " dead letters")
-	if err != nil {
-		return 0, err
-	}
 	var n int
-	err = o.withTx(ctx, func(tx *sql.Tx) error {
-		r, err := fn(op, tx)
+	err := o.withTx(ctx, func(tx *sql.Tx) error {
+		r, err := fn(tx)
 		if err != nil {
 			return err
 		}
@@ -246,7 +229,7 @@ func (o *Outbox) transition(ctx context.Context, what string, ids []int64,
 	case errors.Is(err, dialect.ErrQueueNotFound):
 		return 0, invalid(-1, "IDs", ErrUnknownQueue, "a dead letter names a partition that no longer exists (%v)", err)
 	}
-	return 0, fmt.Errorf("outbox: %s dead letters: %w", what, err)
+	return 0, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: %s dead letters: %w", what, err))
 }
 
 // RequeueDeadLetters puts pending dead letters back into their queues as
@@ -265,8 +248,20 @@ func (o *Outbox) RequeueDeadLetters(ctx context.Context, idList []int64) (int, e
 	if err != nil {
 		return 0, err
 	}
-	n, err := o.transition(ctx, "requeue", list, func(op dialect.Operator, tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
-		return op.RequeueDeadLetters(ctx, tx, &dialect.RequeueDeadLettersParams{IDs: list})
+	n, err := o.transition(ctx, "requeue", list, func(tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
+		r, err := o.d.RequeueDeadLetters(ctx, tx, &dialect.RequeueDeadLettersParams{IDs: list})
+		if err != nil {
+			return nil, err
+		}
+		if r.Changed != len(list) {
+			return &r.TransitionDeadLettersResult, nil
+		}
+		// The messages again, in the transaction that marked them.
+		ins, err := o.d.InsertMessages(ctx, tx, &dialect.InsertMessagesParams{Rows: r.Rows})
+		if err == nil && ins.Inserted != len(r.Rows) {
+			err = fmt.Errorf("%w: %d of %d requeued rows inserted", dialect.ErrQueueNotFound, ins.Inserted, len(r.Rows))
+		}
+		return &r.TransitionDeadLettersResult, err
 	})
 	if err == nil {
 		o.Notify()
@@ -282,8 +277,8 @@ func (o *Outbox) DiscardDeadLetters(ctx context.Context, idList []int64) (int, e
 	if err != nil {
 		return 0, err
 	}
-	return o.transition(ctx, "discard", list, func(op dialect.Operator, tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
-		return op.TransitionDeadLetters(ctx, tx, &dialect.TransitionDeadLettersParams{
+	return o.transition(ctx, "discard", list, func(tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
+		return o.d.TransitionDeadLetters(ctx, tx, &dialect.TransitionDeadLettersParams{
 			IDs: list, From: dialect.StatusPending, To: dialect.StatusDiscarded,
 		})
 	})
@@ -302,16 +297,12 @@ func (o *Outbox) CleanupDeadLetters(ctx context.Context, olderThan time.Duration
 	if batch < 1 || batch > MaxDeadLetterLimit {
 		return 0, invalid(-1, "Batch", ErrInvalidFilter, "%d is not in 1..%d", batch, MaxDeadLetterLimit)
 	}
-	op, err := o.operator("clean up dead letters")
-	if err != nil {
-		return 0, err
-	}
 	total := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		r, err := op.CleanupDeadLetters(ctx, o.db, &dialect.CleanupDeadLettersParams{OlderThan: olderThan, Limit: batch})
+		r, err := o.d.CleanupDeadLetters(ctx, o.db, &dialect.CleanupDeadLettersParams{OlderThan: olderThan, Limit: batch})
 		if err != nil {
 			return total, fmt.Errorf("outbox: clean up dead letters: %w", err)
 		}
@@ -356,11 +347,7 @@ func (o *Outbox) ClaimDeadLetters(ctx context.Context, queue string, n int, hold
 	if hold < time.Microsecond {
 		return DeadLetterClaim{}, invalid(-1, "Hold", ErrInvalidFilter, "%v is not positive", hold)
 	}
-	op, err := o.operator("claim dead letters")
-	if err != nil {
-		return DeadLetterClaim{}, err
-	}
-	r, err := op.ClaimDeadLetters(ctx, o.db, &dialect.ClaimDeadLettersParams{Queue: queue, Limit: n, For: hold})
+	r, err := o.d.HoldDeadLetters(ctx, o.pool(), &dialect.HoldDeadLettersParams{Queue: queue, Limit: n, For: hold})
 	if err != nil {
 		return DeadLetterClaim{}, fmt.Errorf("outbox: claim dead letters: %w", err)
 	}
@@ -409,24 +396,10 @@ func (o *Outbox) settle(ctx context.Context, what, token string, id int64, to, r
 	if err != nil {
 		return err
 	}
-	_, err = o.transition(ctx, what, list, func(op dialect.Operator, tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
-		return op.TransitionDeadLetters(ctx, tx, &dialect.TransitionDeadLettersParams{
+	_, err = o.transition(ctx, what, list, func(tx *sql.Tx) (*dialect.TransitionDeadLettersResult, error) {
+		return o.d.TransitionDeadLetters(ctx, tx, &dialect.TransitionDeadLettersParams{
 			IDs: list, From: dialect.StatusReprocessing, To: to, Deadline: deadline, Reason: reason,
 		})
 	})
 	return err
-}
-
-// operator returns the dialect's operations store, or an error wrapping
-// ErrNotSupported naming what needed it.
-func (o *Outbox) operator(what string) (dialect.Operator, error) {
-	if op, ok := o.d.(dialect.Operator); ok {
-		return op, nil
-	}
-	if src, ok := o.d.(dialect.OperatorSource); ok {
-		if op := src.Operator(); op != nil {
-			return op, nil
-		}
-	}
-	return nil, fmt.Errorf("outbox: %s: dialect %s implements neither dialect.Operator nor dialect.OperatorSource: %w", what, o.d.Name(), ErrNotSupported)
 }

@@ -46,11 +46,6 @@ var (
 	// argument of a dead-letter operation is (ids, counts, durations,
 	// claim tokens).
 	ErrInvalidFilter = errors.New("outbox: invalid filter")
-	// ErrNotSupported: the dialect lacks an optional interface the call
-	// needs (PartitionState, DeadLetters and Stats need dialect.Inspector;
-	// the dead-letter operations and status need dialect.Operator; every
-	// built-in dialect implements both).
-	ErrNotSupported = errors.New("outbox: not supported by this dialect")
 	// ErrNilTx: Enqueue was given a nil *sql.Tx.
 	ErrNilTx = errors.New("outbox: nil transaction")
 	// ErrTxDone: the transaction was already committed or rolled back. It

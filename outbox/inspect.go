@@ -1,11 +1,10 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/modkit-go/db/dialect"
@@ -49,21 +48,18 @@ func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int
 	if partition < 0 || partition >= MaxPartitions {
 		return PartitionState{}, invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
 	}
-	in, err := o.inspector("partition state")
-	if err != nil {
-		return PartitionState{}, err
-	}
-	r, err := in.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: partition})
-	if errors.Is(err, dialect.ErrQueueNotFound) {
+	res, err := o.d.QueueStatus(ctx, o.db, &dialect.QueueStatusParams{Queue: queue, Partition: &partition})
+	if errors.Is(err, dialect.ErrQueueNotFound) || err == nil && len(res.Partitions) != 1 {
 		return PartitionState{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
 	}
 	if err != nil {
-		return PartitionState{}, fmt.Errorf("outbox: partition state: %w", err)
+		return PartitionState{}, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: partition state: %w", err))
 	}
+	r := res.Partitions[0]
 	return PartitionState{
 		Queue: queue, Partition: partition, LastSeq: r.LastSeq, ProcessedSeq: r.ProcessedSeq,
 		Attempts: r.Attempts, LastError: r.LastError, NextAttemptAt: r.NextAttemptAt,
-		Leased: r.LeaseToken != "" && r.LeaseUntil.After(r.Now), LeaseUntil: r.LeaseUntil, Now: r.Now,
+		Leased: r.LeaseToken != "" && r.LeaseUntil.After(res.Now), LeaseUntil: r.LeaseUntil, Now: res.Now,
 		Blocked: !r.BlockedAt.IsZero(), BlockedAt: r.BlockedAt,
 	}, nil
 }
@@ -120,43 +116,8 @@ const MaxDeadLetterLimit = 10000
 // asked: a bad Queue wraps ErrInvalidQueueName, any other bad field
 // ErrInvalidFilter.
 func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
-	if f.Queue != "" && !ValidQueueName(f.Queue) {
-		return nil, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(f.Queue))
-	}
-	if f.Status != "" && !slices.Contains(DeadLetterStatuses, f.Status) {
-		return nil, invalid(-1, "Status", ErrInvalidFilter, "%q is not one of %v", truncate(f.Status), DeadLetterStatuses)
-	}
-	if f.Limit == 0 {
-		f.Limit = 100
-	}
-	if f.Limit < 1 || f.Limit > MaxDeadLetterLimit {
-		return nil, invalid(-1, "Limit", ErrInvalidFilter, "%d is not in 1..%d", f.Limit, MaxDeadLetterLimit)
-	}
-	if _, err := o.operator("dead letters"); err == nil || f.paged() {
-		// The operations store knows every filter field (deadletters.go).
-		p, err := o.DeadLetterPage(ctx, f)
-		return p.DeadLetters, err
-	}
-	in, err := o.inspector("dead letters")
-	if err != nil {
-		return nil, err
-	}
-	r, err := in.ListDeadLetters(ctx, o.db, &dialect.ListDeadLettersParams{Queue: f.Queue, Status: f.Status, Limit: f.Limit})
-	if err != nil {
-		return nil, fmt.Errorf("outbox: dead letters: %w", err)
-	}
-	out := make([]DeadLetter, len(r.DeadLetters))
-	for i, d := range r.DeadLetters {
-		out[i] = DeadLetter{
-			ID: d.ID, Queue: d.Queue, Partition: d.Partition, Seq: d.Seq, Payload: d.Payload,
-			PayloadType: d.PayloadType, CreatedAt: d.CreatedAt, FailedAt: d.FailedAt,
-			Attempts: d.Attempts, Reason: d.LastError, Status: d.Status,
-		}
-		if len(d.Headers) > 0 {
-			_ = json.Unmarshal(d.Headers, &out[i].Headers)
-		}
-	}
-	return out, nil
+	p, err := o.DeadLetterPage(ctx, f)
+	return p.DeadLetters, err
 }
 
 // Stats counts the rows of the outbox tables.
@@ -168,27 +129,11 @@ type Stats struct {
 	DeadLetters int64
 }
 
-// Stats reads row counts; useful for monitoring and tests. Like
-// PartitionState and DeadLetters, it returns an error wrapping
-// ErrNotSupported when the dialect does not implement dialect.Inspector.
+// Stats reads row counts; useful for monitoring and tests.
 func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
-	in, err := o.inspector("stats")
-	if err != nil {
-		return Stats{}, err
-	}
-	r, err := in.Stats(ctx, o.db, &dialect.StatsParams{})
+	r, err := o.d.Stats(ctx, o.db, &dialect.StatsParams{})
 	if err != nil {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
 	return Stats(*r), nil
-}
-
-// inspector returns the dialect's optional inspection methods, or an error
-// wrapping ErrNotSupported naming what needed them.
-func (o *Outbox) inspector(what string) (dialect.Inspector, error) {
-	in, ok := o.d.(dialect.Inspector)
-	if !ok {
-		return nil, fmt.Errorf("outbox: %s: dialect %s does not implement dialect.Inspector: %w", what, o.d.Name(), ErrNotSupported)
-	}
-	return in, nil
 }

@@ -297,12 +297,12 @@ func (o *Outbox) sequencePass(ctx context.Context) (bool, error) {
 // sequenceRound sequences the partitions that have committed unsequenced
 // rows. Under load many partitions have a few rows each, so one transaction
 // takes them all, up to SequencerBatch rows in total: one commit instead of
-// one per partition. Each SequencePartition locks its partition (skipping
+// one per partition. SequencePartitions locks each partition (skipping
 // one another sequencer holds, so sequencers never wait on each other and
 // cannot deadlock however many partition locks one holds) and only then
 // picks rows, in a later statement that sees the previous holder's work.
 func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
-	if o.roundSeq != nil && !o.roundSeqNo.Load() {
+	if o.caps.SequencePending && !o.roundSeqNo.Load() {
 		assigned, skipped, err = o.sequencePending(ctx)
 		if !errors.Is(err, dialect.ErrUnsupported) {
 			return assigned, skipped, err
@@ -327,62 +327,39 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 	// instead of skipping every partition this one holds; 0 before.
 	// Only where a transaction takes several partitions at once.
 	share := 0
-	_, shares := o.d.(dialect.PartitionsSequencer)
-	shares = shares && o.cfg.Sequencers > 1
+	shares := o.cfg.Sequencers > 1
 	for len(ids) > 0 {
 		var n, skip int
 		var full []int64 // partitions that may have more rows
 		var next int     // ids[:next] were tried in this transaction
 		err := o.withTx(ctx, func(tx *sql.Tx) error {
 			n, skip, full, next = 0, 0, nil, 0
-			if ps, ok := o.d.(dialect.PartitionsSequencer); ok {
-				// A fixed number of statements for all of them; the budget
-				// is shared evenly, and a partition that used its share
-				// goes round again.
-				next = min(len(ids), o.cfg.SequencerBatch)
-				if share > 0 {
-					next = min(next, share)
-				}
-				limit := o.cfg.SequencerBatch / next
-				res, err := ps.SequencePartitions(ctx, o.in(tx), &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
-				if err != nil {
-					return fmt.Errorf("sequence partitions: %w", err)
-				}
-				for _, r := range res.Partitions {
-					if !r.Locked {
-						skip++
-						continue
-					}
-					n += r.Assigned
-					if r.Assigned == limit {
-						full = append(full, r.PartitionID)
-					}
-				}
-				return nil
+			// A fixed number of statements for all of them; the budget
+			// is shared evenly, and a partition that used its share
+			// goes round again.
+			next = min(len(ids), o.cfg.SequencerBatch)
+			if share > 0 {
+				next = min(next, share)
 			}
-			for _, id := range ids {
-				budget := o.cfg.SequencerBatch - n
-				if budget <= 0 {
-					break
-				}
-				next++
-				res, err := o.d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: id, Limit: budget})
-				if err != nil {
-					return fmt.Errorf("sequence partition %d: %w", id, err)
-				}
-				if !res.Locked {
+			limit := o.cfg.SequencerBatch / next
+			res, err := o.d.SequencePartitions(ctx, o.in(tx), &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
+			if err != nil {
+				return fmt.Errorf("sequence partitions: %w", err)
+			}
+			for _, r := range res.Partitions {
+				if !r.Locked {
 					skip++
 					continue
 				}
-				n += res.Assigned
-				if res.Assigned == budget {
-					full = append(full, id)
+				n += r.Assigned
+				if r.Assigned == limit {
+					full = append(full, r.PartitionID)
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			if o.d.IsRetryable(err) {
+			if o.retryable(err) {
 				return assigned, skipped + len(ids), nil
 			}
 			return assigned, skipped, err
@@ -403,7 +380,7 @@ func (o *Outbox) sequenceRound(ctx context.Context, shuffle bool) (assigned, ski
 	return assigned, skipped, nil
 }
 
-// sequencePending is sequenceRound through dialect.PendingSequencer: a
+// sequencePending is sequenceRound through dialect.Dialect.SequencePending: a
 // call finds and sequences up to SequencerBatch pending partitions in one
 // round trip. Calls go on from the last partition found while a call found
 // as many as it may (more may wait beyond), and round again while a
@@ -413,10 +390,10 @@ func (o *Outbox) sequencePending(ctx context.Context) (assigned, skipped int, er
 	var from int64
 	full := false // a partition used its share since from was last 0
 	for {
-		res, err := o.roundSeq.SequencePending(ctx, o.q, &dialect.SequencePendingParams{
+		res, err := o.d.SequencePending(ctx, o.q, &dialect.SequencePendingParams{
 			FromPartitionID: from, MaxPartitions: maxParts, Limit: o.cfg.SequencerBatch})
 		if err != nil {
-			if o.d.IsRetryable(err) {
+			if o.retryable(err) {
 				return assigned, skipped + 1, nil
 			}
 			return assigned, skipped, fmt.Errorf("sequence pending: %w", err)

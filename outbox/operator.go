@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -21,11 +22,10 @@ var ErrNotBlocked = errors.New("outbox: partition not blocked")
 //
 // Errors: ErrInvalidQueueName and ErrPartitionOutOfRange before the
 // database is asked; ErrUnknownQueue when the partition does not exist;
-// ErrNotBlocked when it is not blocked; ErrNotSupported when the dialect
-// does not implement dialect.CursorLocker. On error nothing was changed.
+// ErrNotBlocked when it is not blocked. On error nothing was changed.
 func (o *Outbox) RetryPartition(ctx context.Context, queue string, partition int) error {
-	err := o.unblock(ctx, "retry partition", queue, partition, func(_ *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error) {
-		return &dialect.UpdateCursorParams{PartitionID: r.PartitionID, ProcessedSeq: r.ProcessedSeq}, nil
+	err := o.unblock(ctx, "retry partition", queue, partition, func(_ *sql.Tx, r *dialect.LockCursorResult) (*dialect.CursorUpdate, error) {
+		return &dialect.CursorUpdate{PartitionID: r.PartitionID, ProcessedSeq: r.ProcessedSeq}, nil
 	})
 	if err != nil {
 		return err
@@ -44,15 +44,15 @@ func (o *Outbox) RetryPartition(ctx context.Context, queue string, partition int
 // Errors are those of RetryPartition.
 func (o *Outbox) SkipPartition(ctx context.Context, queue string, partition int, reason string) error {
 	var seq int64
-	err := o.unblock(ctx, "skip partition", queue, partition, func(tx *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error) {
-		rm, err := o.d.ReadMessages(ctx, tx, &dialect.ReadMessagesParams{PartitionID: r.PartitionID, AfterSeq: r.ProcessedSeq, Limit: 1})
+	err := o.unblock(ctx, "skip partition", queue, partition, func(tx *sql.Tx, r *dialect.LockCursorResult) (*dialect.CursorUpdate, error) {
+		rm, err := o.d.ReadPartitions(ctx, tx, &dialect.ReadPartitionsParams{Reads: []dialect.PartitionRead{{PartitionID: r.PartitionID, AfterSeq: r.ProcessedSeq, Limit: 1}}})
 		if err != nil {
 			return nil, fmt.Errorf("read the head: %w", err)
 		}
-		if len(rm.Messages) == 0 {
+		if len(rm.Messages[0]) == 0 {
 			return nil, fmt.Errorf("the blocked partition has no message after seq %d", r.ProcessedSeq)
 		}
-		seq = rm.Messages[0].Seq
+		seq = rm.Messages[0][0].Seq
 		why := reason
 		if why == "" {
 			why = "skipped by an operator: " + r.LastError
@@ -66,7 +66,7 @@ func (o *Outbox) SkipPartition(ctx context.Context, queue string, partition int,
 		if dl.Inserted != 1 {
 			return nil, fmt.Errorf("dead letter: %d rows written for seq %d, want 1", dl.Inserted, seq)
 		}
-		return &dialect.UpdateCursorParams{PartitionID: r.PartitionID, ProcessedSeq: seq, DeleteThrough: seq}, nil
+		return &dialect.CursorUpdate{PartitionID: r.PartitionID, ProcessedSeq: seq, DeleteThrough: seq}, nil
 	})
 	if err != nil {
 		return err
@@ -82,22 +82,18 @@ func (o *Outbox) SkipPartition(ctx context.Context, queue string, partition int,
 // update clears blocked_at, attempts and last error, and makes the
 // partition claimable now). Then it wakes this process's workers.
 func (o *Outbox) unblock(ctx context.Context, what, queue string, partition int,
-	act func(tx *sql.Tx, r *dialect.LockCursorResult) (*dialect.UpdateCursorParams, error)) error {
+	act func(tx *sql.Tx, r *dialect.LockCursorResult) (*dialect.CursorUpdate, error)) error {
 	if !ValidQueueName(queue) {
 		return invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
 	}
 	if partition < 0 || partition >= MaxPartitions {
 		return invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
 	}
-	op, ok := o.d.(dialect.CursorLocker)
-	if !ok {
-		return fmt.Errorf("outbox: %s: dialect %s does not implement dialect.CursorLocker: %w", what, o.d.Name(), ErrNotSupported)
-	}
 	if err := o.checkDatabase(ctx, o.db); err != nil {
 		return err
 	}
 	err := o.withTx(ctx, func(tx *sql.Tx) error {
-		r, err := op.LockCursor(ctx, tx, &dialect.LockCursorParams{Queue: queue, Partition: partition})
+		r, err := o.d.LockCursor(ctx, tx, &dialect.LockCursorParams{Queue: queue, Partition: partition})
 		if err != nil {
 			return err
 		}
@@ -108,11 +104,11 @@ func (o *Outbox) unblock(ctx context.Context, what, queue string, partition int,
 		if err != nil {
 			return err
 		}
-		res, err := o.d.UpdateCursor(ctx, tx, up)
+		res, err := o.d.UpdateCursors(ctx, tx, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{up}})
 		if err != nil {
 			return fmt.Errorf("update cursor: %w", err)
 		}
-		if !res.Updated {
+		if len(res.Updated) != 1 || !res.Updated[0] {
 			return errors.New("update cursor: the locked row was not updated")
 		}
 		return nil
@@ -126,5 +122,5 @@ func (o *Outbox) unblock(ctx context.Context, what, queue string, partition int,
 	case errors.Is(err, ErrNotBlocked):
 		return err
 	}
-	return fmt.Errorf("outbox: %s: %w", what, err)
+	return cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: %s: %w", what, err))
 }

@@ -37,17 +37,17 @@ type Outbox struct {
 	queues   map[string]int // partition counts, for validation only
 	checked  bool           // the dialect's CheckDatabase passed
 
+	caps    dialect.Capabilities
 	seqWake *signal // producers committed
-	// insertSeq: the dialect may sequence rows as they are inserted
-	// (dialect.InsertSequencer), so a commit can make work for the
+	// unseqAt: where the dialect may sequence rows as they are inserted
+	// (Capabilities.SequencesOnInsert), a commit can make work for the
 	// workers directly; the sequencer is woken only while inserts leave
 	// rows to it (unseqAt: the last time one did, in UnixNano).
-	insertSeq bool
-	unseqAt   atomic.Int64
-	workWake  *signal // the sequencer assigned seqs
-	// roundSeq: the dialect runs a sequencer round in one call
-	// (dialect.PendingSequencer) until it reports dialect.ErrUnsupported.
-	roundSeq   dialect.PendingSequencer
+	unseqAt  atomic.Int64
+	workWake *signal // the sequencer assigned seqs
+	// roundSeqNo: the dialect ran a sequencer round in one call
+	// (Capabilities.SequencePending) until it reported
+	// dialect.ErrUnsupported.
 	roundSeqNo atomic.Bool
 	// coalesce: how long the sequencer and decoupled workers let work
 	// gather under sustained load (see goLoop).
@@ -105,15 +105,12 @@ func New(db *sql.DB, d dialect.Dialect, cfg Config) (*Outbox, error) {
 
 		queueConfigs: make(map[string]queueConfig),
 	}
-	if is, ok := d.(dialect.InsertSequencer); ok {
-		o.insertSeq = is.SequencesOnInsert()
-	}
-	o.roundSeq, _ = d.(dialect.PendingSequencer)
+	o.caps = d.Capabilities()
 	o.q = db
 	if !cfg.NoCoalesce {
 		o.coalesce = cfg.CoalesceDelay
 	}
-	if sp, ok := d.(dialect.StatementPreparer); ok && sp.PrepareStatements() {
+	if o.caps.PreparedStatements {
 		o.stmts = stmtcache.New(db, 0)
 		o.q = o.stmts
 	}
@@ -154,6 +151,9 @@ func (o *Outbox) DeclareQueue(ctx context.Context, queue string, partitions int)
 		if errors.As(err, &mm) {
 			return mm
 		}
+		if werr := o.wrongDatabase(err); werr != nil {
+			return werr
+		}
 		return fmt.Errorf("outbox: declare queue %q: %w", queue, err)
 	}
 	o.queuesMu.Lock()
@@ -178,6 +178,9 @@ func (o *Outbox) partitionCount(ctx context.Context, q dialect.DBTX, queue strin
 	}
 	res, err := o.d.LookupQueue(ctx, q, &dialect.LookupQueueParams{Queue: queue})
 	if err != nil {
+		if werr := o.wrongDatabase(err); werr != nil {
+			return 0, werr
+		}
 		return 0, err
 	}
 	// A queue's partition count never changes once declared: safe to cache.
@@ -185,6 +188,46 @@ func (o *Outbox) partitionCount(ctx context.Context, q dialect.DBTX, queue strin
 	o.queues[queue] = len(res.PartitionIDs)
 	o.queuesMu.Unlock()
 	return len(res.PartitionIDs), nil
+}
+
+// pool is the outbox's database for a dialect method that runs outside
+// any caller's transaction.
+func (o *Outbox) pool() dialect.Pool { return dialect.Pool{DB: o.db, Q: o.q} }
+
+// retryable reports an error the dialect classifies as a transient
+// conflict: the work is tried again at once.
+func (o *Outbox) retryable(err error) bool {
+	return err != nil && o.d.ClassifyError(err) == dialect.ErrorRetryable
+}
+
+// wrongDatabase returns err wrapped as ErrWrongDialect (and
+// dialect.ErrWrongDatabase) when the dialect classifies it as an error of
+// another kind of database (a caller's transaction on another server,
+// say), else nil. Every entry point that hands a dialect error back asks
+// it, so the mismatch reads the same wherever it is found.
+func (o *Outbox) wrongDatabase(err error) error {
+	if err == nil || errors.Is(err, ErrWrongDialect) || o.d.ClassifyError(err) != dialect.ErrorWrongDatabase {
+		return nil
+	}
+	return fmt.Errorf("%w (dialect %s): %w: %w", ErrWrongDialect, o.d.Name(), dialect.ErrWrongDatabase, err)
+}
+
+// wrongDatabaseOn is wrongDatabase, and for an error the dialect cannot
+// place (one a driver raises before the database sees the statement, say)
+// it asks CheckDatabase on the same executor: a statement that failed on
+// a database of another kind reports ErrWrongDialect there too. Only on
+// the error path, so it costs nothing otherwise.
+func (o *Outbox) wrongDatabaseOn(ctx context.Context, q dialect.DBTX, err error) error {
+	if err == nil || errors.Is(err, ErrWrongDialect) {
+		return nil
+	}
+	if werr := o.wrongDatabase(err); werr != nil {
+		return werr
+	}
+	if cerr := o.d.CheckDatabase(ctx, q); errors.Is(cerr, dialect.ErrWrongDatabase) {
+		return fmt.Errorf("%w (dialect %s): %w: %w", ErrWrongDialect, o.d.Name(), cerr, err)
+	}
+	return nil
 }
 
 // errDBClosedText is the text of database/sql's unexported error for a
@@ -196,17 +239,13 @@ const errDBClosedText = "sql: database is closed"
 // other failure wraps its cause (context.Canceled, a driver error, …), and
 // a closed *sql.DB also matches sql.ErrConnDone.
 func (o *Outbox) checkDatabase(ctx context.Context, q dialect.DBTX) error {
-	c, ok := o.d.(dialect.Checker)
-	if !ok {
-		return nil
-	}
 	o.queuesMu.RLock()
 	done := o.checked
 	o.queuesMu.RUnlock()
 	if done {
 		return nil
 	}
-	if err := c.CheckDatabase(ctx, q); err != nil {
+	if err := o.d.CheckDatabase(ctx, q); err != nil {
 		if errors.Is(err, sql.ErrTxDone) {
 			return ErrTxDone
 		}
@@ -318,7 +357,7 @@ func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRo
 	if err == nil && res.Inserted != len(rows) {
 		err = fmt.Errorf("%w: %d of %d rows inserted", dialect.ErrQueueNotFound, res.Inserted, len(rows))
 	}
-	if err == nil && o.insertSeq {
+	if err == nil && o.caps.SequencesOnInsert {
 		o.tel.sequencedRows(ctx, res.Sequenced)
 		if res.Sequenced < res.Inserted {
 			o.unseqAt.Store(time.Now().UnixNano())
@@ -326,6 +365,9 @@ func (o *Outbox) insert(ctx context.Context, tx *sql.Tx, rows []dialect.InsertRo
 	}
 	if errors.Is(err, dialect.ErrQueueNotFound) {
 		return invalid(base, "Queue", ErrUnknownQueue, "a message names a partition that does not exist in the transaction's database (%v)", err)
+	}
+	if werr := o.wrongDatabaseOn(ctx, q, err); werr != nil {
+		return werr
 	}
 	return insertErr(err)
 }
@@ -381,7 +423,7 @@ func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // committing a transaction that enqueued messages. Calling it before the
 // commit is harmless but does not replace a call after it.
 func (o *Outbox) Notify() {
-	if !o.insertSeq {
+	if !o.caps.SequencesOnInsert {
 		o.seqWake.broadcast()
 		return
 	}
@@ -392,7 +434,7 @@ func (o *Outbox) Notify() {
 }
 
 // unseqWakeWindow: how long after an insert left rows unsequenced (with a
-// dialect.InsertSequencer) Notify still wakes the sequencer. A transaction
+// Capabilities.SequencesOnInsert) Notify still wakes the sequencer. A transaction
 // that commits later than this after its insert is found by the
 // sequencer's poll instead.
 const unseqWakeWindow = 10 * time.Second

@@ -14,6 +14,7 @@ import (
 	"github.com/modkit-go/db/dialect/postgres"
 	"github.com/modkit-go/db/dialect/sqlite"
 	"github.com/modkit-go/db/internal/testdb"
+	"github.com/modkit-go/db/migrations"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -101,6 +102,50 @@ func TestWrongDialectEveryPair(t *testing.T) {
 	}
 }
 
+// Enqueue with a transaction of another kind of database, on an outbox
+// whose queue is declared (so nothing is looked up first), reports
+// ErrWrongDialect and dialect.ErrWrongDatabase, as migrations.Up and the
+// database check do, for every pair of built-in dialect and database: the
+// dialect classifies the other driver's error (dialect.ErrorWrongDatabase).
+func TestEnqueueWrongDatabaseEveryPair(t *testing.T) {
+	kinds := []struct {
+		d    dialect.Dialect
+		open func(testing.TB) func() *sql.DB
+	}{{postgres.New(), testdb.Postgres}, {mysql.New(), testdb.MySQL}, {sqlite.New(), testdb.SQLite}}
+	pools := make([]*sql.DB, len(kinds))
+	obs := make([]*outbox.Outbox, len(kinds))
+	for i, k := range kinds {
+		pools[i] = k.open(t)()
+		if err := migrations.Up(t.Context(), pools[i], k.d); err != nil {
+			t.Fatal(err)
+		}
+		ob, err := outbox.New(pools[i], k.d, outbox.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.DeclareQueue(t.Context(), "q", 1); err != nil {
+			t.Fatal(err)
+		}
+		obs[i] = ob
+	}
+	for i, k := range kinds {
+		for j, other := range kinds {
+			if i == j {
+				continue
+			}
+			tx, err := pools[j].BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = obs[i].Enqueue(t.Context(), tx, outbox.Message{Queue: "q", Payload: []byte("x"), PayloadType: "t"})
+			_ = tx.Rollback()
+			if !errors.Is(err, outbox.ErrWrongDialect) || !errors.Is(err, dialect.ErrWrongDatabase) {
+				t.Errorf("%s outbox, %s transaction: Enqueue: %v, want ErrWrongDialect and dialect.ErrWrongDatabase", k.d.Name(), other.d.Name(), err)
+			}
+		}
+	}
+}
+
 // Typed-nil dialects are an error from New, not a panic later; zero-value
 // dialects mean New(): the default prefix and the same migrations.
 func TestNilAndZeroDialects(t *testing.T) {
@@ -108,7 +153,6 @@ func TestNilAndZeroDialects(t *testing.T) {
 	defer cleanup()
 	type builtin interface {
 		dialect.Dialect
-		dialect.Schema
 	}
 	for _, c := range []struct{ typedNil, zero, def builtin }{
 		{(*postgres.Dialect)(nil), &postgres.Dialect{}, postgres.New()},
@@ -126,27 +170,6 @@ func TestNilAndZeroDialects(t *testing.T) {
 		if err != nil || len(want) == 0 || !bytes.Equal(got, want) || !bytes.Contains(got, []byte(" outbox_messages")) {
 			t.Errorf("zero %T: migrations differ from New()'s (%v)", c.zero, err)
 		}
-	}
-}
-
-// TestInspectorOptional: a dialect without dialect.Inspector runs the
-// pipeline; the inspection methods return ErrNotSupported, asking nothing.
-func TestInspectorOptional(t *testing.T) {
-	db, cleanup := openSQLite()
-	defer cleanup()
-	ob, err := outbox.New(db, struct{ dialect.Dialect }{sqlite.New()}, outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := ob.Stats(ctx); !errors.Is(err, outbox.ErrNotSupported) {
-		t.Errorf("Stats: %v, want ErrNotSupported", err)
-	}
-	if _, err := ob.PartitionState(ctx, "q", 0); !errors.Is(err, outbox.ErrNotSupported) {
-		t.Errorf("PartitionState: %v, want ErrNotSupported", err)
-	}
-	if _, err := ob.DeadLetters(ctx, outbox.DeadLetterFilter{}); !errors.Is(err, outbox.ErrNotSupported) {
-		t.Errorf("DeadLetters: %v, want ErrNotSupported", err)
 	}
 }
 

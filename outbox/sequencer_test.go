@@ -13,7 +13,7 @@ import (
 	"github.com/modkit-go/db/dialect/sqlite"
 )
 
-// backlogSequencer is a dialect.PartitionsSequencer over an in-memory
+// backlogSequencer is a dialect whose SequencePartitions runs over an in-memory
 // backlog (rows waiting per partition) that records the partitions of each
 // SequencePartitions call.
 type backlogSequencer struct {
@@ -44,7 +44,7 @@ func (d *backlogSequencer) SequencePartitions(_ context.Context, _ dialect.DBTX,
 	for _, id := range p.PartitionIDs {
 		n := min(d.waiting[id], p.Limit)
 		d.waiting[id] -= n
-		res.Partitions = append(res.Partitions, dialect.SequencedPartition{PartitionID: id, SequencePartitionResult: dialect.SequencePartitionResult{Locked: true, Assigned: n}})
+		res.Partitions = append(res.Partitions, dialect.SequencedPartition{PartitionID: id, Locked: true, Assigned: n})
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,8 +63,7 @@ type QueueStatus struct {
 // QueueStatus reads the state of one queue in a fixed number of statements
 // (two on the built-in dialects), whatever its partition count. It returns
 // an error wrapping ErrInvalidQueueName for an invalid name and
-// ErrUnknownQueue for a queue never declared; it needs a dialect.Operator
-// (ErrNotSupported otherwise).
+// ErrUnknownQueue for a queue never declared.
 func (o *Outbox) QueueStatus(ctx context.Context, queue string) (QueueStatus, error) {
 	if !ValidQueueName(queue) {
 		return QueueStatus{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
@@ -85,16 +85,12 @@ func (o *Outbox) Status(ctx context.Context) ([]QueueStatus, error) {
 }
 
 func (o *Outbox) status(ctx context.Context, queue string) ([]QueueStatus, error) {
-	op, err := o.operator("status")
-	if err != nil {
-		return nil, err
-	}
-	r, err := op.QueueStatus(ctx, o.db, &dialect.QueueStatusParams{Queue: queue})
+	r, err := o.d.QueueStatus(ctx, o.db, &dialect.QueueStatusParams{Queue: queue})
 	if errors.Is(err, dialect.ErrQueueNotFound) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("outbox: status: %w", err)
+		return nil, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: status: %w", err))
 	}
 	var out []QueueStatus
 	at := map[string]int{}

@@ -43,12 +43,9 @@ const stuckAfter = 3
 // after some were dropped carries their number as "suppressed".
 const logsPerSecond = 10
 
-// Bounds of one collection of the backlog gauges (see queueBacklog): the
-// most statements it runs and how long it may take.
-const (
-	backlogMaxStatements = 1000
-	backlogTimeout       = 5 * time.Second
-)
+// backlogTimeout bounds one collection of the backlog gauges (see
+// queueBacklog).
+const backlogTimeout = 5 * time.Second
 
 // Histogram bucket boundaries in seconds: handler calls (OTel's
 // recommendation for durations in seconds) and enqueue-to-delivery
@@ -458,51 +455,20 @@ type queueBacklog struct {
 
 // queueBacklog reads the backlog and the oldest message's age of every
 // queue this Outbox knows (declared, handled or enqueued to here), for the
-// backlog gauges. With a dialect.Operator (every built-in dialect) that is
-// the status query: a fixed number of statements per queue, unsequenced
-// messages included. Without one it falls back to PartitionState per
-// partition and, when the partition has a backlog, a read of its head
-// message: at most two statements a partition, and at most
-// backlogMaxStatements in all. A queue that might not fit the remaining
-// budget is left out (with an error saying so) rather than reported in
-// part.
+// backlog gauges, through QueueStatus: a fixed number of statements per
+// queue, unsequenced messages included.
 func (o *Outbox) queueBacklog(ctx context.Context) ([]queueBacklog, error) {
 	o.queuesMu.RLock()
 	queues := make([]string, 0, len(o.queues))
-	parts := make(map[string]int, len(o.queues))
-	for q, n := range o.queues {
+	for q := range o.queues {
 		queues = append(queues, q)
-		parts[q] = n
 	}
 	o.queuesMu.RUnlock()
 	slices.Sort(queues)
-	if _, err := o.operator("backlog"); err == nil {
-		var out []queueBacklog
-		var errs []error
-		for _, q := range queues {
-			st, err := o.QueueStatus(ctx, q)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("queue %q: %w", q, err))
-				if ctx.Err() != nil {
-					break
-				}
-				continue
-			}
-			out = append(out, queueBacklog{queue: q, messages: st.Backlog, oldest: st.Age})
-		}
-		return out, errors.Join(errs...)
-	}
-	budget := backlogMaxStatements
 	var out []queueBacklog
 	var errs []error
 	for _, q := range queues {
-		n := parts[q]
-		if 2*n > budget {
-			errs = append(errs, fmt.Errorf("queue %q: %d partitions exceed the remaining statement budget (%d of %d)", q, n, budget, backlogMaxStatements))
-			continue
-		}
-		b, used, err := o.partitionsBacklog(ctx, q, n)
-		budget -= used
+		st, err := o.QueueStatus(ctx, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("queue %q: %w", q, err))
 			if ctx.Err() != nil {
@@ -510,38 +476,7 @@ func (o *Outbox) queueBacklog(ctx context.Context) ([]queueBacklog, error) {
 			}
 			continue
 		}
-		out = append(out, b)
+		out = append(out, queueBacklog{queue: q, messages: st.Backlog, oldest: st.Age})
 	}
 	return out, errors.Join(errs...)
-}
-
-// partitionsBacklog sums one queue's backlog over its n partitions and
-// returns the statements it ran.
-func (o *Outbox) partitionsBacklog(ctx context.Context, queue string, n int) (queueBacklog, int, error) {
-	b := queueBacklog{queue: queue}
-	in, err := o.inspector("backlog")
-	if err != nil {
-		return b, 0, err
-	}
-	used := 0
-	for p := range n {
-		used++
-		st, err := in.PartitionState(ctx, o.db, &dialect.PartitionStateParams{Queue: queue, Partition: p})
-		if err != nil {
-			return b, used, fmt.Errorf("partition %d: %w", p, err)
-		}
-		if st.LastSeq <= st.ProcessedSeq {
-			continue
-		}
-		b.messages += st.LastSeq - st.ProcessedSeq
-		used++
-		rm, err := o.d.ReadMessages(ctx, o.db, &dialect.ReadMessagesParams{PartitionID: st.PartitionID, AfterSeq: st.ProcessedSeq, Limit: 1})
-		if err != nil {
-			return b, used, fmt.Errorf("partition %d: head message: %w", p, err)
-		}
-		if len(rm.Messages) > 0 {
-			b.oldest = max(b.oldest, st.Now.Sub(rm.Messages[0].CreatedAt))
-		}
-	}
-	return b, used, nil
 }

@@ -188,7 +188,7 @@ func TestLeaseLostCounted(t *testing.T) {
 	if _, err := o.SequenceAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "mine", Lease: time.Minute})
+	res, err := d.ClaimLeases(ctx, dialect.Pool{DB: db, Q: db}, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 1, Token: "mine", Lease: time.Minute})
 	if err != nil || len(res.Partitions) != 1 {
 		t.Fatalf("claim: %v %v", res, err)
 	}

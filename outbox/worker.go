@@ -26,7 +26,7 @@ type worker struct {
 	// are combined per group of queues with one lease duration (see
 	// claimGroups): one group unless queues set their own LeaseDuration.
 	decoupledGroups, txGroups []*claimGroup
-	acks                      combiner[*dialect.UpdateCursorParams, bool]
+	acks                      combiner[*dialect.CursorUpdate, bool]
 }
 
 func newWorker(o *Outbox, decoupled, transactional []string) *worker {
@@ -89,7 +89,7 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 	granted := time.Now() // before the claim: the local deadline errs early
 	res, err := w.claim(g, g.limit)
 	if err != nil {
-		if o.d.IsRetryable(err) {
+		if o.retryable(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("claim: %w", err)
@@ -98,16 +98,15 @@ func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
 		return false, nil
 	}
 	token := res.token
-	// The first batch of every claimed partition in one statement, where
-	// the dialect can.
+	// The first batch of every claimed partition in one statement.
 	var first [][]dialect.Message
-	if pr, ok := o.d.(dialect.PartitionsReader); ok && len(res.claimed) > 1 {
-		reads := make([]dialect.ReadMessagesParams, len(res.claimed))
+	{
+		reads := make([]dialect.PartitionRead, len(res.claimed))
 		for i, c := range res.claimed {
-			reads[i] = dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.queueConfigOf(c.Queue).batchSize}
+			reads[i] = dialect.PartitionRead{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: o.queueConfigOf(c.Queue).batchSize}
 		}
 		stmtCtx, cancel := o.bookkeeping(ctx)
-		rr, err := pr.ReadPartitions(stmtCtx, o.q, &dialect.ReadPartitionsParams{Reads: reads})
+		rr, err := o.d.ReadPartitions(stmtCtx, o.q, &dialect.ReadPartitionsParams{Reads: reads})
 		cancel()
 		if err == nil {
 			first = rr.Messages
@@ -194,13 +193,13 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		}
 		if !read {
 			stmtCtx, cancel := o.bookkeeping(ctx)
-			rm, err := o.d.ReadMessages(stmtCtx, o.q, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: cursor, Limit: qc.batchSize})
+			rm, err := o.read(stmtCtx, o.q, c.PartitionID, cursor, qc.batchSize)
 			cancel()
 			if err != nil {
 				_ = release()
 				return fmt.Errorf("read: %w", err)
 			}
-			msgs = rm.Messages
+			msgs = rm
 		}
 		read = false
 		if len(msgs) == 0 {
@@ -222,7 +221,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 		cc := w.cursorChangeFor(qc, out, msgs, cursor, attempts)
 		more := !cc.retry && ctx.Err() == nil &&
 			(len(msgs) == qc.batchSize || cc.cursor < msgs[len(msgs)-1].Seq)
-		up := &dialect.UpdateCursorParams{
+		up := &dialect.CursorUpdate{
 			PartitionID: c.PartitionID, Token: token, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
 			LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block, DeleteAfter: cursor,
 		}
@@ -270,7 +269,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	o := w.o
 	cl, err := w.claim(g, 1)
 	if err != nil {
-		if o.d.IsRetryable(err) {
+		if o.retryable(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("claim: %w", err)
@@ -312,8 +311,8 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	}
 	c := res.Partitions[0]
 	qc := o.queueConfigOf(c.Queue)
-	rm, err := o.d.ReadMessages(stmtCtx, o.in(tx), &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: c.ProcessedSeq, Limit: qc.batchSize})
-	if err != nil || len(rm.Messages) == 0 {
+	msgs, err := o.read(stmtCtx, o.in(tx), c.PartitionID, c.ProcessedSeq, qc.batchSize)
+	if err != nil || len(msgs) == 0 {
 		_ = tx.Rollback()
 		release()
 		if err != nil {
@@ -321,7 +320,6 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		}
 		return true, nil
 	}
-	msgs := rm.Messages
 	// A handler call past HandlerTimeout is rolled back and counted at
 	// once, while it still runs: the partition is free for another worker
 	// after the backoff. What its delivery does afterwards fails (the
@@ -360,7 +358,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 	cc := w.cursorChangeFor(qc, out, msgs, c.ProcessedSeq, c.Attempts)
 	// Not fenced by token: the row lock, taken while the token held the
 	// lease, excludes every other claimer. Renew 0 drops the lease.
-	up := &dialect.UpdateCursorParams{
+	up := &dialect.CursorUpdate{
 		PartitionID: c.PartitionID, ProcessedSeq: cc.cursor, Attempts: cc.attempts,
 		LastError: cc.lastError, RetryAfter: cc.retryAfter, Block: cc.block, DeleteAfter: c.ProcessedSeq,
 	}
@@ -388,14 +386,14 @@ func (w *worker) unrecorded(ctx context.Context, c dialect.ClaimedPartition, tok
 	next := attempts + 1
 	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	res, err := o.d.UpdateCursor(stmtCtx, o.q, &dialect.UpdateCursorParams{
+	updated, err := o.updateCursor(stmtCtx, o.q, o.db, &dialect.CursorUpdate{
 		PartitionID: c.PartitionID, Token: token, ProcessedSeq: cursor, Attempts: next,
 		LastError: asciiReason(cause), RetryAfter: backoff(next, qc.retryBase, qc.retryMax, jitter),
 	})
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w; counting the failed attempt: %w", cause, err)
-	case !res.Updated:
+	case !updated:
 		o.tel.lostLease(ctx, c.Queue)
 		o.log.Warn("outbox: a delivery's result could not be recorded and its lease is gone; the takeover counts the attempt",
 			"queue", c.Queue, "partition", c.Partition, "err", cause)
@@ -500,7 +498,7 @@ func (s *callScope) txBatch(ds []Delivery, fn TxBatchFunc) (outcome, error) {
 // write records a batch's result: dead letters and the fenced cursor-row
 // update in one transaction, so a worker that lost its lease writes
 // nothing at all. tx is the transactional handler's transaction, or nil.
-func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.UpdateCursorParams, dead []deadGroup) error {
+func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartition, up *dialect.CursorUpdate, dead []deadGroup) error {
 	o := w.o
 	// Delivered rows may go with the ack; the vacuum takes what stays.
 	up.DeleteThrough = up.ProcessedSeq
@@ -517,7 +515,7 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 	}
 	stmtCtx, cancel := o.bookkeeping(ctx)
 	defer cancel()
-	apply := func(q dialect.DBTX) error {
+	apply := func(q dialect.DBTX, db *sql.DB) error {
 		// Dead letters first: they copy rows the ack may delete. If the
 		// fenced ack then fails, the transaction, dead letters included,
 		// is rolled back.
@@ -528,17 +526,17 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 				return fmt.Errorf("dead letter: %w", err)
 			}
 		}
-		res, err := o.d.UpdateCursor(stmtCtx, q, up)
+		updated, err := o.updateCursor(stmtCtx, q, db, up)
 		if err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}
-		if !res.Updated {
+		if !updated {
 			return errLostLease
 		}
 		return nil // dead letters are logged once committed (telemetry.recorded)
 	}
 	if tx != nil {
-		if err := apply(o.in(tx)); err != nil {
+		if err := apply(o.in(tx), nil); err != nil {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -551,11 +549,11 @@ func (w *worker) write(ctx context.Context, tx *sql.Tx, c dialect.ClaimedPartiti
 	for try := 1; ; try++ {
 		var err error
 		if len(dead) == 0 {
-			err = apply(o.q)
+			err = apply(o.q, o.db)
 		} else {
-			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(o.in(tx)) })
+			err = o.withTx(stmtCtx, func(tx *sql.Tx) error { return apply(o.in(tx), nil) })
 		}
-		if err == nil || try == 3 || !o.d.IsRetryable(err) {
+		if err == nil || try == 3 || !o.retryable(err) {
 			return err
 		}
 	}
@@ -682,4 +680,29 @@ func deliveries(c dialect.ClaimedPartition, msgs []dialect.Message, attempts int
 		}
 	}
 	return ds
+}
+
+// read reads up to limit messages of a partition after seq afterSeq.
+func (o *Outbox) read(ctx context.Context, q dialect.DBTX, partitionID, afterSeq int64, limit int) ([]dialect.Message, error) {
+	r, err := o.d.ReadPartitions(ctx, q, &dialect.ReadPartitionsParams{Reads: []dialect.PartitionRead{{PartitionID: partitionID, AfterSeq: afterSeq, Limit: limit}}})
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Messages) != 1 {
+		return nil, fmt.Errorf("outbox: ReadPartitions reported %d reads for 1", len(r.Messages))
+	}
+	return r.Messages[0], nil
+}
+
+// updateCursor writes one cursor update on q: in a transaction the caller
+// holds (db nil), or on the outbox's database, committed on return.
+func (o *Outbox) updateCursor(ctx context.Context, q dialect.DBTX, db *sql.DB, up *dialect.CursorUpdate) (bool, error) {
+	r, err := o.d.UpdateCursors(ctx, q, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{up}, DB: db})
+	if err != nil {
+		return false, err
+	}
+	if len(r.Updated) != 1 {
+		return false, fmt.Errorf("outbox: UpdateCursors reported %d results for 1", len(r.Updated))
+	}
+	return r.Updated[0], nil
 }

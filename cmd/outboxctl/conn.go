@@ -119,11 +119,9 @@ func (c *cli) open(ctx context.Context, forMigrate bool) (*session, error) {
 		s.Close()
 		return nil, exitf(exitConnect, "connect to %s: %v", f.dialect, err)
 	}
-	if ch, ok := dialect.Dialect(d).(dialect.Checker); ok {
-		if err := ch.CheckDatabase(ctx, db); err != nil {
-			s.Close()
-			return nil, exitf(exitConnect, "%v", err)
-		}
+	if err := d.CheckDatabase(ctx, db); err != nil {
+		s.Close()
+		return nil, exitf(exitConnect, "%v", err)
 	}
 	if !forMigrate {
 		if err := migrations.Check(ctx, db, d); err != nil {

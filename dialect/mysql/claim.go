@@ -131,20 +131,20 @@ func scanLocked(rows *sql.Rows, err error) (map[int64]lockedCursor, error) {
 	return got, rows.Err()
 }
 
-// ClaimLease implements dialect.Dialect. MySQL has no UPDATE … RETURNING,
+// ClaimLeases implements dialect.Dialect. MySQL has no UPDATE … RETURNING,
 // so the claim runs in its own READ COMMITTED transaction: consistent read,
 // lock with SKIP LOCKED, stamp the lease, commit. No statement in it waits
 // for a lock (SKIP LOCKED never waits; the UPDATE touches rows already
 // locked), so it cannot deadlock.
-func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (res *dialect.ClaimResult, err error) {
-	order, cands, err := d.claimCandidates(ctx, db, p.Queues, p.Limit)
+func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (res *dialect.ClaimResult, err error) {
+	order, cands, err := d.claimCandidates(ctx, pool.Q, p.Queues, p.Limit)
 	if err != nil {
 		return nil, err
 	}
 	if len(order) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
-	tx, err := db.BeginTx(ctx, d.TxOptions())
+	tx, err := pool.DB.BeginTx(ctx, d.TxOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,9 @@
 package mysql
 
 import (
-	"context"
 	"errors"
-	"strings"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/modkit-go/db/dialect"
-	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
 // MySQL/MariaDB error numbers that mean "try again".
@@ -19,10 +14,10 @@ const (
 	erXARBDeadlock    = 1614 // ER_XA_RBDEADLOCK
 )
 
-// IsRetryable implements dialect.Dialect: deadlocks (1213), lock wait
-// timeouts (1205), "record has changed since last read" (1020) and any
-// error with SQLSTATE 40001 (serialization failure).
-func (d *Dialect) IsRetryable(err error) bool {
+// retryable: deadlocks (1213), lock wait timeouts (1205), "record has
+// changed since last read" (1020) and any error with SQLSTATE 40001
+// (serialization failure).
+func retryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
@@ -40,11 +35,4 @@ func (d *Dialect) IsRetryable(err error) bool {
 		}
 	}
 	return false
-}
-
-// CheckDatabase implements dialect.Checker: q must be MySQL or MariaDB.
-func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	return sqlbase.CheckDatabase(ctx, q, "SELECT VERSION()", func(v string) bool {
-		return !strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")
-	})
 }

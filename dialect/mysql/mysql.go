@@ -53,22 +53,13 @@ import (
 //
 // The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	base          // statements, built on first use; the shared methods
-	prefix string // WithPrefix's, applied by New
+	base // statements, built on first use; the shared methods
 }
 
 // base is the shared implementation, built from spec.
 type base = sqlbase.Base[spec, queries]
 
-var (
-	_ dialect.Dialect   = (*Dialect)(nil)
-	_ dialect.Inspector = (*Dialect)(nil)
-	_ dialect.Schema    = (*Dialect)(nil)
-	_ dialect.Checker   = (*Dialect)(nil)
-
-	_ dialect.PartitionsReader    = (*Dialect)(nil)
-	_ dialect.PartitionsSequencer = (*Dialect)(nil)
-)
+var _ dialect.Dialect = (*Dialect)(nil)
 
 // Option configures a Dialect.
 type Option func(*Dialect)
@@ -76,37 +67,19 @@ type Option func(*Dialect)
 // WithPrefix sets the table-name prefix (default "outbox_"). It must match
 // [dialect.ValidPrefix]; New panics otherwise, since a prefix is a
 // constant of the program.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
+func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("mysql", prefix) } }
 
 // New returns the MySQL/MariaDB dialect.
-func New(opts ...Option) *Dialect {
-	d := &Dialect{}
-	for _, o := range opts {
-		o(d)
-	}
-	sqlbase.Configure(&d.base, "mysql", d.prefix)
-	return d
-}
+func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
 
 // qs returns the MySQL-only statements.
 func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
-
-// Name implements dialect.Dialect.
-func (d *Dialect) Name() string { return "mysql" }
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// TxOptions implements dialect.Dialect: READ COMMITTED (see Consistent
-// reads in the package documentation). InnoDB's default, REPEATABLE READ,
-// takes gap locks on locking reads and keeps one snapshot for the whole
-// transaction.
-func (d *Dialect) TxOptions() *sql.TxOptions {
-	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
-}
 
 // queries are the statements only MySQL/MariaDB runs this way.
 type queries struct {
@@ -123,6 +96,24 @@ type spec struct{}
 func (spec) Build(p string) (sqlbase.Shared, queries) {
 	r := strings.NewReplacer("{p}", p)
 	sh := sqlbase.Shared{
+		Name: "mysql", Family: "mysql", Retryable: retryable,
+		Probe: "SELECT VERSION()",
+		Accept: func(v string) bool {
+			return !strings.Contains(v, "PostgreSQL") && !strings.Contains(v, "CockroachDB")
+		},
+		// READ COMMITTED (see Consistent reads in the package
+		// documentation). InnoDB's default, REPEATABLE READ, takes gap
+		// locks on locking reads and keeps one snapshot for the whole
+		// transaction.
+		TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+		NowPlus:   "NOW(6) + INTERVAL ? MICROSECOND",
+		ForUpdate: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED",
+		// The replay hold reads in primary-key order: through the
+		// (status, …) indexes InnoDB would lock every holdable row before
+		// the sort and LIMIT, and keep them locked, so a concurrent holder
+		// would skip rows nobody took and come back empty-handed. In id
+		// order it locks, and keeps, only the rows it returns.
+		HoldHint:   " FORCE INDEX (PRIMARY)",
 		Goose:      "mysql",
 		Migrations: migrationFiles,
 		Bind:       sqlx.QUESTION,

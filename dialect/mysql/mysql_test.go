@@ -45,8 +45,8 @@ func TestIsRetryable(t *testing.T) {
 		{errors.New("x"), false},
 		{nil, false},
 	} {
-		if got := d.IsRetryable(c.err); got != c.want {
-			t.Errorf("IsRetryable(%v) = %v", c.err, got)
+		if got := d.ClassifyError(c.err) == dialect.ErrorRetryable; got != c.want {
+			t.Errorf("ClassifyError(%v) retryable = %v", c.err, got)
 		}
 	}
 	if d.TxOptions() == nil || d.TxOptions().Isolation != sql.LevelReadCommitted {
@@ -135,9 +135,9 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 	before := s.status("Created_tmp_disk_tables")
 	s.insert(40, []byte(`{"k":"v"}`))
 	s.sequence()
-	var reads []dialect.ReadMessagesParams
+	var reads []dialect.PartitionRead
 	for _, id := range s.ids {
-		reads = append(reads, dialect.ReadMessagesParams{PartitionID: id, Limit: 100})
+		reads = append(reads, dialect.PartitionRead{PartitionID: id, Limit: 100})
 	}
 	r, err := d.ReadPartitions(ctx, s.db, &dialect.ReadPartitionsParams{Reads: reads})
 	if err != nil {
@@ -148,15 +148,15 @@ func TestHotPathNoDiskTemporaryTables(t *testing.T) {
 			t.Fatalf("read %d: %d messages, want 10", i, len(ms))
 		}
 	}
-	if _, err := d.ReadMessages(ctx, s.db, &reads[0]); err != nil {
+	if _, err := d.ReadPartitions(ctx, s.db, &dialect.ReadPartitionsParams{Reads: reads[:1]}); err != nil {
 		t.Fatal(err)
 	}
 	// The acks of a round, with and without an error to record.
-	ps := []*dialect.UpdateCursorParams{
+	ps := []*dialect.CursorUpdate{
 		{PartitionID: s.ids[0], ProcessedSeq: 10, LastError: "boom"},
 		{PartitionID: s.ids[1], ProcessedSeq: 10},
 	}
-	if got, err := d.UpdateCursors(ctx, s.db, s.db, ps); err != nil || !got[0] || !got[1] {
+	if got, err := d.UpdateCursors(ctx, s.db, &dialect.UpdateCursorsParams{Updates: ps, DB: s.db}); err != nil || !got.Updated[0] || !got.Updated[1] {
 		t.Fatalf("UpdateCursors: %v, %v", got, err)
 	}
 	if n := s.status("Created_tmp_disk_tables") - before; n != 0 {
@@ -174,7 +174,7 @@ func TestVacuumProbesSkipUnsequencedRows(t *testing.T) {
 	s.insert(20, nil) // 10 per partition, sequenced and delivered below
 	s.sequence()
 	for _, pid := range s.ids {
-		if u, err := s.d.UpdateCursor(s.ctx, s.db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 10}); err != nil || !u.Updated {
+		if u, err := s.d.UpdateCursors(s.ctx, s.db, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{{PartitionID: pid, ProcessedSeq: 10}}, DB: s.db}); err != nil || !u.Updated[0] {
 			t.Fatalf("UpdateCursor: %+v, %v", u, err)
 		}
 	}
@@ -204,21 +204,21 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 		}
 		return n
 	}
-	claim, err := s.d.ClaimLease(s.ctx, s.db, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
+	claim, err := s.d.ClaimLeases(s.ctx, dialect.Pool{DB: s.db, Q: s.db}, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
 	if err != nil || len(claim.Partitions) != 2 {
 		t.Fatalf("ClaimLease: %+v, %v; want 2 partitions", claim, err)
 	}
 	// acks builds, for each claimed partition, the ack of its rows
 	// (after, through] with the ids a worker would have read.
-	acks := func(token string, after, through int64) []*dialect.UpdateCursorParams {
-		var ps []*dialect.UpdateCursorParams
+	acks := func(token string, after, through int64) []*dialect.CursorUpdate {
+		var ps []*dialect.CursorUpdate
 		for _, c := range claim.Partitions {
-			read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: c.PartitionID, AfterSeq: after, Limit: int(through - after)})
-			if err != nil || len(read.Messages) != int(through-after) {
-				t.Fatalf("ReadMessages: %+v, %v", read, err)
+			read, err := s.d.ReadPartitions(s.ctx, s.db, &dialect.ReadPartitionsParams{Reads: []dialect.PartitionRead{{PartitionID: c.PartitionID, AfterSeq: after, Limit: int(through - after)}}})
+			if err != nil || len(read.Messages[0]) != int(through-after) {
+				t.Fatalf("ReadPartitions: %+v, %v", read, err)
 			}
-			up := &dialect.UpdateCursorParams{PartitionID: c.PartitionID, Token: token, ProcessedSeq: through, DeleteThrough: through, DeleteAfter: after}
-			for _, m := range read.Messages {
+			up := &dialect.CursorUpdate{PartitionID: c.PartitionID, Token: token, ProcessedSeq: through, DeleteThrough: through, DeleteAfter: after}
+			for _, m := range read.Messages[0] {
 				up.DeleteIDs = append(up.DeleteIDs, m.ID)
 			}
 			ps = append(ps, up)
@@ -229,7 +229,11 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 	for _, c := range claim.Partitions {
 		held[c.PartitionID] = true
 	}
-	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, acks("w", 2, 7))
+	res, err := s.d.UpdateCursors(s.ctx, s.db, &dialect.UpdateCursorsParams{Updates: acks("w", 2, 7), DB: s.db})
+	var out []bool
+	if err == nil {
+		out = res.Updated
+	}
 	if err != nil || len(out) != 2 || !out[0] || !out[1] {
 		t.Fatalf("UpdateCursors: %v, %v", out, err)
 	}
@@ -241,8 +245,8 @@ func TestUpdateCursorsDeletesDelivered(t *testing.T) {
 	}
 	// A lost lease: nothing changes, nothing is deleted.
 	lost := acks("other", 7, 10)
-	out, err = s.d.UpdateCursors(s.ctx, s.db, s.db, lost)
-	if err != nil || out[0] || out[1] {
+	res, err = s.d.UpdateCursors(s.ctx, s.db, &dialect.UpdateCursorsParams{Updates: lost, DB: s.db})
+	if err != nil || res.Updated[0] || res.Updated[1] {
 		t.Fatalf("UpdateCursors with another token: %v, %v; want both fenced off", out, err)
 	}
 	for _, c := range claim.Partitions {
@@ -261,22 +265,22 @@ func TestUpdateCursorsDeletesManyRows(t *testing.T) {
 	for range n / 100 {
 		s.sequence()
 	}
-	claim, err := s.d.ClaimLease(s.ctx, s.db, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
+	claim, err := s.d.ClaimLeases(s.ctx, dialect.Pool{DB: s.db, Q: s.db}, &dialect.ClaimLeaseParams{Queues: []string{s.q}, Token: "w", Lease: time.Minute, Limit: 2})
 	if err != nil || len(claim.Partitions) != 2 {
 		t.Fatalf("ClaimLease: %+v, %v", claim, err)
 	}
-	read, err := s.d.ReadMessages(s.ctx, s.db, &dialect.ReadMessagesParams{PartitionID: s.ids[0], Limit: n})
-	if err != nil || len(read.Messages) != n {
-		t.Fatalf("ReadMessages: %d messages, %v", len(read.Messages), err)
+	read, err := s.d.ReadPartitions(s.ctx, s.db, &dialect.ReadPartitionsParams{Reads: []dialect.PartitionRead{{PartitionID: s.ids[0], Limit: n}}})
+	if err != nil || len(read.Messages[0]) != n {
+		t.Fatalf("ReadPartitions: %v, %v", read, err)
 	}
-	up := &dialect.UpdateCursorParams{PartitionID: s.ids[0], Token: "w", ProcessedSeq: n, DeleteThrough: n}
-	for _, m := range read.Messages {
+	up := &dialect.CursorUpdate{PartitionID: s.ids[0], Token: "w", ProcessedSeq: n, DeleteThrough: n}
+	for _, m := range read.Messages[0] {
 		up.DeleteIDs = append(up.DeleteIDs, m.ID)
 	}
 	// The other partition's ack (nothing delivered) makes it a combined round.
-	other := &dialect.UpdateCursorParams{PartitionID: s.ids[1], Token: "w"}
-	out, err := s.d.UpdateCursors(s.ctx, s.db, s.db, []*dialect.UpdateCursorParams{up, other})
-	if err != nil || !out[0] || !out[1] {
+	other := &dialect.CursorUpdate{PartitionID: s.ids[1], Token: "w"}
+	out, err := s.d.UpdateCursors(s.ctx, s.db, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{up, other}, DB: s.db})
+	if err != nil || !out.Updated[0] || !out.Updated[1] {
 		t.Fatalf("UpdateCursors: %v, %v", out, err)
 	}
 	for i, want := range []int{0, n} {

@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
@@ -12,51 +11,20 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// SequencePartition implements dialect.Dialect. tx must be READ COMMITTED
-// (TxOptions): the pick below needs a snapshot taken after the lock.
-func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
-	last, locked, err := sqlbase.LockPartition(ctx, tx, d.qs().lockPartition, p.PartitionID)
-	if err != nil || !locked {
-		return &dialect.SequencePartitionResult{}, err
-	}
-	ids, err := sqlbase.Int64s(ctx, tx, d.qs().unsequenced, p.PartitionID, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return &dialect.SequencePartitionResult{Locked: true, LastSeq: last}, nil
-	}
-	// Assign last+1, last+2, … in id order, by primary key only: the rows
-	// are committed and, while we hold the partition lock, nobody else
-	// writes unsequenced rows of this partition (producers never update
-	// their rows, vacuum deletes only sequenced ones), so these record locks
-	// are never contended. The secondary indexes on seq are not unique, so
-	// no duplicate check locks a neighbouring (possibly uncommitted) entry.
-	seqs := make([]int64, len(ids))
-	for i := range ids {
-		seqs[i] = last + int64(i) + 1
-	}
-	after := last + int64(len(ids))
-	pids, lasts := make([]int64, len(ids)), make([]int64, len(ids))
-	for i := range ids {
-		pids[i], lasts[i] = p.PartitionID, after
-	}
-	if n, err := d.number(ctx, tx, ids, seqs, pids, lasts); err != nil {
-		return nil, err
-	} else if n != len(ids)+1 {
-		// Cannot happen while the invariants above hold; refuse to leave a
-		// gap in the sequence if it does.
-		return nil, fmt.Errorf("mysql: sequencer updated %d of %d rows and the counter of partition %d", n, len(ids)+1, p.PartitionID)
-	}
-	return &dialect.SequencePartitionResult{Locked: true, Assigned: len(ids), LastSeq: after}, nil
-}
-
-// SequencePartitions implements dialect.PartitionsSequencer in three
-// statements, whatever the number of partitions: lock the partition rows
-// (SKIP LOCKED), pick every locked partition's unsequenced ids in one
-// consistent read taken after the locks (UNION ALL of the per-partition
-// pick, each a bounded range of its index), then number them and move the
-// counters in one UPDATE. Same reasoning as SequencePartition.
+// SequencePartitions implements dialect.Dialect in three statements,
+// whatever the number of partitions: lock the partition rows (SKIP
+// LOCKED), pick every locked partition's unsequenced ids in one consistent
+// read taken after the locks (UNION ALL of the per-partition pick, each a
+// bounded range of its index), then number them and move the counters in
+// one UPDATE. tx must be READ COMMITTED (TxOptions): the pick needs a
+// snapshot taken after the locks.
+//
+// The numbering assigns last+1, last+2, … in id order, by primary key
+// only: the rows are committed and, while the partition lock is held,
+// nobody else writes unsequenced rows of the partition (producers never
+// update their rows, vacuum deletes only sequenced ones), so these record
+// locks are never contended. The secondary indexes on seq are not unique,
+// so no duplicate check locks a neighbouring (possibly uncommitted) entry.
 func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
 	s := sqlbase.NewSequenced(p.PartitionIDs)
 	if len(p.PartitionIDs) == 0 || p.Limit <= 0 {

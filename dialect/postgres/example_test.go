@@ -11,6 +11,6 @@ import (
 // the outbox's prepared statements off; everything else is unchanged.
 func ExampleWithPreparedStatements() {
 	d := postgres.New(postgres.WithPreparedStatements(false))
-	fmt.Println(d.PrepareStatements(), postgres.New().PrepareStatements())
+	fmt.Println(d.Capabilities().PreparedStatements, postgres.New().Capabilities().PreparedStatements)
 	// Output: false true
 }

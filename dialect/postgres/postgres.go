@@ -26,8 +26,7 @@ import (
 //
 // The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	base          // statements, built on first use; the shared methods
-	prefix string // WithPrefix's, applied by New
+	base // statements, built on first use; the shared methods
 
 	notify   notifier // InsertMessages's wake-ups (see wake.go)
 	listener Listener // nil: Listen returns dialect.ErrNoWakeups
@@ -39,14 +38,8 @@ type Dialect struct {
 type base = sqlbase.Base[spec, queries]
 
 var (
-	_ dialect.Dialect   = (*Dialect)(nil)
-	_ dialect.Inspector = (*Dialect)(nil)
-	_ dialect.Schema    = (*Dialect)(nil)
-
-	_ dialect.PartitionsSequencer = (*Dialect)(nil)
-	_ dialect.PartitionsReader    = (*Dialect)(nil)
-	_ dialect.StatementPreparer   = (*Dialect)(nil)
-	_ dialect.StatementClaimer    = (*Dialect)(nil)
+	_ dialect.Dialect = (*Dialect)(nil)
+	_ dialect.Waker   = (*Dialect)(nil)
 )
 
 // Option configures a Dialect.
@@ -55,11 +48,11 @@ type Option func(*Dialect)
 // WithPrefix sets the table-name prefix (default "outbox_"). It must match
 // [dialect.ValidPrefix]; New panics otherwise, since a prefix is a
 // constant of the program.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
+func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("postgres", prefix) } }
 
 // WithPreparedStatements says whether the outbox may run its statements as
 // prepared statements, prepared once per connection and reused (default
-// true; see dialect.StatementPreparer). With lib/pq, which otherwise
+// true; see dialect.Capabilities.PreparedStatements). With lib/pq, which otherwise
 // parses and plans every statement anew, this is about a quarter more
 // throughput with producers and workers running at once. Turn it off behind a pooler that cannot keep a
 // connection's prepared statements across transactions (PgBouncer in
@@ -67,24 +60,17 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = pre
 func WithPreparedStatements(on bool) Option { return func(d *Dialect) { d.unprepared = !on } }
 
 // New returns the PostgreSQL dialect.
-func New(opts ...Option) *Dialect {
-	d := &Dialect{notify: notifier{on: true, every: DefaultNotifyInterval}}
-	for _, o := range opts {
-		o(d)
-	}
-	sqlbase.Configure(&d.base, "postgres", d.prefix)
-	return d
-}
+func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
 
 // qs returns the PostgreSQL-only statements.
 func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
 
-// Name implements dialect.Dialect.
-func (d *Dialect) Name() string { return "postgres" }
-
-// PrepareStatements implements dialect.StatementPreparer: true unless
-// WithPreparedStatements(false).
-func (d *Dialect) PrepareStatements() bool { return !d.unprepared }
+// Capabilities implements dialect.Dialect: prepared statements unless
+// WithPreparedStatements(false), and a sequencer round in one statement
+// (SequencePending).
+func (d *Dialect) Capabilities() dialect.Capabilities {
+	return dialect.Capabilities{PreparedStatements: !d.unprepared, SequencePending: true}
+}
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
@@ -92,12 +78,9 @@ func (d *Dialect) PrepareStatements() bool { return !d.unprepared }
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// TxOptions implements dialect.Dialect: READ COMMITTED, PostgreSQL's default.
-func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
-
-// IsRetryable implements dialect.Dialect: serialization failures (40001),
-// deadlocks (40P01) and lock timeouts (55P03).
-func (d *Dialect) IsRetryable(err error) bool {
+// retryable: serialization failures (40001), deadlocks (40P01) and lock
+// timeouts (55P03).
+func retryable(err error) bool {
 	var s interface{ SQLState() string }
 	if errors.As(err, &s) {
 		switch s.SQLState() {
@@ -110,9 +93,9 @@ func (d *Dialect) IsRetryable(err error) bool {
 
 // queries are the statements only PostgreSQL runs this way.
 type queries struct {
-	lockPartition, sequence, claimLease, lockClaim, update, insertOne string
-	lockPartitions, pickMany, numberMany                              string
-	lockCursor, updateMany, sequencePending                           string
+	claimLease, lockClaim, update, insertOne, lockCursor string
+	lockPartitions, pickMany, numberMany                 string
+	updateMany, sequencePending                          string
 }
 
 // spec tells the shared base how PostgreSQL differs.
@@ -122,6 +105,14 @@ type spec struct{}
 func (spec) Build(p string) (sqlbase.Shared, queries) {
 	r := strings.NewReplacer("{p}", p)
 	sh := sqlbase.Shared{
+		Name:   "postgres",
+		Family: "postgres",
+		// READ COMMITTED, PostgreSQL's default: nil TxOptions.
+		Retryable: retryable,
+		Probe:     "SELECT version()",
+		Accept:    func(v string) bool { return strings.Contains(v, "PostgreSQL") },
+		NowPlus:   "now() + CAST(? AS BIGINT) * INTERVAL '1 microsecond'",
+		ForUpdate: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED",
 		Goose:       "postgres",
 		Migrations:  migrationFiles,
 		Bind:        sqlx.DOLLAR,
@@ -154,40 +145,27 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 				LIMIT $1 FOR UPDATE OF m SKIP LOCKED)`),
 	}
 	return sh, queries{
-		// NO KEY UPDATE: excludes other sequencers of this partition without
-		// conflicting with anything producers do. SKIP LOCKED: a busy
-		// partition is someone else's job right now.
-		lockPartition: r.Replace(`SELECT last_seq FROM {p}partitions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`),
-		// Runs after the lock is held, so its snapshot sees every row the
-		// previous holder sequenced. Rows of uncommitted producers are
-		// invisible to the snapshot and are never waited on; they get the
-		// next seqs once they commit.
+		// SequencePartitions: first the lock of every partition of the
+		// list: NO KEY UPDATE excludes other sequencers of a partition
+		// without conflicting with anything producers do, and SKIP LOCKED
+		// leaves a busy partition to its holder. Rows of uncommitted
+		// producers are invisible to the later statements' snapshots and
+		// are never waited on; they get the next seqs once they commit.
 		//
-		// "partition_id BETWEEN $1 AND $1" rather than "=": with an equality
-		// the planner walks the primary key in id order and filters, which
-		// slows down as sequenced rows pile up in front; a range cannot use
-		// the primary key's order, so it takes the partial index
-		// (partition_id, id) WHERE seq IS NULL, index-only.
-		sequence: r.Replace(`WITH todo AS (
-				SELECT id, row_number() OVER (ORDER BY partition_id, id) AS rn
-				FROM {p}messages WHERE partition_id BETWEEN $1 AND $1 AND seq IS NULL
-				ORDER BY partition_id, id LIMIT $3
-			), upd AS (
-				UPDATE {p}messages m SET seq = $2 + todo.rn FROM todo WHERE m.id = todo.id RETURNING 1
-			)
-			UPDATE {p}partitions SET last_seq = last_seq + (SELECT count(*) FROM upd)
-			WHERE id = $1 RETURNING last_seq`),
-		// SequencePartitions: the lock of lockPartition for a list of ids,
-		// then, in later statements (whose snapshots, taken after the
+		// Then, in later statements (whose snapshots, taken after the
 		// locks, see the previous holders' work), the pick of every locked
 		// partition's rows and their numbering with the counters. Three
 		// statements rather than one so that each is prepared once and
-		// runs its generic plan (see dialect.StatementPreparer): as a single
+		// runs its generic plan (Capabilities.PreparedStatements): as a single
 		// statement the planner's generic choice for the join of the pick
 		// with the update was a sequential scan with a hash join, so every
 		// call was planned anew, and planning cost more than running it.
 		// The LATERAL keeps each partition's pick an index-only range scan
-		// of at most $2 rows; the numbering is a nested loop over the
+		// of at most $2 rows ("partition_id BETWEEN l.id AND l.id" rather
+		// than "=": with an equality the planner walks the primary key in id
+		// order and filters, which slows down as sequenced rows pile up in
+		// front; a range takes the partial index (partition_id, id) WHERE
+		// seq IS NULL, index-only); the numbering is a nested loop over the
 		// primary key.
 		lockPartitions: r.Replace(`SELECT id, last_seq FROM {p}partitions WHERE id = ANY($1::bigint[]) FOR NO KEY UPDATE SKIP LOCKED`),
 		pickMany: r.Replace(`SELECT l.id, m.id FROM unnest($1::bigint[]) AS l (id) CROSS JOIN LATERAL (
@@ -353,20 +331,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	})
 }
 
-// SequencePartition implements dialect.Dialect.
-func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
-	last, locked, err := sqlbase.LockPartition(ctx, tx, d.qs().lockPartition, p.PartitionID)
-	if err != nil || !locked {
-		return &dialect.SequencePartitionResult{}, err
-	}
-	var after int64
-	if err := tx.QueryRowContext(ctx, d.qs().sequence, p.PartitionID, last, p.Limit).Scan(&after); err != nil {
-		return nil, err
-	}
-	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(after - last), LastSeq: after}, nil
-}
-
-// SequencePartitions implements dialect.PartitionsSequencer in three
+// SequencePartitions implements dialect.Dialect in three
 // statements, whatever the number of partitions: lock, pick, number.
 func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
 	s := sqlbase.NewSequenced(p.PartitionIDs)
@@ -449,7 +414,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 	return s.Result, nil
 }
 
-// SequencePending implements dialect.PendingSequencer with the function of
+// SequencePending implements dialect.Dialect with the function of
 // migration 00003, one autocommit statement; it runs SequencePartitions's
 // statements, in the same order, in one round trip. A database without the
 // function (its migrations not applied yet) gets an error wrapping
@@ -533,18 +498,13 @@ func int64Array(vs []int64) string {
 	return string(append(b, '}'))
 }
 
-// ClaimLease implements dialect.Dialect in a single autocommit statement.
-func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	return d.ClaimLeaseOn(ctx, db, p)
-}
-
-// ClaimLeaseOn implements dialect.StatementClaimer: the claim is one
-// statement.
-func (d *Dialect) ClaimLeaseOn(ctx context.Context, q dialect.DBTX, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+// ClaimLeases implements dialect.Dialect in a single autocommit
+// statement, on pool.Q.
+func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
-	return scanClaims(q.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(pool.Q.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.
@@ -568,21 +528,21 @@ func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
 	return res, rows.Err()
 }
 
-// UpdateCursor implements dialect.Dialect.
-func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
-	var n int
-	err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block, p.DeleteAfter).Scan(&n)
-	if err != nil {
-		return nil, err
+// UpdateCursors implements dialect.Dialect in one statement, atomic by
+// itself: update for a single entry (the common ack when idle), else
+// updateMany.
+func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect.UpdateCursorsParams) (*dialect.UpdateCursorsResult, error) {
+	ps := up.Updates
+	if len(ps) == 1 {
+		p := ps[0]
+		var n int
+		err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+			sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block, p.DeleteAfter).Scan(&n)
+		if err != nil {
+			return nil, err
+		}
+		return &dialect.UpdateCursorsResult{Updated: []bool{n == 1}}, nil
 	}
-	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
-}
-
-var _ dialect.CursorsUpdater = (*Dialect)(nil)
-
-// UpdateCursors implements dialect.CursorsUpdater in one statement.
-func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
 	if err := sqlbase.DistinctCursors(ps); err != nil {
 		return nil, err
 	}
@@ -603,7 +563,11 @@ func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, 
 	blocks = append(blocks, '}')
 	rows, err := q.QueryContext(ctx, d.qs().updateMany, int64Array(pids), textArray(tokens), int64Array(seqs), int64Array(attempts),
 		textArray(errs), int64Array(retries), int64Array(renews), string(blocks), int64Array(dels), int64Array(afters))
-	return sqlbase.MatchedCursors(rows, err, ps)
+	updated, err := sqlbase.MatchedCursors(rows, err, ps)
+	if err != nil {
+		return nil, err
+	}
+	return &dialect.UpdateCursorsResult{Updated: updated}, nil
 }
 
 func b2i(b bool) int {
@@ -613,16 +577,7 @@ func b2i(b bool) int {
 	return 0
 }
 
-var _ dialect.Checker = (*Dialect)(nil)
-
-// CheckDatabase implements dialect.Checker: q must be PostgreSQL.
-func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	return sqlbase.CheckDatabase(ctx, q, "SELECT version()", func(v string) bool { return strings.Contains(v, "PostgreSQL") })
-}
-
-var _ dialect.CursorLocker = (*Dialect)(nil)
-
-// LockCursor implements dialect.CursorLocker.
+// LockCursor implements dialect.Dialect.
 func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
 	var r dialect.LockCursorResult
 	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,

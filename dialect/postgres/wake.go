@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -38,7 +39,7 @@ const DefaultNotifyInterval = 10 * time.Millisecond
 // transactions on a database-wide lock, so every notification costs commit
 // throughput (docs/configuration.md, Wake-ups across processes, has
 // the figures).
-func WithNotify(on bool) Option { return func(d *Dialect) { d.notify.on = on } }
+func WithNotify(on bool) Option { return func(d *Dialect) { d.notify.off = !on } }
 
 // WithNotifyInterval limits the wake-ups this dialect value sends to one
 // per queue per interval (default DefaultNotifyInterval; 0 sends one per
@@ -48,7 +49,7 @@ func WithNotify(on bool) Option { return func(d *Dialect) { d.notify.on = on } }
 // notifications the same way). If that other transaction rolls back or
 // commits late, the message waits for a poll instead.
 func WithNotifyInterval(every time.Duration) Option {
-	return func(d *Dialect) { d.notify.every = every }
+	return func(d *Dialect) { d.notify.every = cmp.Or(max(every, -1), -1) }
 }
 
 // WithListener makes the dialect's Listen (dialect.Waker) receive
@@ -118,29 +119,30 @@ func (d *Dialect) notifyTail(args *[]any, queues []string) string {
 // notifier decides which queues an insert wakes: each distinct queue of the
 // rows whose last wake-up from this process is older than every.
 type notifier struct {
-	on    bool
-	every time.Duration
-	last  sync.Map // queue -> *atomic.Int64, unix nanoseconds of its last wake-up
+	off   bool
+	every time.Duration // 0: DefaultNotifyInterval; -1: every insert
+	last  sync.Map      // queue -> *atomic.Int64, unix nanoseconds of its last wake-up
 }
 
 func (n *notifier) due(rows []dialect.InsertRow) []string {
-	if !n.on {
+	if n.off {
 		return nil
 	}
+	every := cmp.Or(n.every, DefaultNotifyInterval)
 	var queues []string
 	now := time.Now().UnixNano()
 	for _, r := range rows {
 		if slices.Contains(queues, r.Queue) {
 			continue
 		}
-		if n.every <= 0 {
+		if every < 0 {
 			queues = append(queues, r.Queue)
 			continue
 		}
 		v, _ := n.last.LoadOrStore(r.Queue, new(atomic.Int64))
 		last := v.(*atomic.Int64)
 		prev := last.Load()
-		if now-prev >= int64(n.every) && last.CompareAndSwap(prev, now) {
+		if now-prev >= int64(every) && last.CompareAndSwap(prev, now) {
 			queues = append(queues, r.Queue)
 		}
 	}

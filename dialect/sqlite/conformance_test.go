@@ -11,11 +11,10 @@ import (
 
 func backend() conformance.Backend {
 	return conformance.Backend{
-		Name:         "sqlite",
-		Dialect:      sqlite.New(),
-		WithPrefix:   func(p string) dialect.Dialect { return sqlite.New(sqlite.WithPrefix(p)) },
-		NewDatabase:  testdb.SQLite,
-		SingleWriter: true,
+		Name:        "sqlite",
+		Dialect:     sqlite.New(),
+		WithPrefix:  func(p string) dialect.Dialect { return sqlite.New(sqlite.WithPrefix(p)) },
+		NewDatabase: testdb.SQLite,
 	}
 }
 

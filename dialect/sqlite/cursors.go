@@ -7,11 +7,11 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// cursorEntries encodes the entries of a dialect.CursorsUpdater call as a
+// cursorEntries encodes the entries of a dialect.Dialect.UpdateCursors call as a
 // JSON array of [partition_id, token, processed_seq, attempts, last_error,
 // retry µs, renew µs, block 0/1], for updateMany, which reads them with
 // json_each. It refuses a partition given twice.
-func cursorEntries(ps []*dialect.UpdateCursorParams) (string, error) {
+func cursorEntries(ps []*dialect.CursorUpdate) (string, error) {
 	if err := sqlbase.DistinctCursors(ps); err != nil {
 		return "", err
 	}

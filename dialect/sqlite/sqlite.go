@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -27,46 +28,26 @@ import (
 //
 // The zero value is usable and means New(): the default prefix "outbox_".
 type Dialect struct {
-	base          // statements, built on first use; the shared methods
-	prefix string // WithPrefix's, applied by New
+	base // statements, built on first use; the shared methods
 }
 
 // base is the shared implementation, built from spec.
 type base = sqlbase.Base[spec, queries]
 
-var (
-	_ dialect.Dialect   = (*Dialect)(nil)
-	_ dialect.Inspector = (*Dialect)(nil)
-	_ dialect.Schema    = (*Dialect)(nil)
-
-	_ dialect.PartitionsReader  = (*Dialect)(nil)
-	_ dialect.InsertSequencer   = (*Dialect)(nil)
-	_ dialect.StatementPreparer = (*Dialect)(nil)
-	_ dialect.StatementClaimer  = (*Dialect)(nil)
-)
+var _ dialect.Dialect = (*Dialect)(nil)
 
 // Option configures a Dialect.
 type Option func(*Dialect)
 
 // WithPrefix sets the table-name prefix (default "outbox_"). It must match
 // [dialect.ValidPrefix]; New panics otherwise.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.prefix = prefix } }
+func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("sqlite", prefix) } }
 
 // New returns the SQLite dialect.
-func New(opts ...Option) *Dialect {
-	d := &Dialect{}
-	for _, o := range opts {
-		o(d)
-	}
-	sqlbase.Configure(&d.base, "sqlite", d.prefix)
-	return d
-}
+func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
 
 // qs returns the SQLite-only statements.
 func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
-
-// Name implements dialect.Dialect.
-func (d *Dialect) Name() string { return "sqlite" }
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
@@ -74,12 +55,8 @@ func (d *Dialect) Name() string { return "sqlite" }
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// TxOptions implements dialect.Dialect.
-func (d *Dialect) TxOptions() *sql.TxOptions { return nil }
-
-// IsRetryable implements dialect.Dialect: SQLITE_BUSY and SQLITE_LOCKED,
-// with any extended code.
-func (d *Dialect) IsRetryable(err error) bool {
+// retryable: SQLITE_BUSY and SQLITE_LOCKED, with any extended code.
+func retryable(err error) bool {
 	var c interface{ Code() int }
 	if errors.As(err, &c) {
 		switch c.Code() & 0xff {
@@ -132,6 +109,24 @@ type spec struct{}
 func (spec) Build(p string) (sqlbase.Shared, queries) {
 	r := strings.NewReplacer("{p}", p, "{now}", now)
 	sh := sqlbase.Shared{
+		Name: "sqlite", Family: "sqlite", Retryable: retryable,
+		Probe:  "SELECT sqlite_version()",
+		Accept: func(v string) bool { return v != "" },
+		Capabilities: dialect.Capabilities{
+			// SQLite compiles every statement it is handed, and for the
+			// outbox's short statements (the insert with its trigger,
+			// above all) that compilation costs about as much as running
+			// them.
+			PreparedStatements: true,
+			// A single-row insert usually takes its seq itself (see
+			// insertOne).
+			SequencesOnInsert: true,
+			SingleWriter:      true,
+		},
+		// Times are microseconds; there are no row locks: every status
+		// change is a guarded UPDATE, which the single writer makes atomic.
+		NowPlus:     "(" + now + " + ?)",
+		TimeArg:     func(t time.Time) any { return t.UnixMicro() },
 		LastSeq:     lastSeq,
 		Goose:       "sqlite3",
 		Migrations:  migrationFiles,
@@ -305,32 +300,26 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	})
 }
 
-// SequencesOnInsert implements dialect.InsertSequencer: a single-row
-// insert usually takes its seq itself (see insertOne).
-func (d *Dialect) SequencesOnInsert() bool { return true }
-
-// PrepareStatements implements dialect.StatementPreparer: SQLite compiles
-// every statement it is handed, and for the outbox's short statements
-// (the insert with its trigger, above all) that compilation costs about
-// as much as running them.
-func (d *Dialect) PrepareStatements() bool { return true }
-
-// SequencePartition implements dialect.Dialect. SQLite's single writer is
-// the partition lock, so it never reports Locked = false.
-func (d *Dialect) SequencePartition(ctx context.Context, tx *sql.Tx, p *dialect.SequencePartitionParams) (*dialect.SequencePartitionResult, error) {
-	res, err := tx.ExecContext(ctx, d.qs().sequence, p.PartitionID, p.Limit)
-	if err != nil {
-		return nil, err
+// SequencePartitions implements dialect.Dialect, two statements per
+// partition: number its rows, then move its counter. SQLite's single
+// writer is the partition lock, so it never reports Locked = false.
+func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *dialect.SequencePartitionsParams) (*dialect.SequencePartitionsResult, error) {
+	res := &dialect.SequencePartitionsResult{Partitions: make([]dialect.SequencedPartition, 0, len(p.PartitionIDs))}
+	if p.Limit <= 0 {
+		return res, nil
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, err
+	for _, pid := range p.PartitionIDs {
+		n, err := sqlbase.Exec(ctx, tx, d.qs().sequence, pid, p.Limit)
+		if err != nil {
+			return nil, err
+		}
+		var last int64
+		if err := tx.QueryRowContext(ctx, d.qs().bump, pid, n).Scan(&last); err != nil {
+			return nil, err
+		}
+		res.Partitions = append(res.Partitions, dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: n, LastSeq: last})
 	}
-	var last int64
-	if err := tx.QueryRowContext(ctx, d.qs().bump, p.PartitionID, n).Scan(&last); err != nil {
-		return nil, err
-	}
-	return &dialect.SequencePartitionResult{Locked: true, Assigned: int(n), LastSeq: last}, nil
+	return res, nil
 }
 
 func queueArgs(queues []string) []any {
@@ -347,23 +336,18 @@ const claimColumns = `partition_id, queue, processed_seq, attempts,
 				(SELECT partition_num FROM {p}partitions WHERE id = {p}processors.partition_id),
 				(SELECT ` + lastSeq + ` FROM {p}partitions p WHERE p.id = {p}processors.partition_id)`
 
-// ClaimLease implements dialect.Dialect with ClaimLeaseOn.
-func (d *Dialect) ClaimLease(ctx context.Context, db *sql.DB, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
-	return d.ClaimLeaseOn(ctx, db, p)
-}
-
-// ClaimLeaseOn implements dialect.StatementClaimer: one conditional UPDATE
+// ClaimLeases implements dialect.Dialect: one conditional UPDATE, on pool.Q,
 // stamps the lease and returns the claimed partitions. A writing statement
 // takes the write lock as it starts (waiting under busy_timeout), which
 // makes the pick and the stamp atomic, and commits when its rows have been
 // read.
-func (d *Dialect) ClaimLeaseOn(ctx context.Context, q dialect.DBTX, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
 	args := append([]any{p.Token, p.Lease.Microseconds()}, queueArgs(p.Queues)...)
 	args = append(args, p.Limit)
-	return d.claim(ctx, q, fmt.Sprintf(d.qs().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
+	return d.claim(ctx, pool.Q, fmt.Sprintf(d.qs().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
 }
 
 // LockPartition implements dialect.Dialect.
@@ -394,38 +378,32 @@ func (d *Dialect) claim(ctx context.Context, q dialect.DBTX, query string, args 
 	return res, nil
 }
 
-// UpdateCursor implements dialect.Dialect.
-func (d *Dialect) UpdateCursor(ctx context.Context, q dialect.DBTX, p *dialect.UpdateCursorParams) (*dialect.UpdateCursorResult, error) {
-	n, err := sqlbase.Exec(ctx, q, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
-		sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.Block)
-	if err != nil {
-		return nil, err
+// UpdateCursors implements dialect.Dialect in one statement: update for a
+// single entry, else updateMany over the entries as JSON.
+func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect.UpdateCursorsParams) (*dialect.UpdateCursorsResult, error) {
+	ps := up.Updates
+	if len(ps) == 1 {
+		p := ps[0]
+		n, err := sqlbase.Exec(ctx, q, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+			sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.Block)
+		if err != nil {
+			return nil, err
+		}
+		return &dialect.UpdateCursorsResult{Updated: []bool{n == 1}}, nil
 	}
-	return &dialect.UpdateCursorResult{Updated: n == 1}, nil
-}
-
-var _ dialect.CursorsUpdater = (*Dialect)(nil)
-
-// UpdateCursors implements dialect.CursorsUpdater in one statement.
-func (d *Dialect) UpdateCursors(ctx context.Context, _ *sql.DB, q dialect.DBTX, ps []*dialect.UpdateCursorParams) ([]bool, error) {
 	js, err := cursorEntries(ps)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := q.QueryContext(ctx, d.qs().updateMany, js)
-	return sqlbase.MatchedCursors(rows, err, ps)
+	updated, err := sqlbase.MatchedCursors(rows, err, ps)
+	if err != nil {
+		return nil, err
+	}
+	return &dialect.UpdateCursorsResult{Updated: updated}, nil
 }
 
-var _ dialect.Checker = (*Dialect)(nil)
-
-// CheckDatabase implements dialect.Checker: q must be SQLite.
-func (d *Dialect) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
-	return sqlbase.CheckDatabase(ctx, q, "SELECT sqlite_version()", func(v string) bool { return v != "" })
-}
-
-var _ dialect.CursorLocker = (*Dialect)(nil)
-
-// LockCursor implements dialect.CursorLocker.
+// LockCursor implements dialect.Dialect.
 func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
 	var r dialect.LockCursorResult
 	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,

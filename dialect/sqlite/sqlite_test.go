@@ -159,7 +159,7 @@ func TestConcurrentWriters(t *testing.T) {
 						errs <- err
 						return
 					}
-					if _, err := d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 3}); err != nil {
+					if _, err := d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: []int64{pid}, Limit: 3}); err != nil {
 						_ = tx.Rollback()
 						errs <- err
 						return
@@ -175,7 +175,7 @@ func TestConcurrentWriters(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatalf("sequencer: %v (retryable %v)", err, d.IsRetryable(err))
+		t.Fatalf("sequencer: %v (retryable %v)", err, d.ClassifyError(err) == dialect.ErrorRetryable)
 	}
 	var rows, bad int
 	if err := db.QueryRow(`SELECT count(*), coalesce(sum(m.seq IS NULL OR m.seq <> m.rn OR p.last_seq <> ?1), 0) FROM (
@@ -197,7 +197,7 @@ func TestConcurrentWriters(t *testing.T) {
 			defer wg.Done()
 			for i := range 5 {
 				token := fmt.Sprintf("w%d-%d", w, i)
-				r, err := d.ClaimLease(ctx, pools[w], &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 2, Token: token, Lease: time.Hour})
+				r, err := d.ClaimLeases(ctx, dialect.Pool{DB: pools[w], Q: pools[w]}, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 2, Token: token, Lease: time.Hour})
 				if err != nil {
 					errs <- err
 					return
@@ -239,15 +239,15 @@ func TestIsRetryable(t *testing.T) {
 	if err == nil {
 		t.Fatal("second writer did not fail")
 	}
-	if !d.IsRetryable(err) || !d.IsRetryable(fmt.Errorf("wrapped: %w", err)) {
-		t.Fatalf("IsRetryable(%v) = false", err)
+	if d.ClassifyError(err) != dialect.ErrorRetryable || d.ClassifyError(fmt.Errorf("wrapped: %w", err)) != dialect.ErrorRetryable {
+		t.Fatalf("ClassifyError(%v) retryable = false", err)
 	}
-	if d.IsRetryable(errors.New("no such table")) || d.IsRetryable(nil) {
-		t.Fatal("IsRetryable true for a non-SQLite error")
+	if d.ClassifyError(errors.New("no such table")) == dialect.ErrorRetryable || d.ClassifyError(nil) == dialect.ErrorRetryable {
+		t.Fatal("retryable for a non-SQLite error")
 	}
 	_, err = other.ExecContext(ctx, "SELECT * FROM nope")
-	if err == nil || d.IsRetryable(err) {
-		t.Fatalf("IsRetryable(%v) = true", err)
+	if err == nil || d.ClassifyError(err) == dialect.ErrorRetryable {
+		t.Fatalf("ClassifyError(%v) retryable = true", err)
 	}
 }
 
@@ -311,13 +311,13 @@ func TestCounterSurvivesVacuum(t *testing.T) {
 	// Two steps: rows below the highest first (the highest still counts),
 	// then the highest.
 	for _, step := range []struct{ cursor, deleted int64 }{{2, 2}, {3, 1}} {
-		if r := must(d.UpdateCursor(ctx, db, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: step.cursor}))(t); !r.Updated {
+		if r := must(d.UpdateCursors(ctx, db, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{{PartitionID: pid, ProcessedSeq: step.cursor}}}))(t); !r.Updated[0] {
 			t.Fatal("cursor not moved")
 		}
 		if r := must(d.Vacuum(ctx, db, &dialect.VacuumParams{Limit: 100}))(t); int64(r.Deleted) != step.deleted {
 			t.Fatalf("vacuum to %d deleted %d rows, want %d", step.cursor, r.Deleted, step.deleted)
 		}
-		if st := must(d.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: "q"}))(t); st.LastSeq != 3 {
+		if st := must(d.QueueStatus(ctx, db, &dialect.QueueStatusParams{Queue: "q"}))(t).Partitions[0]; st.LastSeq != 3 {
 			t.Fatalf("counter after vacuuming to %d: %d, want 3", step.cursor, st.LastSeq)
 		}
 	}
@@ -328,11 +328,11 @@ func TestCounterSurvivesVacuum(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "SELECT seq FROM outbox_messages WHERE partition_id = ?", pid).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
-	st := must(d.PartitionState(ctx, db, &dialect.PartitionStateParams{Queue: "q"}))(t)
+	st := must(d.QueueStatus(ctx, db, &dialect.QueueStatusParams{Queue: "q"}))(t).Partitions[0]
 	if seq != 4 || st.LastSeq != 4 {
 		t.Fatalf("after 3 delivered and vacuumed: next seq %d, counter %d; want 4 and 4", seq, st.LastSeq)
 	}
-	claim := must(d.ClaimLease(ctx, db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Token: "w", Lease: time.Minute, Limit: 1}))(t)
+	claim := must(d.ClaimLeases(ctx, dialect.Pool{DB: db, Q: db}, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Token: "w", Lease: time.Minute, Limit: 1}))(t)
 	if len(claim.Partitions) != 1 || claim.Partitions[0].LastSeq != 4 || claim.Partitions[0].ProcessedSeq != 3 {
 		t.Fatalf("claim after the insert: %+v, want the partition with last_seq 4 over cursor 3", claim.Partitions)
 	}
@@ -352,10 +352,10 @@ func TestVacuumManyPartitions(t *testing.T) {
 	}
 	tx := must(db.BeginTx(ctx, nil))(t)
 	for _, pid := range ids {
-		if _, err := d.SequencePartition(ctx, tx, &dialect.SequencePartitionParams{PartitionID: pid, Limit: 10}); err != nil {
+		if _, err := d.SequencePartitions(ctx, tx, &dialect.SequencePartitionsParams{PartitionIDs: []int64{pid}, Limit: 10}); err != nil {
 			t.Fatal(err)
 		}
-		if r := must(d.UpdateCursor(ctx, tx, &dialect.UpdateCursorParams{PartitionID: pid, ProcessedSeq: 2}))(t); !r.Updated {
+		if r := must(d.UpdateCursors(ctx, tx, &dialect.UpdateCursorsParams{Updates: []*dialect.CursorUpdate{{PartitionID: pid, ProcessedSeq: 2}}}))(t); !r.Updated[0] {
 			t.Fatal("cursor not moved")
 		}
 	}

@@ -55,7 +55,7 @@ func Concurrent(ctx context.Context, o Options) ([]Result, error) {
 	if err := ob.DeclareQueue(ctx, Queue, o.Partitions); err != nil {
 		return []Result{res}, err
 	}
-	retry := env.D.IsRetryable
+	retry := retryableOf(env.D)
 	rawRun := func(lo, hi int) (time.Duration, error) {
 		return runProducers(ctx, o.Producers, hi-lo, 1, retry, func(ctx context.Context, s, _ int) error {
 			return rawInsert(ctx, env, o, lo+s, lo+s+1)
@@ -197,7 +197,7 @@ func rawQueue(ctx context.Context, env *Env, o Options) (time.Duration, error) {
 		}
 		consumed <- err
 	}()
-	_, err := runProducers(wctx, o.Producers, n, 1, env.D.IsRetryable, func(ctx context.Context, s, _ int) error {
+	_, err := runProducers(wctx, o.Producers, n, 1, retryableOf(env.D), func(ctx context.Context, s, _ int) error {
 		return rawInsert(ctx, env, o, s, s+1)
 	})
 	if err != nil {

@@ -181,7 +181,7 @@ func produceAt(ctx context.Context, o Options, ob *outbox.Outbox, d dialect.Dial
 func retry(d dialect.Dialect, fn func() error) error {
 	var err error
 	for range 20 {
-		if err = fn(); err == nil || !d.IsRetryable(err) {
+		if err = fn(); err == nil || !(d.ClassifyError(err) == dialect.ErrorRetryable) {
 			return err
 		}
 	}

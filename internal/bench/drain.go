@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -112,7 +113,7 @@ func drainMode(ctx context.Context, o Options, transactional, withBaseline bool)
 	// tick, finish its work here, so the figure includes vacuuming
 	// without idle time.
 	for waitErr == nil {
-		if _, err := ob.VacuumAll(wctx); err != nil && !env.D.IsRetryable(err) {
+		if _, err := ob.VacuumAll(wctx); err != nil && !(env.D.ClassifyError(err) == dialect.ErrorRetryable) {
 			waitErr = err
 			break
 		}
@@ -240,7 +241,7 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 		rows, err := tx.QueryContext(ctx, rc.claim)
 		if err != nil {
 			_ = tx.Rollback()
-			if env.D.IsRetryable(err) {
+			if env.D.ClassifyError(err) == dialect.ErrorRetryable {
 				continue
 			}
 			return err
@@ -264,7 +265,7 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			_ = tx.Rollback()
-			if env.D.IsRetryable(err) {
+			if env.D.ClassifyError(err) == dialect.ErrorRetryable {
 				// MariaDB may report a deadlock while the claim's rows
 				// stream; nothing was counted yet.
 				continue
@@ -284,13 +285,13 @@ func (rc *rawConsumers) worker(ctx context.Context, poll time.Duration) error {
 		}
 		if _, err := tx.ExecContext(ctx, env.deleteRawSQL(len(ids)), ids...); err != nil {
 			_ = tx.Rollback()
-			if env.D.IsRetryable(err) {
+			if env.D.ClassifyError(err) == dialect.ErrorRetryable {
 				continue
 			}
 			return err
 		}
 		if err := tx.Commit(); err != nil {
-			if env.D.IsRetryable(err) {
+			if env.D.ClassifyError(err) == dialect.ErrorRetryable {
 				continue
 			}
 			return err

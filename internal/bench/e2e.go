@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -109,7 +110,7 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 				var err error
 				for try := 0; try < 20; try++ {
 					err = ob.InTx(pctx, func(tx *sql.Tx) error { return ob.Enqueue(pctx, tx, m) })
-					if err == nil || !env.D.IsRetryable(err) {
+					if err == nil || !(env.D.ClassifyError(err) == dialect.ErrorRetryable) {
 						break
 					}
 				}

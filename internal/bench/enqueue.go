@@ -140,7 +140,7 @@ func enqueueMode(ctx context.Context, o Options, per int) (Result, error) {
 	if err := ob.DeclareQueue(ctx, "bench.warmup", 1); err != nil {
 		return res, err
 	}
-	retry := env.D.IsRetryable
+	retry := retryableOf(env.D)
 
 	// Warm-up, not measured: both paths, so plans and caches are hot.
 	warm := min(200*per, max(o.Messages/10, per))

@@ -440,3 +440,8 @@ func openOutbox(ctx context.Context, o Options) (*Env, *outbox.Outbox, error) {
 	}
 	return env, ob, nil
 }
+
+// retryableOf reports the errors d classifies as transient conflicts.
+func retryableOf(d dialect.Dialect) func(error) bool {
+	return func(err error) bool { return d.ClassifyError(err) == dialect.ErrorRetryable }
+}

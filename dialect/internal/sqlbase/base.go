@@ -1,12 +1,13 @@
 // Package sqlbase is what the built-in dialects share: the lazily built,
 // prefix-aware Base that each dialect embeds, the statements that are the
-// same on every database apart from placeholders and the clock (queue
-// lookup, reading messages, dead letters, releasing leases, inspection),
-// the lease-takeover policy, limits, all-or-nothing inserts and the
-// database check.
+// same on every database apart from placeholders, the clock and lock
+// clauses (queue lookup, reading messages, dead letters, releasing leases,
+// the dead-letter store, status), the lease-takeover policy, limits,
+// all-or-nothing inserts, error classification and the database check.
 //
-// Each dialect supplies only what differs (a Spec): its placeholder style,
-// its clock expression, and the text of the statements whose shape differs
+// Each dialect supplies only what differs (a Spec): its settings (Shared:
+// placeholder style, clock, lock clauses, error rules, the probe of its
+// database check) and the text of the statements whose shape differs
 // (pending partitions, vacuum, queue declaration). Methods a database needs
 // to do differently (MySQL's vacuum and declaration, say) are defined on the
 // dialect and shadow the promoted ones.
@@ -23,12 +24,12 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -45,8 +46,27 @@ type Spec[Q any] interface {
 	Build(prefix string) (Shared, Q)
 }
 
-// Shared is a dialect's part of the shared statements.
+// Shared is what a dialect tells the base about its database: the
+// settings every shared statement and method is built from.
 type Shared struct {
+	// Name is the dialect's name (dialect.Dialect.Name).
+	Name string
+	// Family is the kind of database whose driver errors the dialect
+	// speaks ("postgres", "mysql", "sqlite"; see Family); an error of
+	// another family is dialect.ErrorWrongDatabase.
+	Family string
+	// Retryable reports a transient conflict worth retrying.
+	Retryable func(err error) bool
+	// Probe is a one-value query that only the dialect's kind of database
+	// answers as Accept wants (a version string); see CheckDatabase.
+	Probe  string
+	Accept func(answer string) bool
+	// TxOptions are the options of the pipeline's transactions (nil: the
+	// database default).
+	TxOptions *sql.TxOptions
+	// Capabilities are the dialect's (dialect.Dialect.Capabilities), where
+	// they do not depend on its options.
+	Capabilities dialect.Capabilities
 	// Goose is the goose dialect name (dialect.Schema.GooseDialect).
 	Goose string
 	// Migrations are the dialect's embedded goose files, in a folder
@@ -78,9 +98,21 @@ type Shared struct {
 	// without one.
 	ParenBranches bool
 	// LastSeq is partition p's counter as an SQL expression over the
-	// partitions row aliased p (empty: p.last_seq). SQLite derives it
-	// (see its lastSeq).
+	// partitions row aliased p, written with {p} (empty: p.last_seq).
+	// SQLite derives it (see its lastSeq).
 	LastSeq string
+	// NowPlus is the clock plus one bound number of microseconds (it
+	// holds one "?").
+	NowPlus string
+	// ForUpdate and SkipLocked end a locking SELECT (" FOR UPDATE",
+	// " FOR UPDATE SKIP LOCKED"); empty where the database has no row
+	// locks (SQLite: the guarded write that follows decides).
+	ForUpdate, SkipLocked string
+	// HoldHint follows the table name in the dead-letter hold's locking
+	// read (an index hint), so that it locks only the rows it returns.
+	HoldHint string
+	// TimeArg binds a time (nil: the time.Time itself).
+	TimeArg func(time.Time) any
 }
 
 // Base holds a dialect's prefix and statements, built once on first use
@@ -91,19 +123,20 @@ type Base[S Spec[Q], Q any] struct {
 	once   sync.Once
 	sh     Shared
 	st     statements
+	rep    *strings.Replacer // {p}, {now}, {nowPlus}, {lastSeq}
 	own    Q
 }
 
 // statements are the shared statements, rebound for the dialect.
 type statements struct {
-	lookup, read, state, stats, deadLetters, release string
-	listCols, listOrder                              string
+	lookup, read, stats, deadLetters, release string
 }
 
-// Configure sets the prefix (empty: the default) and builds the
-// statements. name prefixes the panic for an invalid prefix, which is a
-// constant of the program, so New panics rather than returning an error.
-func Configure[S Spec[Q], Q any](b *Base[S, Q], name, prefix string) {
+// SetPrefix sets the table prefix (empty: the default); a dialect's
+// WithPrefix option calls it before first use. An invalid prefix is a
+// constant of the program, so it panics rather than returning an error;
+// name prefixes the panic.
+func (b *Base[S, Q]) SetPrefix(name, prefix string) {
 	if prefix == "" {
 		prefix = dialect.DefaultPrefix
 	}
@@ -111,7 +144,16 @@ func Configure[S Spec[Q], Q any](b *Base[S, Q], name, prefix string) {
 		panic(fmt.Sprintf("%s: invalid table prefix %q", name, prefix))
 	}
 	b.prefix = prefix
-	b.init()
+}
+
+// New returns a zero dialect value with opts applied: the constructors'
+// one body (a dialect's zero value is usable, so New adds nothing else).
+func New[D any, O ~func(*D)](opts []O) *D {
+	d := new(D)
+	for _, o := range opts {
+		o(d)
+	}
+	return d
 }
 
 // Own returns the dialect's own statements, building them on first use.
@@ -123,8 +165,10 @@ func Own[S Spec[Q], Q any](b *Base[S, Q]) *Q {
 // Rebind turns a "?" statement into the dialect's placeholder style.
 func Rebind[S Spec[Q], Q any](b *Base[S, Q], query string) string {
 	b.init()
-	return sqlx.Rebind(b.sh.Bind, query)
+	return b.rebind(query)
 }
+
+func (b *Base[S, Q]) rebind(query string) string { return sqlx.Rebind(b.sh.Bind, query) }
 
 func (b *Base[S, Q]) init() {
 	b.once.Do(func() {
@@ -134,6 +178,8 @@ func (b *Base[S, Q]) init() {
 		var s S
 		b.sh, b.own = s.Build(b.prefix)
 		b.st = buildStatements(b.prefix, b.sh)
+		lastSeq := strings.ReplaceAll(cmp.Or(b.sh.LastSeq, "p.last_seq"), "{p}", b.prefix)
+		b.rep = strings.NewReplacer("{p}", b.prefix, "{now}", b.sh.Now, "{nowPlus}", b.sh.NowPlus, "{lastSeq}", lastSeq)
 	})
 }
 
@@ -146,10 +192,6 @@ func buildStatements(p string, sh Shared) statements {
 			WHERE q.name = ? ORDER BY p.partition_num`),
 		read: bind(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
 			WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
-		state: bind(`SELECT p.id, {lastSeq}, pr.processed_seq, pr.attempts, COALESCE(pr.last_error, ''),
-				pr.next_attempt_at, COALESCE(pr.lease_token, ''), pr.lease_until, pr.blocked_at, {now}
-			FROM {p}partitions p JOIN {p}processors pr ON pr.partition_id = p.id
-			WHERE p.queue = ? AND p.partition_num = ?`),
 		stats: bind(`SELECT (SELECT COUNT(*) FROM {p}queues), (SELECT COUNT(*) FROM {p}partitions),
 				(SELECT COUNT(*) FROM {p}messages), (SELECT COUNT(*) FROM {p}messages WHERE seq IS NULL),
 				(SELECT COUNT(*) FROM {p}dead_letters)`),
@@ -165,10 +207,6 @@ func buildStatements(p string, sh Shared) statements {
 		// version makes every match a changed row (MySQL's rowsAffected).
 		release: r.Replace(`UPDATE {p}processors SET lease_token = NULL, lease_until = NULL, version = version + 1
 			WHERE partition_id IN (?) AND lease_token = ?`),
-		listCols: r.Replace(`SELECT id, queue, partition_num, seq, payload, payload_type, headers, created_at,
-				failed_at, attempts, COALESCE(last_error, ''), status
-			FROM {p}dead_letters`),
-		listOrder: " ORDER BY failed_at DESC, id DESC LIMIT ?",
 	}
 }
 
@@ -245,26 +283,23 @@ func (b *Base[S, Q]) PendingPartitions(ctx context.Context, q dialect.DBTX, p *d
 	return &dialect.PendingPartitionsResult{PartitionIDs: ids}, nil
 }
 
-// ReadMessages implements dialect.Dialect.
-func (b *Base[S, Q]) ReadMessages(ctx context.Context, q dialect.DBTX, p *dialect.ReadMessagesParams) (*dialect.ReadMessagesResult, error) {
-	if p.Limit <= 0 {
-		return &dialect.ReadMessagesResult{}, nil
-	}
-	b.init()
+// readOne is ReadPartitions's statement for a single read: the worker's
+// reads after a partition's first batch, and the transactional mode's.
+func (b *Base[S, Q]) readOne(ctx context.Context, q dialect.DBTX, p dialect.PartitionRead) ([]dialect.Message, error) {
 	rows, err := q.QueryContext(ctx, b.st.read, p.PartitionID, p.AfterSeq, p.Limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	res := &dialect.ReadMessagesResult{Messages: make([]dialect.Message, 0, Capacity(p.Limit))}
+	ms := make([]dialect.Message, 0, Capacity(p.Limit))
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
 			return nil, err
 		}
-		res.Messages = append(res.Messages, m)
+		ms = append(ms, m)
 	}
-	return res, rows.Err()
+	return ms, rows.Err()
 }
 
 // scanMessage scans id, seq, payload, payload_type, headers, created_at,
@@ -282,13 +317,25 @@ func scanMessage(rows *sql.Rows, lead ...any) (dialect.Message, error) {
 	return m, nil
 }
 
-// ReadPartitions implements dialect.PartitionsReader: ReadMessages's
-// statement once per partition, joined with UNION ALL (each branch a
-// derived table or, with Shared.ParenBranches, a parenthesized SELECT, so
-// that it keeps its own ORDER BY and LIMIT), tagged with the read's index.
+// ReadPartitions implements dialect.Dialect: a single read is one plain
+// statement (readOne); several are readOne's statement once per partition,
+// joined with UNION ALL (each branch a derived table or, with
+// Shared.ParenBranches, a parenthesized SELECT, so that it keeps its own
+// ORDER BY and LIMIT), tagged with the read's index.
 func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dialect.ReadPartitionsParams) (*dialect.ReadPartitionsResult, error) {
 	b.init()
 	res := &dialect.ReadPartitionsResult{Messages: make([][]dialect.Message, len(p.Reads))}
+	if len(p.Reads) == 1 {
+		if p.Reads[0].Limit <= 0 {
+			return res, nil
+		}
+		ms, err := b.readOne(ctx, q, p.Reads[0])
+		if err != nil {
+			return nil, err
+		}
+		res.Messages[0] = ms
+		return res, nil
+	}
 	var sb strings.Builder
 	args := make([]any, 0, 3*len(p.Reads))
 	for i, r := range p.Reads {
@@ -377,66 +424,7 @@ func (b *Base[S, Q]) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.Vacu
 	return &dialect.VacuumResult{Deleted: n}, err
 }
 
-// PartitionState implements dialect.Inspector.
-func (b *Base[S, Q]) PartitionState(ctx context.Context, q dialect.DBTX, p *dialect.PartitionStateParams) (*dialect.PartitionStateResult, error) {
-	b.init()
-	var r dialect.PartitionStateResult
-	err := q.QueryRowContext(ctx, b.st.state, p.Queue, p.Partition).Scan(&r.PartitionID, &r.LastSeq, &r.ProcessedSeq,
-		&r.Attempts, &r.LastError, (*Time)(&r.NextAttemptAt), &r.LeaseToken, (*Time)(&r.LeaseUntil), (*Time)(&r.BlockedAt), (*Time)(&r.Now))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, dialect.ErrQueueNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-// ListDeadLetters implements dialect.Inspector.
-func (b *Base[S, Q]) ListDeadLetters(ctx context.Context, q dialect.DBTX, p *dialect.ListDeadLettersParams) (*dialect.ListDeadLettersResult, error) {
-	if p.Limit <= 0 {
-		return &dialect.ListDeadLettersResult{}, nil
-	}
-	b.init()
-	// Only the conditions asked for, so that each combination is a plain
-	// statement the planner can match to the (status, failed_at) index.
-	var where []string
-	var args []any
-	if p.Queue != "" {
-		where = append(where, "queue = ?")
-		args = append(args, p.Queue)
-	}
-	if p.Status != "" {
-		where = append(where, "status = ?")
-		args = append(args, p.Status)
-	}
-	query := b.st.listCols
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	rows, err := q.QueryContext(ctx, sqlx.Rebind(b.sh.Bind, query+b.st.listOrder), append(args, p.Limit)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	res := &dialect.ListDeadLettersResult{}
-	for rows.Next() {
-		var dl dialect.DeadLetter
-		var h sql.NullString
-		if err := rows.Scan(&dl.ID, &dl.Queue, &dl.Partition, &dl.Seq, &dl.Payload, &dl.PayloadType, &h,
-			(*Time)(&dl.CreatedAt), (*Time)(&dl.FailedAt), &dl.Attempts, &dl.LastError, &dl.Status); err != nil {
-			return nil, err
-		}
-		dl.Payload = NonNil(dl.Payload)
-		if h.Valid {
-			dl.Headers = []byte(h.String)
-		}
-		res.DeadLetters = append(res.DeadLetters, dl)
-	}
-	return res, rows.Err()
-}
-
-// Stats implements dialect.Inspector.
+// Stats implements dialect.Dialect.
 func (b *Base[S, Q]) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.StatsParams) (*dialect.StatsResult, error) {
 	b.init()
 	var s dialect.StatsResult
@@ -445,6 +433,54 @@ func (b *Base[S, Q]) Stats(ctx context.Context, q dialect.DBTX, _ *dialect.Stats
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Name implements dialect.Dialect.
+func (b *Base[S, Q]) Name() string {
+	b.init()
+	return b.sh.Name
+}
+
+// Capabilities implements dialect.Dialect with Shared.Capabilities.
+func (b *Base[S, Q]) Capabilities() dialect.Capabilities {
+	b.init()
+	return b.sh.Capabilities
+}
+
+// SequencePending implements dialect.Dialect for a database without a
+// one-statement sequencer round (Capabilities.SequencePending false): it
+// reports dialect.ErrUnsupported and changes nothing.
+func (b *Base[S, Q]) SequencePending(context.Context, dialect.DBTX, *dialect.SequencePendingParams) (*dialect.SequencePartitionsResult, error) {
+	return nil, fmt.Errorf("%s: sequencer round in one call: %w", b.Name(), dialect.ErrUnsupported)
+}
+
+// TxOptions implements dialect.Dialect.
+func (b *Base[S, Q]) TxOptions() *sql.TxOptions {
+	b.init()
+	return b.sh.TxOptions
+}
+
+// ClassifyError implements dialect.Dialect: Shared.Retryable's errors are
+// retryable, and an error of another database's driver (see Family) is
+// the wrong database.
+func (b *Base[S, Q]) ClassifyError(err error) dialect.ErrorClass {
+	b.init()
+	switch {
+	case err == nil:
+		return dialect.ErrorOther
+	case b.sh.Retryable != nil && b.sh.Retryable(err):
+		return dialect.ErrorRetryable
+	}
+	if f := Family(err); f != "" && f != b.sh.Family {
+		return dialect.ErrorWrongDatabase
+	}
+	return dialect.ErrorOther
+}
+
+// CheckDatabase implements dialect.Dialect with Shared.Probe.
+func (b *Base[S, Q]) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
+	b.init()
+	return CheckDatabase(ctx, q, b.sh.Probe, b.sh.Accept)
 }
 
 // Exec runs query and reports the rows it affected.

@@ -7,9 +7,9 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// DistinctCursors refuses a dialect.CursorsUpdater call that names a
+// DistinctCursors refuses a UpdateCursors call that names a
 // partition twice.
-func DistinctCursors(ps []*dialect.UpdateCursorParams) error {
+func DistinctCursors(ps []*dialect.CursorUpdate) error {
 	seen := make(map[int64]bool, len(ps))
 	for _, p := range ps {
 		if seen[p.PartitionID] {
@@ -23,7 +23,7 @@ func DistinctCursors(ps []*dialect.UpdateCursorParams) error {
 // MatchedCursors reads the partition ids an UpdateCursors statement
 // returned (the rows it matched) from rows (and the error of the query
 // that made them) and reports, in the order of ps, which entries matched.
-func MatchedCursors(rows *sql.Rows, err error, ps []*dialect.UpdateCursorParams) ([]bool, error) {
+func MatchedCursors(rows *sql.Rows, err error, ps []*dialect.CursorUpdate) ([]bool, error) {
 	if err != nil {
 		return nil, err
 	}

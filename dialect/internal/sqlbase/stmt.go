@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/modkit-go/db/dialect"
@@ -160,6 +161,37 @@ func Foreign(err error) bool {
 	// SQLite: "SQL logic error: no such function: version (1)".
 	return strings.Contains(msg, "no such function: ")
 }
+
+// Family names the kind of database whose driver returned err:
+// "postgres" for an error with a SQLSTATE method (lib/pq, pgx),
+// "mysql" for a MySQL/MariaDB server error (go-sql-driver/mysql's
+// "Error <number> (<sqlstate>): …", or an error with a Number method),
+// "sqlite" for an error with a result-code method (modernc.org/sqlite),
+// and "" for any other error (a cancelled context, a closed pool, a
+// network failure), which says nothing about the database's kind. It reads
+// errors through interfaces and messages, so no driver is imported.
+func Family(err error) string {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return "postgres"
+	}
+	var num interface{ Number() uint16 }
+	if errors.As(err, &num) {
+		return "mysql"
+	}
+	var code interface{ Code() int }
+	if errors.As(err, &code) {
+		return "sqlite"
+	}
+	if mysqlMessage.MatchString(err.Error()) {
+		return "mysql"
+	}
+	return ""
+}
+
+// mysqlMessage is the message of go-sql-driver/mysql's *MySQLError, which
+// has no method to recognize it by.
+var mysqlMessage = regexp.MustCompile(`^Error [0-9]+ \([0-9A-Z]{5}\): `)
 
 // MySQL/MariaDB error numbers of a probe another database's SQL fails.
 const (
