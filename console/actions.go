@@ -10,12 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modkit-go/db/internal/operator"
 	"github.com/modkit-go/db/outbox"
 )
-
-// actBatch is how many dead letters one requeue or discard transaction
-// takes when an action selects them by filter (outboxctl's batch).
-const actBatch = 500
 
 // action is an operator's request, as the confirmation page and the POST
 // carry it.
@@ -61,7 +58,7 @@ func parseAction(do string, v url.Values) (action, error) {
 		return a, badf("say which dead letters: select some, or all that the filter selects")
 	}
 	if a.All {
-		f, ff, err := parseFilter(v, time.Now(), actBatch)
+		f, ff, err := parseFilter(v, time.Now(), 0)
 		if err != nil {
 			return a, err
 		}
@@ -223,10 +220,9 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 }
 
 // do runs an action and returns how many rows it changed. Selected ids are
-// changed all or none; dead letters selected by a filter are changed
-// oldest first (ids grow with failure time, so requeued messages keep
-// their partition's order across batches as within one), in batches of
-// actBatch: on an error, the count is what the batches before it changed.
+// changed all or none; dead letters selected by a filter as
+// operator.ActOnMatching does (on an error, the count is what the batches
+// before it changed).
 func (c *Console) do(ctx context.Context, a action) (int, error) {
 	switch a.Do {
 	case "retry", "skip":
@@ -248,30 +244,5 @@ func (c *Console) do(ctx context.Context, a action) (int, error) {
 	if !a.All {
 		return fn(ctx, a.IDs)
 	}
-	f := a.Filter
-	f.Limit = outbox.MaxDeadLetterLimit
-	var ids []int64
-	for {
-		pg, err := c.ob.DeadLetterPage(ctx, f)
-		if err != nil {
-			return 0, err
-		}
-		for _, d := range pg.DeadLetters {
-			ids = append(ids, d.ID)
-		}
-		if pg.Next == "" {
-			break
-		}
-		f.After = pg.Next
-	}
-	slices.Sort(ids)
-	total := 0
-	for batch := range slices.Chunk(ids, actBatch) {
-		n, err := fn(ctx, batch)
-		if err != nil {
-			return total, err
-		}
-		total += n
-	}
-	return total, nil
+	return operator.ActOnMatching(ctx, c.ob, a.Filter, fn)
 }

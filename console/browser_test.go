@@ -209,17 +209,30 @@ func (m *monitor) check(t *testing.T, where string, allowed ...string) {
 // run runs browser actions with a bound, failing the test on error.
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
+// click clicks the first element sel selects, found and clicked in one
+// evaluation: a table that refreshes itself replaces its rows, so a node
+// found in one step may be gone in the next.
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	q, err := json.Marshal(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, sel, fmt.Sprintf(`document.querySelector(%s) !== null`, q))
+	run(t, ctx, "click "+sel, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%s).click()`, q)))
+}
+
 // eval evaluates a JavaScript expression.
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -232,7 +245,7 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 // (an evaluation fails while the next page loads).
 func poll(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ok, err := chromedp.Run(ectx, chromedp.Evaluate[bool](expr))
@@ -267,7 +280,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // screenshot saves the page as NAME.png in the artifacts directory.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -482,8 +495,9 @@ func testBrowser(t *testing.T, ctx context.Context, b backend, s seeded) {
 
 	step("requeue selected")
 	// A blocked partition resumes from its queue page.
-	run(t, ctx, "retry partition", chromedp.Navigate(base+"/queues/orders"),
-		chromedp.Click(chromedp.CSS(`tr[data-partition="3"] a.button`)), chromedp.WaitVisible(chromedp.CSS("#confirm")))
+	run(t, ctx, "queue page", chromedp.Navigate(base+"/queues/orders"))
+	click(t, ctx, `tr[data-partition="3"] a.button`)
+	run(t, ctx, "retry partition", chromedp.WaitVisible(chromedp.CSS("#confirm")))
 	if got := text(t, ctx, "#confirm-count"); got != "1" {
 		t.Errorf("retry confirmation count %q, want 1", got)
 	}
@@ -496,8 +510,9 @@ func testBrowser(t *testing.T, ctx context.Context, b backend, s seeded) {
 	step("retry")
 	// Skip the head of the other blocked partition, with a reason: the
 	// message behind it is delivered.
-	run(t, ctx, "skip partition", chromedp.Navigate(base+"/queues/orders"),
-		chromedp.Click(chromedp.CSS(`tr[data-partition="1"] a.button:nth-of-type(2)`)), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+	run(t, ctx, "queue page", chromedp.Navigate(base+"/queues/orders"))
+	click(t, ctx, `tr[data-partition="1"] a.button:nth-of-type(2)`)
+	run(t, ctx, "skip partition", chromedp.WaitVisible(chromedp.CSS("#confirm")),
 		chromedp.SetValue(chromedp.CSS(`input[name="reason"]`), "operator skipped"),
 		chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#result")))
 	if got := text(t, ctx, "#result"); got != "Skipped 1 partition." {

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/modkit-go/db/internal/operator"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -186,11 +187,11 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request) {
 	all := r.URL.Query().Get("all") == "1"
 	var rows []partitionRow
 	for _, p := range q.Partitions {
-		if !all && p.Backlog == 0 && p.Attempts == 0 && !p.Leased && !p.Blocked {
+		if !all && operator.Idle(p) {
 			continue
 		}
 		part := strconv.Itoa(p.Partition)
-		row := partitionRow{PartitionStatus: p, Now: q.Now, StateSummary: state(p, q.Now),
+		row := partitionRow{PartitionStatus: p, Now: q.Now, StateSummary: operator.State(p, q.Now, ago),
 			DeadLetters: c.opts.Prefix + "/dead-letters?" + url.Values{"queue": {q.Queue}, "partition": {part}}.Encode()}
 		if p.Blocked {
 			v := url.Values{"queue": {q.Queue}, "partition": {part}}
@@ -208,21 +209,6 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request) {
 		Idle       int
 	}{c.queueRows(qs)[0], rows, all, len(q.Partitions) - len(rows)}
 	c.render(w, r, "queue", c.page("Queue "+q.Queue, "overview", data), "partitions")
-}
-
-// state is a partition's condition in a few words.
-func state(p outbox.PartitionStatus, now time.Time) string {
-	switch {
-	case p.Blocked:
-		return "blocked for " + ago(now.Sub(p.BlockedAt))
-	case p.Leased:
-		return "leased, " + ago(p.LeaseUntil.Sub(now)) + " left"
-	case !p.NextAttemptAt.IsZero():
-		return "retrying in " + ago(p.NextAttemptAt.Sub(now))
-	case p.Backlog > 0:
-		return "pending"
-	}
-	return "idle"
 }
 
 // filterForm is the dead-letter filter as the form and the query carry it.
@@ -264,28 +250,13 @@ func parseFilter(v url.Values, now time.Time, defLimit int) (outbox.DeadLetterFi
 		f.Partition = &n
 	}
 	var err error
-	if f.FailedFrom, err = when(ff.Since, now); err != nil {
+	if f.FailedFrom, err = operator.When(ff.Since, now); err != nil {
 		return f, ff, badf("since: %v", err)
 	}
-	if f.FailedBefore, err = when(ff.Until, now); err != nil {
+	if f.FailedBefore, err = operator.When(ff.Until, now); err != nil {
 		return f, ff, badf("until: %v", err)
 	}
 	return f, ff, nil
-}
-
-// when parses an RFC 3339 time or a duration before now; "" is zero.
-func when(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 24h", s)
-	}
-	return now.Add(-d), nil
 }
 
 // dlRow is a dead letter's line in the listing.

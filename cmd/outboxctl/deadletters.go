@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/modkit-go/db/internal/operator"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -58,28 +58,13 @@ func (f *filterFlags) filter(now time.Time) (outbox.DeadLetterFilter, error) {
 		df.Partition = &p
 	}
 	var err error
-	if df.FailedFrom, err = when(f.since, now); err != nil {
+	if df.FailedFrom, err = operator.When(f.since, now); err != nil {
 		return df, exitf(exitUsage, "--since: %v", err)
 	}
-	if df.FailedBefore, err = when(f.until, now); err != nil {
+	if df.FailedBefore, err = operator.When(f.until, now); err != nil {
 		return df, exitf(exitUsage, "--until: %v", err)
 	}
 	return df, nil
-}
-
-// when parses an RFC 3339 time or a duration before now; "" is zero.
-func when(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 24h", s)
-	}
-	return now.Add(-d), nil
 }
 
 // openFiltered parses a filtering subcommand's flags, builds its filter
@@ -254,12 +239,9 @@ func (l *idList) Set(s string) error {
 	return nil
 }
 
-// actBatch is how many ids one requeue or discard transaction takes.
-const actBatch = 500
-
 // dlAct requeues or discards pending dead letters: the given ids (all or
 // nothing), or every pending one the filter selects (in transactions of
-// actBatch, oldest first), which needs --queue or --all so
+// operator.Batch, oldest first), which needs --queue or --all so
 // that a slip of the keyboard does not act on everything.
 func dlAct(ctx context.Context, c *cli, verb, done string, args []string,
 	act func(*outbox.Outbox, context.Context, []int64) (int, error)) error {
@@ -281,7 +263,7 @@ func dlAct(ctx context.Context, c *cli, verb, done string, args []string,
 	if len(ids) > 0 && (f.queue != "" || f.partition >= 0 || f.payloadType != "" || f.since != "" || f.until != "" || *all) {
 		return exitf(exitUsage, "--id cannot be combined with a filter")
 	}
-	f.status, f.limit = "pending", actBatch
+	f.status = "pending"
 	df, err := f.filter(time.Now())
 	if err != nil {
 		return err
@@ -299,32 +281,15 @@ func dlAct(ctx context.Context, c *cli, verb, done string, args []string,
 		fmt.Fprintf(c.stdout, "%s %d dead letters\n", done, n)
 		return nil
 	}
-	// Collect the ids first, then act oldest first (ids grow with failure
-	// time), so that requeued messages keep their partition's order across
-	// batches as they do within one.
-	var all64 []int64
-	for {
-		page, err := s.o.DeadLetterPage(ctx, df)
-		if err != nil {
-			return classify(err)
-		}
-		for _, d := range page.DeadLetters {
-			all64 = append(all64, d.ID)
-		}
-		if page.Next == "" {
-			break
-		}
-		df.After = page.Next
-	}
-	slices.Sort(all64)
-	total := 0
-	for batch := range slices.Chunk(all64, actBatch) {
-		n, err := act(s.o, ctx, batch)
-		if err != nil {
+	// Every pending one the filter selects, oldest first, in batches.
+	total, err := operator.ActOnMatching(ctx, s.o, df, func(ctx context.Context, ids []int64) (int, error) {
+		return act(s.o, ctx, ids)
+	})
+	if err != nil {
+		if total > 0 {
 			fmt.Fprintf(c.stdout, "%s %d dead letters before the error\n", done, total)
-			return classify(err)
 		}
-		total += n
+		return classify(err)
 	}
 	fmt.Fprintf(c.stdout, "%s %d dead letters\n", done, total)
 	return nil

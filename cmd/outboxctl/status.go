@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modkit-go/db/console"
+	"github.com/modkit-go/db/internal/operator"
 	"github.com/modkit-go/db/outbox"
 )
 
@@ -63,7 +64,7 @@ func writeStatus(w io.Writer, qs []outbox.QueueStatus, all bool) {
 	for _, q := range qs {
 		var rows []outbox.PartitionStatus
 		for _, p := range q.Partitions {
-			if all || !idle(p) {
+			if all || !operator.Idle(p) {
 				rows = append(rows, p)
 			}
 		}
@@ -78,30 +79,10 @@ func writeStatus(w io.Writer, qs []outbox.QueueStatus, all bool) {
 				next = "in " + since(p.NextAttemptAt.Sub(q.Now))
 			}
 			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", p.Partition, p.LastSeq, p.ProcessedSeq, p.Backlog,
-				since(p.Age), p.Attempts, state(p, q.Now), next, oneLine(p.LastError, 60))
+				since(p.Age), p.Attempts, operator.State(p, q.Now, since), next, oneLine(p.LastError, 60))
 		}
 		_ = tw.Flush()
 	}
-}
-
-// idle reports a partition with nothing to show.
-func idle(p outbox.PartitionStatus) bool {
-	return p.Backlog == 0 && p.Attempts == 0 && !p.Leased && !p.Blocked
-}
-
-// state is a partition's condition in a word or two.
-func state(p outbox.PartitionStatus, now time.Time) string {
-	switch {
-	case p.Blocked:
-		return "blocked " + since(now.Sub(p.BlockedAt))
-	case p.Leased:
-		return "leased " + since(p.LeaseUntil.Sub(now)) + " left"
-	case !p.NextAttemptAt.IsZero():
-		return "retrying"
-	case p.Backlog > 0:
-		return "pending"
-	}
-	return "idle"
 }
 
 // oneLine shortens s to n runes on one line, for tables.
