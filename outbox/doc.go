@@ -77,13 +77,19 @@
 // ignores its context, still runs; its worker waits for it, so at most
 // MaxConcurrency calls ever run.
 //
-// Every kind of handler may be wrapped: a type that embeds a Handler (the
-// shape of a middleware) is a Handler and delivers through the embedded
-// one. A wrapper around nothing is refused by Handle.
+// Every kind of handler may be wrapped in middleware (Wrap): a Middleware
+// sees each call's messages, the transaction in transactional mode and the
+// handler's result, and the Result it returns is the one applied. A type
+// that embeds a Handler is a Handler too and delivers through the embedded
+// one. A handler around nothing is refused by Handle.
 //
 // # Handler results
 //
-// A handler returns Success(), Retry(reason) or Reject(reason). A batch
+// A handler returns Success(), Retry(reason) or Reject(reason). The
+// error-returning forms (BatchE, PerMessageE, TxBatchE, TxPerMessageE)
+// map nil to Success, an error marked with Permanent (found with
+// errors.As) to Reject and any other error to Retry, with the error's text
+// as the reason (FromError). A batch
 // handler may add WithProcessed(n): the first n messages are finished and
 // acknowledged, and the result applies to the rest. PerMessage and
 // TxPerMessage do this for you: they stop at the first Retry, and a Reject

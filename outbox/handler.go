@@ -81,11 +81,15 @@ func (r Result) String() string {
 }
 
 // Handler processes a queue's messages. Build one with Batch, PerMessage,
-// TxBatch or TxPerMessage. A type that embeds a Handler (the shape of a
-// middleware) is a Handler too and delivers through the embedded one.
+// TxBatch or TxPerMessage (or their error-returning forms BatchE,
+// PerMessageE, TxBatchE and TxPerMessageE), and wrap it in middleware with
+// Wrap. A type that embeds a Handler is a Handler too and delivers through
+// the embedded one.
 type Handler interface {
 	transactional() bool
 	isNil() bool
+	// wrap returns a handler of the same kind whose calls run through mw.
+	wrap(mw Middleware) Handler
 	// deliver calls the handler on a batch. The handler value does the
 	// calling, so that a type embedding a Handler forwards it. An error
 	// means the delivery broke down (a transactional handler's savepoint

@@ -15,8 +15,9 @@ import (
 // nothing and reports the zero outcome.
 type unknownKind struct{}
 
-func (unknownKind) transactional() bool { return false }
-func (unknownKind) isNil() bool         { return false }
+func (unknownKind) transactional() bool       { return false }
+func (unknownKind) isNil() bool               { return false }
+func (k unknownKind) wrap(Middleware) Handler { return k }
 func (unknownKind) deliver(*callScope, []Delivery) (outcome, error) {
 	return outcome{}, nil
 }

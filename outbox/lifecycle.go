@@ -23,7 +23,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 	if o.stopped {
 		return ErrStopped
 	}
-	if o.started {
+	if o.started || o.delivering {
 		return ErrAlreadyStarted
 	}
 	var decoupled, transactional []string

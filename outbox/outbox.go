@@ -68,6 +68,13 @@ type Outbox struct {
 	// queueConfigs are the handled queues' options (see Handle), written
 	// with handlers.
 	queueConfigs map[string]queueConfig
+
+	// delivering: DeliverAll runs (Start is refused meanwhile). Guarded
+	// by mu.
+	delivering bool
+	// onEnqueued, set only by package outboxtest (see testhook.go), sees
+	// each Enqueue and EnqueueBatch that wrote its messages.
+	onEnqueued func(tx *sql.Tx, msgs []Message)
 }
 
 // New returns an Outbox over db, which must already hold the schema (see
@@ -342,6 +349,9 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 		return err
 	}
 	o.tel.enqueuedRows(ctx, rows)
+	if o.onEnqueued != nil {
+		o.onEnqueued(tx, msgs)
+	}
 	return nil
 }
 

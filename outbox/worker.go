@@ -27,6 +27,7 @@ type worker struct {
 	// claimGroups): one group unless queues set their own LeaseDuration.
 	decoupledGroups, txGroups []*claimGroup
 	acks                      combiner[*dialect.CursorUpdate, bool]
+	report                    *deliveryReport // DeliverAll's; nil for Start's workers
 }
 
 func newWorker(o *Outbox, decoupled, transactional []string) *worker {
@@ -242,6 +243,7 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 				return w.unrecorded(ctx, c, token, cursor, attempts, fmt.Errorf("recording the result: %w", err))
 			}
 			o.tel.recorded(ctx, c, msgs, cursor, cc)
+			w.report.add(c, msgs, cursor, attempts, cc)
 			if cc.block {
 				o.logBlocked(c, cc)
 			}
@@ -366,6 +368,7 @@ func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
 		return fail(err)
 	}
 	o.tel.recorded(ctx, c, msgs, c.ProcessedSeq, cc)
+	w.report.add(c, msgs, c.ProcessedSeq, c.Attempts, cc)
 	if cc.block {
 		o.logBlocked(c, cc)
 	}

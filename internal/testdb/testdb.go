@@ -101,14 +101,26 @@ func PostgresPGX(t testing.TB) func() *sql.DB {
 	return open
 }
 
+// PostgresAt is Postgres on the server at dsn (lib/pq) rather than the
+// one in PostgresEnv: a fresh schema, dropped at the end.
+func PostgresAt(t testing.TB, dsn string) func() *sql.DB {
+	t.Helper()
+	open, _ := postgresAt(t, dsn, "postgres", nil)
+	return open
+}
+
 func postgres(t testing.TB, driver string, drop []string) (func() *sql.DB, string) {
 	t.Helper()
-	dsn := DSN(t, PostgresEnv)
+	return postgresAt(t, DSN(t, PostgresEnv), driver, drop)
+}
+
+func postgresAt(t testing.TB, dsn, driver string, drop []string) (func() *sql.DB, string) {
+	t.Helper()
 	admin, err := sql.Open("postgres", dsn)
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
-	ping(t, admin, "postgres ("+PostgresEnv+")")
+	ping(t, admin, "postgres")
 	schema := name()
 	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
 		t.Fatalf("postgres: create schema: %v", err)
@@ -182,18 +194,30 @@ func MySQLDSN(t testing.TB) (func() *sql.DB, string) {
 	return mysqlDB(t, true)
 }
 
+// MySQLAt is MySQL on the server at dsn rather than the one in MySQLEnv:
+// a fresh database, dropped at the end.
+func MySQLAt(t testing.TB, dsn string) func() *sql.DB {
+	t.Helper()
+	open, _ := mysqlAt(t, dsn, true)
+	return open
+}
+
 func mysqlDB(t testing.TB, parseTime bool) (func() *sql.DB, string) {
 	t.Helper()
-	dsn := DSN(t, MySQLEnv)
+	return mysqlAt(t, DSN(t, MySQLEnv), parseTime)
+}
+
+func mysqlAt(t testing.TB, dsn string, parseTime bool) (func() *sql.DB, string) {
+	t.Helper()
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		t.Fatalf("mysql: %s: %v", MySQLEnv, err)
+		t.Fatalf("mysql: DSN: %v", err)
 	}
 	admin, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		t.Fatalf("mysql: %v", err)
 	}
-	ping(t, admin, "mysql ("+MySQLEnv+")")
+	ping(t, admin, "mysql")
 	db := name()
 	if _, err := admin.Exec("CREATE DATABASE " + db); err != nil {
 		t.Fatalf("mysql: create database: %v", err)
