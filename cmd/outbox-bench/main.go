@@ -21,9 +21,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -66,8 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Partitions, "partitions", 16, "partitions of the benchmark queue")
 	fs.IntVar(&o.Producers, "producers", 4, "concurrent producers (outbox and baseline)")
 	fs.IntVar(&o.Consumers, "consumers", 4, "outbox MaxConcurrency and baseline drain workers")
-	fs.IntVar(&o.Sequencers, "sequencers", 0, "outbox Config.Sequencers (0: the library default)")
-	fs.DurationVar(&o.CoalesceDelay, "coalesce-delay", 0, "outbox Config.CoalesceDelay (0: the library default; negative: Config.NoCoalesce)")
+	fs.IntVar(&o.Sequencers, "sequencers", 0, "outbox Config.Sequencers (0: the preset's)")
+	fs.DurationVar(&o.CoalesceDelay, "coalesce-delay", 0, "outbox Config.CoalesceDelay (0: the preset's; negative: Config.NoCoalesce)")
+	fs.StringVar(&o.Preset, "preset", "default", "outbox Config preset: "+strings.Join(slices.Sorted(maps.Keys(bench.Presets)), ", ")+" (the flags above override it)")
+	fs.BoolVar(&o.DefaultPool, "default-pool", false, "cross scenario: leave the worker process's pool at database/sql's defaults (2 idle connections)")
 	fs.IntVar(&o.Processes, "processes", 1, "concurrent scenario: 1 runs producers and workers in this process; N > 1 runs the workers in N-1 child processes (postgres, mysql)")
 	fs.IntVar(&o.Batch, "batch", 100, "messages per transaction in the batch enqueue mode")
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")
@@ -95,6 +99,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "postgres", "mysql", "sqlite":
 	default:
 		fmt.Fprintf(stderr, "outbox-bench: --dialect must be postgres, mysql or sqlite (got %q)\n", o.Dialect)
+		return 2
+	}
+	if _, ok := bench.PresetConfig(o.Preset); !ok {
+		fmt.Fprintf(stderr, "outbox-bench: unknown --preset %q\n", o.Preset)
 		return 2
 	}
 	if o.Processes < 1 {
@@ -192,8 +200,8 @@ func contains(ss []string, s string) bool {
 
 func printTable(w io.Writer, rep bench.Report) {
 	o := rep.Options
-	fmt.Fprintf(w, "outbox-bench  dialect=%s  messages=%d  partitions=%d  producers=%d  consumers=%d  batch=%d  payload=%dB  rate=%d/s\n\n",
-		rep.Dialect, o.Messages, o.Partitions, o.Producers, o.Consumers, o.Batch, o.PayloadBytes, o.Rate)
+	fmt.Fprintf(w, "outbox-bench  dialect=%s  messages=%d  partitions=%d  producers=%d  consumers=%d  batch=%d  payload=%dB  rate=%d/s  preset=%s\n\n",
+		rep.Dialect, o.Messages, o.Partitions, o.Producers, o.Consumers, o.Batch, o.PayloadBytes, o.Rate, o.Preset)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tmode\tmsgs\tseconds\tmsg/s\tbaseline msg/s\tratio\tlatency p50/p95/p99/max ms\ttarget\tmet?\tverified\t")
 	for _, r := range rep.Results {

@@ -68,6 +68,13 @@ type Options struct {
 	// CoalesceDelay is outbox Config.CoalesceDelay; 0: the library
 	// default, negative: Config.NoCoalesce.
 	CoalesceDelay time.Duration `json:"coalesce_delay,omitempty"`
+	// Preset is the outbox Config preset the fields above start from:
+	// "default" (or ""), "low-latency", "high-throughput" or "relaxed".
+	Preset string `json:"preset,omitempty"`
+	// DefaultPool leaves the cross scenario's worker process with
+	// database/sql's default pool settings (2 idle connections) instead of
+	// the sizing docs/configuration.md advises.
+	DefaultPool bool `json:"default_pool,omitempty"`
 	// Processes > 1 runs the concurrent scenario's workers in Processes-1
 	// child processes (the outbox-bench binary re-executed with WorkerFlag);
 	// the producers stay in this one. 0 or 1: all in-process.

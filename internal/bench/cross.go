@@ -74,7 +74,8 @@ func crossRun(ctx context.Context, o Options, perSec int) (Result, error) {
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout+o.E2EDuration)
 	defer cancel()
 	cmd := exec.CommandContext(wctx, self, CrossWorkerArg, o.Dialect, env.Driver, env.DSN,
-		strconv.Itoa(o.Consumers), strconv.Itoa(max(outbox.DefaultMaxPayloadBytes, o.PayloadBytes)))
+		strconv.Itoa(o.Consumers), strconv.Itoa(max(outbox.DefaultMaxPayloadBytes, o.PayloadBytes)),
+		cmpOr(o.Preset, "default"), strconv.FormatBool(o.DefaultPool))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -216,18 +217,24 @@ func readDeliveries(r io.Reader, rec *recorder, ready chan struct{}) error {
 }
 
 // RunCrossWorker is the worker process of the cross scenario. args are
-// dialect, driver, DSN, MaxConcurrency and MaxPayloadBytes. It starts an
-// Outbox with the default poll interval (and, on PostgreSQL, the driver's
-// listener), prints "ready" once it listens, one line per delivery, and
-// stops when in reaches EOF.
+// dialect, driver, DSN, MaxConcurrency, MaxPayloadBytes, the Config
+// preset and whether to keep database/sql's default pool settings. It
+// starts an Outbox (and, on PostgreSQL, the driver's listener), prints
+// "ready" once it listens, one line per delivery, and stops when in
+// reaches EOF.
 func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Writer) error {
-	if len(args) != 5 {
-		return fmt.Errorf("cross worker: want 5 arguments, got %d", len(args))
+	if len(args) != 7 {
+		return fmt.Errorf("cross worker: want 7 arguments, got %d", len(args))
 	}
 	dialectName, driver, dsn := args[0], args[1], args[2]
 	consumers, err1 := strconv.Atoi(args[3])
 	maxPayload, err2 := strconv.Atoi(args[4])
-	if err := errors.Join(err1, err2); err != nil {
+	defaultPool, err3 := strconv.ParseBool(args[6])
+	cfg, ok := PresetConfig(args[5])
+	if !ok {
+		err3 = errors.Join(err3, fmt.Errorf("unknown preset %q", args[5]))
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("cross worker: %w", err)
 	}
 	db, err := sql.Open(driver, dsn)
@@ -239,9 +246,11 @@ func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Wri
 	// database/sql keeps only 2 idle by default, and a busier pool then
 	// opens and closes connections all the time (a process fork per
 	// connection on PostgreSQL).
-	pool := consumers + 2 + 4 // MaxConcurrency + the default 2 sequencers + claims, vacuum and the listener
-	db.SetMaxOpenConns(pool)
-	db.SetMaxIdleConns(pool)
+	if !defaultPool {
+		pool := consumers + cfg.Sequencers + 4 // MaxConcurrency + sequencers + claims, vacuum and the listener
+		db.SetMaxOpenConns(pool)
+		db.SetMaxIdleConns(pool)
+	}
 	var d dialect.Dialect = mysqld.New()
 	if dialectName == "postgres" {
 		var l postgres.Listener = pqlisten.New(dsn)
@@ -253,7 +262,8 @@ func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Wri
 	listening := make(chan struct{})
 	var once sync.Once
 	logs := slog.New(readyHandler{func() { once.Do(func() { close(listening) }) }})
-	ob, err := outbox.New(db, d, outbox.Config{MaxConcurrency: consumers, MaxPayloadBytes: maxPayload, Logger: logs})
+	cfg.MaxConcurrency, cfg.MaxPayloadBytes, cfg.Logger = consumers, maxPayload, logs
+	ob, err := outbox.New(db, d, cfg)
 	if err != nil {
 		return err
 	}
@@ -288,14 +298,19 @@ func RunCrossWorker(ctx context.Context, args []string, in io.Reader, out io.Wri
 	if err != nil {
 		return err
 	}
+	began, before := time.Now(), db.Stats().MaxIdleClosed
 	_, _ = io.Copy(io.Discard, in) // until the producer closes our stdin
+	// How much the pool churned while the producer ran (see --default-pool).
+	fmt.Fprintf(os.Stderr, "cross worker: the pool closed %d idle connections in %v\n",
+		db.Stats().MaxIdleClosed-before, time.Since(began).Round(time.Second))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return ob.Stop(sctx)
 }
 
 // readyHandler is a slog handler that calls ready when the outbox logs that
-// its wake-up listener is ready, and drops every record.
+// its wake-up listener is ready, prints warnings to stderr, and drops the
+// other records.
 type readyHandler struct{ ready func() }
 
 func (readyHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -304,6 +319,9 @@ func (h readyHandler) WithGroup(string) slog.Handler          { return h }
 func (h readyHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == "outbox: wake-up listener ready" {
 		h.ready()
+	}
+	if r.Level >= slog.LevelWarn {
+		fmt.Fprintf(os.Stderr, "cross worker: %s: %s\n", r.Level, r.Message)
 	}
 	return nil
 }

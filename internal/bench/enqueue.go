@@ -25,14 +25,41 @@ func (o Options) message(id int) outbox.Message {
 	}
 }
 
-func (o Options) config() outbox.Config {
-	return outbox.Config{
-		MaxConcurrency:  o.Consumers,
-		Sequencers:      o.Sequencers,
-		MaxPayloadBytes: max(outbox.DefaultMaxPayloadBytes, o.PayloadBytes),
-		CoalesceDelay:   max(o.CoalesceDelay, 0),
-		NoCoalesce:      o.CoalesceDelay < 0,
+// Presets are the names --preset takes, and the outbox Config of each.
+var Presets = map[string]func() outbox.Config{
+	"default":         outbox.DefaultConfig,
+	"low-latency":     outbox.LowLatencyConfig,
+	"high-throughput": outbox.HighThroughputConfig,
+	"relaxed":         outbox.RelaxedConfig,
+}
+
+// PresetConfig returns the Config of the preset named name ("" is
+// "default"), or false for an unknown name.
+func PresetConfig(name string) (outbox.Config, bool) {
+	if name == "" {
+		name = "default"
 	}
+	f, ok := Presets[name]
+	if !ok {
+		return outbox.Config{}, false
+	}
+	return f(), true
+}
+
+func (o Options) config() outbox.Config {
+	c, _ := PresetConfig(o.Preset) // validated by the command
+	c.MaxConcurrency = o.Consumers
+	c.MaxPayloadBytes = max(outbox.DefaultMaxPayloadBytes, o.PayloadBytes)
+	if o.Sequencers > 0 {
+		c.Sequencers = o.Sequencers
+	}
+	if o.CoalesceDelay > 0 {
+		c.CoalesceDelay = o.CoalesceDelay
+	}
+	if o.CoalesceDelay < 0 {
+		c.NoCoalesce = true
+	}
+	return c
 }
 
 // runProducers runs fn over ids [0, total) in chunks of per ids from
