@@ -190,9 +190,13 @@
 // goroutine has exited. A restarted process resumes at the stored cursor.
 // Each of the library's statements is bounded by LeaseDuration, and once
 // Stop's context has ended by Config.ShutdownTimeout. The goroutines carry
-// the pprof label outbox=sequencer, worker or vacuum (handler calls run
-// in goroutines of their own, under their worker's labels), on top of the
-// labels of Start's context.
+// the pprof label outbox=sequencer, worker, vacuum or pool (handler calls
+// run in goroutines of their own, under their worker's labels), on top of
+// the labels of Start's context. The pool goroutine reads the connection
+// pool's statistics every 10s and logs one warning, naming
+// SetMaxIdleConns, if the pool keeps closing idle connections (at least
+// one a second): connections opened and closed on every pass slow
+// delivery down.
 //
 // While the database fails (an outage, a restart), each worker retries
 // with exponential backoff and jitter: from its interval, doubling per

@@ -66,6 +66,8 @@ func (o *Outbox) Start(ctx context.Context) error {
 		}
 	}
 	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, coalescer{trail: vacuumTrailWait(o.cfg.VacuumInterval)}, o.vacuumPass)
+	pw := &poolWatch{stats: o.db.Stats, log: o.log, cfg: o.cfg}
+	o.goLoop(runCtx, "pool", poolWatchEvery, nil, coalescer{}, pw.pass)
 	o.goListen(runCtx)
 	go func() {
 		o.wg.Wait()
