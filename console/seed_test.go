@@ -211,7 +211,7 @@ type worker struct {
 func startWorker(t *testing.T, s seeded) *worker {
 	t.Helper()
 	w := &worker{}
-	ob, err := outbox.New(s.open(), s.d, outbox.Config{PollInterval: 20 * time.Millisecond, MaxPayloadBytes: outbox.MaxPayloadLimit})
+	ob, err := outbox.New(s.open(), s.d, outbox.Config{PollInterval: 100 * time.Millisecond, MaxPayloadBytes: outbox.MaxPayloadLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
