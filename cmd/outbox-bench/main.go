@@ -13,6 +13,7 @@
 //	go run ./cmd/outbox-bench --dialect postgres --driver pgx --scenarios cross
 //	go run ./cmd/outbox-bench --dialect postgres --scenarios concurrent --messages 20000
 //	go run ./cmd/outbox-bench --dialect mysql --scenarios concurrent --messages 20000 --processes 2
+//	go run ./cmd/outbox-bench --dialect postgres --scenarios relay --to nats --messages 100000
 package main
 
 import (
@@ -77,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")
 	fs.IntVar(&o.Rate, "rate", 500, "e2e and soak producer rate, msg/s")
 	fs.DurationVar(&o.E2EDuration, "e2e-duration", 10*time.Second, "e2e run length per mode")
+	fs.StringVar(&o.To, "to", "", "relay scenario: nats, amqp, redis (local servers) or a nats://, amqp://, redis:// URL")
+	fs.IntVar(&o.RelayRate, "relay-rate", 200, "relay scenario: producer rate for the commit-to-broker latency, msg/s")
 	soakDur := fs.Duration("soak-duration", 0, "run the soak scenario for this long (opt-in)")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "bound on each wait for deliveries")
 	scen := fs.String("scenarios", strings.Join(bench.DefaultScenarios, ","), "comma-separated: "+strings.Join(bench.ScenarioNames(), ", "))
@@ -120,6 +123,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if s = strings.TrimSpace(s); s != "" {
 			scenarios = append(scenarios, s)
 		}
+	}
+	if contains(scenarios, bench.ScenarioRelay) && o.To == "" {
+		fmt.Fprintln(stderr, "outbox-bench: the relay scenario needs --to (nats, amqp, redis or a URL)")
+		return 2
 	}
 	if *soakDur > 0 {
 		o.SoakDuration = *soakDur

@@ -2,7 +2,8 @@
 // it applies the schema, shows each queue's status, and lists, counts,
 // requeues, discards and cleans up dead letters, and retries or skips the
 // head of a blocked partition; serve runs the operator console (package
-// console) on a local address.
+// console) on a local address; relay publishes queues to a broker
+// (package relay, docs/relay.md) until SIGTERM.
 //
 //	outboxctl --dialect postgres --dsn 'postgres://postgres@127.0.0.1/app?sslmode=disable' status
 //	OUTBOX_DIALECT=sqlite OUTBOX_DSN=app.db outboxctl status --queue orders --json
@@ -10,6 +11,7 @@
 //	outboxctl dead-letters requeue --queue orders
 //	outboxctl partition retry --queue orders --partition 3
 //	outboxctl serve --addr 127.0.0.1:8080
+//	outboxctl relay --queue orders --to nats://127.0.0.1:4222 --route 'orders.{partition}'
 //
 // The connection flags may come before or after the command: --dialect
 // (postgres, mysql or sqlite; or $OUTBOX_DIALECT), --dsn (or $OUTBOX_DSN; for
@@ -34,6 +36,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Exit codes.
@@ -48,7 +51,7 @@ const (
 )
 
 func main() {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	cancel()
 	os.Exit(code)
@@ -69,6 +72,7 @@ var commands = map[string]command{
 	"dead-letters": {"list|show|count|requeue|discard|cleanup dead letters", runDeadLetters},
 	"partition":    {"retry|skip the head of a blocked partition", runPartition},
 	"serve":        {"serve the operator console (web pages and JSON API) on --addr", runServe},
+	"relay":        {"publish queues to a broker (NATS, RabbitMQ, Redis, Kafka, webhooks) until stopped", runRelay},
 }
 
 // cli is one invocation: the connection settings and the output streams.
@@ -123,7 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		c.usage(stderr)
 		return exitUsage
 	}
-	if name != "serve" { // serve runs until interrupted
+	if name != "serve" && name != "relay" { // these run until interrupted
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.conn.timeout)
 		defer cancel()

@@ -26,6 +26,9 @@
 //     processes.
 //   - soak: e2e at a steady rate for minutes, sampling table sizes and the
 //     Go heap.
+//   - relay: the backlog drained through package relay to a broker versus
+//     the same drain with a no-op handler; the broker's publish rate from
+//     one client; latency from commit to stored on the broker.
 package bench
 
 import (
@@ -78,8 +81,13 @@ type Options struct {
 	// Processes > 1 runs the concurrent scenario's workers in Processes-1
 	// child processes (the outbox-bench binary re-executed with WorkerFlag);
 	// the producers stay in this one. 0 or 1: all in-process.
-	Processes    int           `json:"processes,omitempty"`
-	Rate         int           `json:"rate"`          // e2e and soak msg/s; default 500
+	Processes int `json:"processes,omitempty"`
+	Rate      int `json:"rate"` // e2e and soak msg/s; default 500
+	// To is the relay scenario's broker: nats, amqp, redis (the local
+	// servers) or a nats://, amqp://, redis:// URL.
+	To string `json:"to,omitempty"`
+	// RelayRate is the relay scenario's producer rate, msg/s; default 200.
+	RelayRate    int           `json:"relay_rate,omitempty"`
 	E2EDuration  time.Duration `json:"e2e_duration"`  // default 10s
 	SoakDuration time.Duration `json:"soak_duration"` // default 2m
 	// Timeout bounds each wait for deliveries; default 2m (plus the
@@ -102,6 +110,7 @@ func (o Options) withDefaults() Options {
 	def(&o.Batch, 100)
 	def(&o.PayloadBytes, 256)
 	def(&o.Rate, 500)
+	def(&o.RelayRate, 200)
 	o.PayloadBytes = max(o.PayloadBytes, headerBytes)
 	if o.E2EDuration <= 0 {
 		o.E2EDuration = 10 * time.Second
@@ -210,6 +219,7 @@ var scenarioFuncs = map[string]func(context.Context, Options) ([]Result, error){
 	ScenarioSoak:       Soak,
 	ScenarioCross:      CrossProcess,
 	ScenarioConcurrent: Concurrent,
+	ScenarioRelay:      Relay,
 }
 
 // ScenarioNames lists the known scenarios.

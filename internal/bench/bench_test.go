@@ -85,7 +85,7 @@ func BenchmarkDrain(b *testing.B) {
 			name := map[bool]string{false: "decoupled", true: "transactional"}[tx]
 			b.Run(name, func(b *testing.B) {
 				o := leaf(b, o)
-				r, base, err := drainMode(context.Background(), o, tx, true)
+				r, base, err := drainMode(context.Background(), o, tx, true, nil)
 				r.BaselineRate = rate(o.Messages, base)
 				r.Ratio = ratio(r.Rate, r.BaselineRate)
 				report(b, r, err)
@@ -102,7 +102,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				o := leaf(b, o)
 				d := time.Duration(float64(o.Messages) / float64(o.Rate) * float64(time.Second))
-				r, err := steady(context.Background(), o, tx, d, false)
+				r, err := steady(context.Background(), o, tx, d, false, nil)
 				report(b, r, err)
 			})
 		}

@@ -26,7 +26,7 @@ func Drain(ctx context.Context, o Options) ([]Result, error) {
 	var out []Result
 	var base time.Duration
 	for i, tx := range []bool{false, true} {
-		r, b, err := drainMode(ctx, o, tx, i == 0)
+		r, b, err := drainMode(ctx, o, tx, i == 0, nil)
 		if i == 0 {
 			base = b
 		}
@@ -50,7 +50,9 @@ func Drain(ctx context.Context, o Options) ([]Result, error) {
 	return out, nil
 }
 
-func drainMode(ctx context.Context, o Options, transactional, withBaseline bool) (Result, time.Duration, error) {
+// drainMode drains a backlog with a no-op handler, or with mk's handler
+// when mk is not nil (mk's handler must record each delivery in rec).
+func drainMode(ctx context.Context, o Options, transactional, withBaseline bool, mk func(rec *recorder) outbox.Handler) (Result, time.Duration, error) {
 	mode := "decoupled Batch"
 	if transactional {
 		mode = "transactional TxBatch"
@@ -88,6 +90,9 @@ func drainMode(ctx context.Context, o Options, transactional, withBaseline bool)
 			recordAll(ms)
 			return outbox.Success()
 		})
+	}
+	if mk != nil {
+		h = mk(rec)
 	}
 	if err := ob.Handle(Queue, h); err != nil {
 		return res, 0, err

@@ -23,7 +23,7 @@ func EndToEnd(ctx context.Context, o Options) ([]Result, error) {
 	o = o.withDefaults()
 	var out []Result
 	for _, tx := range []bool{false, true} {
-		r, err := steady(ctx, o, tx, o.E2EDuration, false)
+		r, err := steady(ctx, o, tx, o.E2EDuration, false, nil)
 		if err != nil {
 			return out, err
 		}
@@ -38,7 +38,7 @@ func EndToEnd(ctx context.Context, o Options) ([]Result, error) {
 // the heap stays flat.
 func Soak(ctx context.Context, o Options) ([]Result, error) {
 	o = o.withDefaults()
-	r, err := steady(ctx, o, false, o.SoakDuration, true)
+	r, err := steady(ctx, o, false, o.SoakDuration, true, nil)
 	return []Result{r}, err
 }
 
@@ -50,7 +50,10 @@ type soakSample struct {
 	Delivered int64   `json:"delivered"`
 }
 
-func steady(ctx context.Context, o Options, transactional bool, dur time.Duration, soak bool) (Result, error) {
+// steady produces at o.Rate for dur and measures the latency from commit
+// to the handler's start, or with mk (whose handler records each delivery
+// in rec with the time it counts as delivered) to that time.
+func steady(ctx context.Context, o Options, transactional bool, dur time.Duration, soak bool, mk func(rec *recorder) outbox.Handler) (Result, error) {
 	scenario, mode := ScenarioE2E, "decoupled Batch"
 	if transactional {
 		mode = "transactional TxBatch"
@@ -83,6 +86,9 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 			recordAll(ms)
 			return outbox.Success()
 		})
+	}
+	if mk != nil {
+		h = mk(rec)
 	}
 	if err := ob.Handle(Queue, h); err != nil {
 		return res, err
