@@ -88,7 +88,7 @@ func Run(t *testing.T, b Backend) {
 	groups := [][]test{
 		migrationTests, enqueueTests, sequencerTests,
 		deliveryTests, faultTests, txTests, lifecycleTests, wakeTests(&b), batchingTests,
-		queueTests, opsTests,
+		queueTests, opsTests, identityTests,
 	}
 	if b.TerminateSessions != nil {
 		groups = append(groups, connLossTests)

@@ -483,12 +483,14 @@ func testMigrateFromVersion1(t *testing.T, b *Backend) {
 	if n := e.count("SELECT COUNT(*) FROM " + e.table("schema_version") + " WHERE version_id > 1"); n != 0 {
 		t.Fatalf("%d versions above 1 applied, want none", n)
 	}
-	// Version 1's outbox can enqueue and sequence (neither touches
-	// blocked_at).
+	// Messages enqueued at version 1 (by a version-1 producer, whose
+	// insert names the columns of that version only), then sequenced.
 	ob := e.outbox(nil, fast(outbox.Config{}))
 	e.declare(ob, "q", 1)
-	m, _ := payloads("q", 0, "m", 3)
-	e.enqueue(ob, m...)
+	for _, p := range []string{"m1", "m2", "m3"} {
+		e.exec(e.db, "INSERT INTO "+e.table("messages")+" (partition_id, payload, payload_type) VALUES ((SELECT id FROM "+
+			e.table("partitions")+" WHERE queue = 'q' AND partition_num = 0), '"+p+"', 'text/plain')")
+	}
 	e.sequenceAll(ob)
 
 	if err := migrations.Up(e.ctx, e.db, s); err != nil {

@@ -359,6 +359,10 @@ type InsertRow struct {
 	Payload     []byte
 	PayloadType string
 	Headers     []byte // JSON object, nil for none
+	// MessageID is the message's 16-byte id (stored in msg_id), Key its
+	// key ("" stores NULL).
+	MessageID []byte
+	Key       string
 }
 
 // InsertMessagesParams are the arguments of InsertMessages.
@@ -420,6 +424,9 @@ type Message struct {
 	PayloadType string
 	Headers     []byte
 	CreatedAt   time.Time
+	// MessageID and Key as inserted (nil and "" for a row without).
+	MessageID []byte
+	Key       string
 }
 
 // UpdateCursorsParams are the arguments of UpdateCursors.
@@ -575,6 +582,9 @@ type DeadLetter struct {
 	Attempts    int
 	LastError   string
 	Status      string
+	// MessageID and Key are the message's (nil and "" when it had none).
+	MessageID []byte
+	Key       string
 	// Deadline is a reprocessing row's hold deadline, CompletedAt when a
 	// row became resolved or discarded; zero when NULL. Only the dead-letter
 	// methods read them.

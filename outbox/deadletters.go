@@ -174,7 +174,7 @@ func deadLetters(in []dialect.DeadLetter) []DeadLetter {
 			ID: d.ID, Queue: d.Queue, Partition: d.Partition, Seq: d.Seq, Payload: d.Payload,
 			PayloadType: d.PayloadType, CreatedAt: d.CreatedAt, FailedAt: d.FailedAt,
 			Attempts: d.Attempts, Reason: d.LastError, Status: d.Status,
-			Deadline: d.Deadline, CompletedAt: d.CompletedAt,
+			Deadline: d.Deadline, CompletedAt: d.CompletedAt, MessageID: formatID(d.MessageID), Key: d.Key,
 		}
 		if len(d.Headers) > 0 {
 			_ = json.Unmarshal(d.Headers, &out[i].Headers)

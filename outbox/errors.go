@@ -35,6 +35,9 @@ var (
 	// MaxHeaderKeyLen bytes, a key or value is not valid UTF-8, or the
 	// headers exceed MaxHeaders entries or MaxHeaderBytes encoded.
 	ErrInvalidHeaders = errors.New("outbox: invalid headers")
+	// ErrInvalidKey: a message key too long, not UTF-8 or with a control
+	// character.
+	ErrInvalidKey = errors.New("outbox: invalid key")
 	// ErrWrongDialect: the database is not of the dialect's kind (a
 	// PostgreSQL dialect over a MySQL pool, say); checked before the first
 	// schema access by DeclareQueue, Start and Enqueue. Only a real mismatch

@@ -84,6 +84,9 @@ type DeadLetter struct {
 	// Deadline is a reprocessing row's claim deadline; CompletedAt is when
 	// the row became resolved or discarded. Zero otherwise.
 	Deadline, CompletedAt time.Time
+	// MessageID and Key are the message's (Delivery.ID and Key); a requeue
+	// keeps both.
+	MessageID, Key string
 }
 
 // DeadLetterFilter selects dead letters. Zero fields match everything.

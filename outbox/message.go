@@ -46,7 +46,23 @@ type Message struct {
 	// most MaxHeaders entries, keys of 1–MaxHeaderKeyLen bytes, keys and
 	// values valid UTF-8, MaxHeaderBytes in all once JSON-encoded.
 	Headers map[string]string
+	// Key is an optional key (an aggregate id, say), delivered with the
+	// message: at most MaxKeyLen bytes of valid UTF-8 without control
+	// characters; "" for none. Relays use it as the Kafka record key and in
+	// routes ({key}). With Partition set to PartitionByKey, Enqueue places
+	// the message by it.
+	Key string
 }
+
+// PartitionByKey is a Message.Partition that makes Enqueue place the
+// message in PartitionFor(Key, the queue's partition count): one key's
+// messages share a partition, and keep their order, without the producer
+// knowing the count. The message must have a Key (without one, -1 is out
+// of range: ErrPartitionOutOfRange).
+const PartitionByKey = -1
+
+// MaxKeyLen is the longest Message.Key, in bytes.
+const MaxKeyLen = 512
 
 // Delivery is a message as a handler sees it.
 type Delivery struct {
@@ -56,7 +72,14 @@ type Delivery struct {
 	// gap and never reused. A consumer that remembers the last Seq it
 	// applied per (Queue, Partition) can drop redeliveries with
 	// "Seq <= last".
-	Seq         int64
+	Seq int64
+	// ID identifies the message: a UUIDv7 drawn at Enqueue, the same on
+	// every redelivery and after a requeue from the dead letters, and
+	// unique across outboxes and databases (so a broker or consumer can
+	// deduplicate by it). Empty for a message enqueued before the schema
+	// had ids (migration 4).
+	ID          string
+	Key         string
 	Payload     []byte
 	PayloadType string
 	Headers     map[string]string
@@ -121,8 +144,15 @@ func validateMessage(i int, m *Message, maxPayload int) ([]byte, error) {
 	if !ValidQueueName(m.Queue) {
 		return nil, invalid(i, "Queue", ErrInvalidQueueName, "%q", truncate(m.Queue))
 	}
-	if m.Partition < 0 || m.Partition >= MaxPartitions {
+	if (m.Partition < 0 || m.Partition >= MaxPartitions) && m.Partition != PartitionByKey {
 		return nil, invalid(i, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", m.Partition, MaxPartitions-1)
+	}
+	if err := validKey(m.Key); err != nil {
+		return nil, invalid(i, "Key", ErrInvalidKey, "%v", err)
+	}
+	if m.Partition == PartitionByKey && m.Key == "" {
+		// Without a key, -1 is just a partition out of range.
+		return nil, invalid(i, "Partition", ErrPartitionOutOfRange, "PartitionByKey (-1) needs a Key")
 	}
 	if len(m.Payload) > maxPayload {
 		return nil, invalid(i, "Payload", ErrPayloadTooLarge, "%d bytes, limit %d", len(m.Payload), maxPayload)
@@ -175,4 +205,21 @@ func truncate(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// validKey checks a message key: at most MaxKeyLen bytes of valid UTF-8
+// without control characters ("" is no key).
+func validKey(k string) error {
+	if len(k) > MaxKeyLen {
+		return fmt.Errorf("%d bytes, limit %d", len(k), MaxKeyLen)
+	}
+	if !utf8.ValidString(k) {
+		return fmt.Errorf("%q is not valid UTF-8", truncate(k))
+	}
+	for _, r := range k {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return fmt.Errorf("%q has a control character", truncate(k))
+		}
+	}
+	return nil
 }

@@ -319,6 +319,7 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 		return base + i
 	}
 	rows := make([]dialect.InsertRow, len(msgs))
+	ids := messageIDs(len(msgs))
 	fields := o.tel.traceFields(ctx)
 	for i := range msgs {
 		m := &msgs[i]
@@ -337,10 +338,15 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, msgs []Message, base i
 		if err != nil {
 			return o.enqueueErr(idx(i), m.Queue, err)
 		}
-		if m.Partition >= n {
+		part := m.Partition
+		if part == PartitionByKey {
+			part = PartitionFor(m.Key, n)
+		}
+		if part >= n {
 			return invalid(idx(i), "Partition", ErrPartitionOutOfRange, "%d, queue %q has %d partitions", m.Partition, m.Queue, n)
 		}
-		rows[i] = dialect.InsertRow{Queue: m.Queue, Partition: m.Partition, Payload: m.Payload, PayloadType: m.PayloadType, Headers: h}
+		rows[i] = dialect.InsertRow{Queue: m.Queue, Partition: part, Payload: m.Payload, PayloadType: m.PayloadType, Headers: h,
+			MessageID: ids[i][:], Key: m.Key}
 		if m.Payload == nil {
 			rows[i].Payload = []byte{}
 		}

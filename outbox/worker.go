@@ -675,7 +675,7 @@ func deliveries(c dialect.ClaimedPartition, msgs []dialect.Message, attempts int
 	ds := make([]Delivery, len(msgs))
 	for i, m := range msgs {
 		ds[i] = Delivery{
-			Queue: c.Queue, Partition: c.Partition, Seq: m.Seq, Payload: m.Payload,
+			Queue: c.Queue, Partition: c.Partition, Seq: m.Seq, ID: formatID(m.MessageID), Key: m.Key, Payload: m.Payload,
 			PayloadType: m.PayloadType, CreatedAt: m.CreatedAt, Attempts: attempts,
 		}
 		if len(m.Headers) > 0 {

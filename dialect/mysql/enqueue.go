@@ -108,7 +108,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	if len(p.Rows) == 1 {
 		r := p.Rows[0]
 		return sqlbase.InsertAll(ctx, q, p.Rows, func([]dialect.InsertRow) sqlbase.Chunk {
-			return sqlbase.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers), r.Queue, r.Partition}}
+			return sqlbase.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key), r.Queue, r.Partition}}
 		})
 	}
 	ids, err := d.partitionIDs(ctx, q, p.Rows)
@@ -118,7 +118,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
 		n, size := 0, 0
 		for n < len(rows) && n < maxInsertRows {
-			sz := len(rows[n].Payload) + len(rows[n].Headers) + len(rows[n].PayloadType)
+			sz := len(rows[n].Payload) + len(rows[n].Headers) + len(rows[n].PayloadType) + len(rows[n].MessageID) + len(rows[n].Key)
 			if n > 0 && size+sz > maxInsertBytes {
 				break
 			}
@@ -129,14 +129,15 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		b.Grow(80 + 16*n)
 		b.WriteString("INSERT INTO ")
 		b.WriteString(d.Prefix())
-		b.WriteString("messages (partition_id, payload, payload_type, headers) VALUES ")
-		args := make([]any, 0, 4*n)
+		b.WriteString("messages (partition_id, payload, payload_type, headers, msg_id, msg_key) VALUES ")
+		args := make([]any, 0, 6*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, ids[partitionKey{r.Queue, r.Partition}], sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers))
+			b.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, ids[partitionKey{r.Queue, r.Partition}], sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers),
+				sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key))
 		}
 		return sqlbase.Chunk{N: n, Query: b.String(), Args: args}
 	})

@@ -189,8 +189,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		vacuumPick: r.Replace(`SELECT id FROM {p}messages WHERE partition_id = ? AND seq <= ?
 			ORDER BY seq LIMIT ?`),
 		// See InsertMessages for why FORCE INDEX.
-		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
-			SELECT p.id, ?, ?, ? FROM {p}partitions p FORCE INDEX ({p}partitions_queue_num)
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers, msg_id, msg_key)
+			SELECT p.id, ?, ?, ?, ?, ? FROM {p}partitions p FORCE INDEX ({p}partitions_queue_num)
 			WHERE p.queue = ? AND p.partition_num = ?`),
 	}
 }

@@ -251,8 +251,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 			SELECT partition_id FROM upd`),
 		// The function of migration 00003 (see there).
 		sequencePending: r.Replace(`SELECT pending, held, held_seq, owners FROM {p}sequence_pending($1::bigint, $2::int, $3::int)`),
-		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers)
-			SELECT p.id, $3::bytea, $4::text, $5::text FROM {p}partitions p WHERE p.queue = $1 AND p.partition_num = $2`),
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, payload, payload_type, headers, msg_id, msg_key)
+			SELECT p.id, $3::bytea, $4::text, $5::text, $6::bytea, $7::text FROM {p}partitions p WHERE p.queue = $1 AND p.partition_num = $2`),
 	}
 }
 
@@ -282,7 +282,7 @@ func textArray(vs []string) string {
 }
 
 // maxInsertRows keeps a multi-row INSERT under PostgreSQL's 65535 bind
-// parameters (5 per row).
+// parameters (7 per row).
 const maxInsertRows = 1000
 
 // InsertMessages implements dialect.Dialect. The partition row is found by
@@ -295,7 +295,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		// The common Enqueue: a plain INSERT … SELECT, cheaper to plan.
 		r := p.Rows[0]
 		return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
-			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers)}
+			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key)}
 			if notify := d.notify.due(rows); len(notify) > 0 {
 				// See the multi-row case below.
 				return sqlbase.Chunk{N: 1, Query: "WITH ins AS (" + d.qs().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
@@ -307,20 +307,20 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
 		notify := d.notify.due(rows[:n])
-		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
-		args := make([]any, 0, 5*n+len(notify))
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers, msg_id, msg_key) AS (VALUES ")
+		args := make([]any, 0, 7*n+len(notify))
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			k := 5 * i
-			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text)", i, k+1, k+2, k+3, k+4, k+5)
-			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers))
+			k := 7 * i
+			fmt.Fprintf(&b, "(%d, $%d::text, $%d::int, $%d::bytea, $%d::text, $%d::text, $%d::bytea, $%d::text)", i, k+1, k+2, k+3, k+4, k+5, k+6, k+7)
+			args = append(args, r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key))
 		}
-		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers, v.msg_id, v.msg_key
 				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
-			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
-			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers, msg_id, msg_key)
+			SELECT id, payload, payload_type, headers, msg_id, msg_key FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
 		if len(notify) == 0 {
 			return sqlbase.Chunk{N: n, Query: b.String(), Args: args}
 		}

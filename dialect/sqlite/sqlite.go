@@ -192,13 +192,13 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// seq subqueries) is first copied into a temporary table, which
 		// cost 6 µs of a 70 µs producer transaction. No partition: the
 		// partition_id is NULL and the NOT NULL constraint refuses the row.
-		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers) VALUES (
+		insertOne: r.Replace(`INSERT INTO {p}messages (partition_id, seq, payload, payload_type, headers, msg_id, msg_key) VALUES (
 			(SELECT id FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2),
 			(SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = '{p}messages_seq_floor')
 					AND NOT EXISTS (SELECT 1 FROM {p}messages m WHERE m.partition_id = p.id AND m.seq IS NULL)
 				THEN ` + lastSeq + ` + 1 END
 			FROM {p}partitions p WHERE p.queue = ?1 AND p.partition_num = ?2),
-			?3, ?4, ?5)
+			?3, ?4, ?5, ?6, ?7)
 			RETURNING seq IS NOT NULL`),
 		partitionExists: r.Replace(`SELECT 1 FROM {p}partitions WHERE queue = ?1 AND partition_num = ?2`),
 		claimInfo:       r.Replace(`SELECT p.partition_num, ` + lastSeq + ` FROM {p}partitions p WHERE p.id = ?1`),
@@ -233,8 +233,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 }
 
 // maxInsertRows keeps a multi-row INSERT well under SQLite's bound
-// parameter limit (32766; older builds 999 = 199 rows of 5).
-const maxInsertRows = 190
+// parameter limit (32766; older builds 999 = 142 rows of 7).
+const maxInsertRows = 140
 
 // InsertMessages implements dialect.Dialect. The partition row is found by
 // (queue, partition_num) in the statement itself, in q's own database. The
@@ -256,7 +256,8 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		// partition is looked up before the error is called a missing
 		// one. (No row back would take a RAISE(IGNORE) trigger.)
 		var sequenced bool
-		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers)).Scan(&sequenced)
+		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers),
+			sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key)).Scan(&sequenced)
 		if isNotNull(err) {
 			var one int
 			switch lerr := q.QueryRowContext(ctx, d.qs().partitionExists, r.Queue, r.Partition).Scan(&one); {
@@ -279,23 +280,23 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
 		n := min(len(rows), maxInsertRows)
 		var b strings.Builder
-		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers) AS (VALUES ")
-		args := make([]any, 0, 5*n)
+		b.WriteString("WITH v (ord, queue, partition_num, payload, payload_type, headers, msg_id, msg_key) AS (VALUES ")
+		args := make([]any, 0, 7*n)
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "(%d, ?, ?, ?, ?, ?)", i)
+			fmt.Fprintf(&b, "(%d, ?, ?, ?, ?, ?, ?, ?)", i)
 			payload := r.Payload
 			if payload == nil {
 				payload = []byte{}
 			}
-			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers))
+			args = append(args, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key))
 		}
-		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers
+		fmt.Fprintf(&b, `), r AS (SELECT p.id, v.ord, v.payload, v.payload_type, v.headers, v.msg_id, v.msg_key
 				FROM v JOIN %[1]spartitions p ON p.queue = v.queue AND p.partition_num = v.partition_num)
-			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers)
-			SELECT id, payload, payload_type, headers FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
+			INSERT INTO %[1]smessages (partition_id, payload, payload_type, headers, msg_id, msg_key)
+			SELECT id, payload, payload_type, headers, msg_id, msg_key FROM r WHERE (SELECT count(*) FROM r) = %[2]d ORDER BY ord`, d.Prefix(), n)
 		return sqlbase.Chunk{N: n, Query: b.String(), Args: args}
 	})
 }

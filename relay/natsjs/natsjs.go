@@ -12,6 +12,8 @@ package natsjs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +65,9 @@ func (p *Publisher) Publish(ctx context.Context, msgs []relay.Message) (int, err
 }
 
 func (p *Publisher) publish(ctx context.Context, nm *nats.Msg, id string) error {
+	if err := validSubject(nm.Subject); err != nil {
+		return relay.Permanent(err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	_, err := p.js.PublishMsg(ctx, nm, jetstream.WithMsgID(id))
@@ -77,4 +82,21 @@ func (p *Publisher) publish(ctx context.Context, nm *nats.Msg, id string) error 
 		return relay.Permanent(err)
 	}
 	return err
+}
+
+// validSubject checks a subject to publish to: dot-separated non-empty
+// tokens, no whitespace, no wildcard token. The client sends any string,
+// and a space would break the protocol line (the server then closes the
+// connection), so a route that produced one (a {key} with a space, say)
+// must fail that message alone.
+func validSubject(s string) error {
+	if s == "" {
+		return fmt.Errorf("natsjs: empty subject")
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return fmt.Errorf("natsjs: invalid subject %q", s)
+		}
+	}
+	return nil
 }

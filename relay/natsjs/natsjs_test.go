@@ -250,3 +250,29 @@ func TestKilledRelay(t *testing.T) {
 		checkNoDuplicates(t, s, prefix, 4, n)
 	})
 }
+
+// A subject the route built with a space or a wildcard dead-letters that
+// message; the others are published.
+func TestInvalidSubject(t *testing.T) {
+	u := relaytest.URL(t, relaytest.NATSEnv)
+	js := connect(t, u)
+	s := stream(t, js, jetstream.StreamConfig{})
+	prefix := s.CachedInfo().Config.Name
+	e := relaytest.Open(t, "sqlite")
+	ob := relaytest.Outbox(t, e, outbox.Config{}, "orders", 1)
+	for _, k := range []string{"a", "b c", "*", "d"} {
+		if err := ob.InTx(context.Background(), func(tx *sql.Tx) error {
+			return ob.Enqueue(context.Background(), tx, outbox.Message{Queue: "orders", Key: k, Payload: []byte(k), PayloadType: "text/plain"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, ob, relay.Handler(natsjs.New(js), relay.WithTemplate(prefix+".{key}")))
+	relaytest.WaitDrained(t, ob, "orders", time.Minute)
+	if n := count(t, s); n != 2 {
+		t.Fatalf("stream holds %d messages, want 2 (a and d)", n)
+	}
+	if n, err := ob.CountDeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"}); err != nil || n != 2 {
+		t.Fatalf("dead letters %d (%v), want 2", n, err)
+	}
+}

@@ -118,7 +118,7 @@ func TestConnectionCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dedup := range []bool{false} {
+	for _, dedup := range []bool{false, true} {
 		t.Run("dedup="+strconv.FormatBool(dedup), func(t *testing.T) {
 			relaytest.ForEachBackend(t, func(t *testing.T, e relaytest.Env) {
 				const n = 1200

@@ -190,7 +190,7 @@ func buildStatements(p string, sh Shared) statements {
 	return statements{
 		lookup: bind(`SELECT p.id FROM {p}queues q JOIN {p}partitions p ON p.queue = q.name
 			WHERE q.name = ? ORDER BY p.partition_num`),
-		read: bind(`SELECT id, seq, payload, payload_type, headers, created_at FROM {p}messages
+		read: bind(`SELECT id, seq, payload, payload_type, headers, created_at, msg_id, msg_key FROM {p}messages
 			WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
 		stats: bind(`SELECT (SELECT COUNT(*) FROM {p}queues), (SELECT COUNT(*) FROM {p}partitions),
 				(SELECT COUNT(*) FROM {p}messages), (SELECT COUNT(*) FROM {p}messages WHERE seq IS NULL),
@@ -200,8 +200,8 @@ func buildStatements(p string, sh Shared) statements {
 		// locks neither the messages rows nor the partitions row (which
 		// would make the sequencer skip the partition).
 		deadLetters: r.Replace(`INSERT INTO {p}dead_letters
-				(queue, partition_num, seq, payload, payload_type, headers, created_at, attempts, last_error)
-			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, ?, ?
+				(queue, partition_num, seq, payload, payload_type, headers, created_at, msg_id, msg_key, attempts, last_error)
+			SELECT p.queue, p.partition_num, m.seq, m.payload, m.payload_type, m.headers, m.created_at, m.msg_id, m.msg_key, ?, ?
 			FROM {p}messages m JOIN {p}partitions p ON p.id = m.partition_id
 			WHERE m.partition_id = ? AND m.seq IN (?) ORDER BY m.seq`),
 		// version makes every match a changed row (MySQL's rowsAffected).
@@ -303,13 +303,14 @@ func (b *Base[S, Q]) readOne(ctx context.Context, q dialect.DBTX, p dialect.Part
 }
 
 // scanMessage scans id, seq, payload, payload_type, headers, created_at,
-// after the leading columns lead.
+// msg_id, msg_key after the leading columns lead.
 func scanMessage(rows *sql.Rows, lead ...any) (dialect.Message, error) {
 	var m dialect.Message
-	var h sql.NullString
-	if err := rows.Scan(append(lead, &m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt))...); err != nil {
+	var h, key sql.NullString
+	if err := rows.Scan(append(lead, &m.ID, &m.Seq, &m.Payload, &m.PayloadType, &h, (*Time)(&m.CreatedAt), &m.MessageID, &key)...); err != nil {
 		return m, err
 	}
+	m.Key = key.String
 	m.Payload = NonNil(m.Payload)
 	if h.Valid {
 		m.Headers = []byte(h.String)
@@ -345,7 +346,7 @@ func (b *Base[S, Q]) ReadPartitions(ctx context.Context, q dialect.DBTX, p *dial
 		if len(args) > 0 {
 			sb.WriteString(" UNION ALL ")
 		}
-		branch := fmt.Sprintf("SELECT %d AS k, id, seq, payload, payload_type, headers, created_at FROM %smessages "+
+		branch := fmt.Sprintf("SELECT %d AS k, id, seq, payload, payload_type, headers, created_at, msg_id, msg_key FROM %smessages "+
 			"WHERE partition_id = ? AND seq > ? ORDER BY seq LIMIT ?", i, b.prefix)
 		if b.sh.ParenBranches {
 			sb.WriteString("(" + branch + ")")

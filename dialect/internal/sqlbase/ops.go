@@ -45,7 +45,7 @@ func in(ids []int64) (string, []any) {
 }
 
 const columns = `id, queue, partition_num, seq, payload, payload_type, headers, created_at, failed_at,
-	attempts, COALESCE(last_error, ''), status, deadline, completed_at`
+	attempts, COALESCE(last_error, ''), status, deadline, completed_at, msg_id, COALESCE(msg_key, '')`
 
 // where is the WHERE clause of p (with the paging condition when paging).
 func (b *Base[S, Q]) where(p *dialect.FindDeadLettersParams, paging bool) (string, []any) {
@@ -106,7 +106,7 @@ func (b *Base[S, Q]) scanDeadLetters(rows *sql.Rows) ([]dialect.DeadLetter, erro
 		var h sql.NullString
 		if err := rows.Scan(&d.ID, &d.Queue, &d.Partition, &d.Seq, &d.Payload, &d.PayloadType, &h,
 			(*Time)(&d.CreatedAt), (*Time)(&d.FailedAt), &d.Attempts, &d.LastError, &d.Status,
-			(*Time)(&d.Deadline), (*Time)(&d.CompletedAt)); err != nil {
+			(*Time)(&d.Deadline), (*Time)(&d.CompletedAt), &d.MessageID, &d.Key); err != nil {
 			return nil, err
 		}
 		d.Payload = NonNil(d.Payload)
@@ -225,7 +225,7 @@ func (b *Base[S, Q]) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *
 	list, ids := in(p.IDs)
 	// Original order within a partition: seq, then id for rows of one seq
 	// dead-lettered more than once (requeued and rejected again).
-	rows, err := q.QueryContext(ctx, b.sql(`SELECT queue, partition_num, payload, payload_type, headers
+	rows, err := q.QueryContext(ctx, b.sql(`SELECT queue, partition_num, payload, payload_type, headers, msg_id, COALESCE(msg_key, '')
 		FROM {p}dead_letters WHERE id IN (`+list+`) ORDER BY queue, partition_num, seq, id`), ids...)
 	if err != nil {
 		return nil, err
@@ -234,7 +234,7 @@ func (b *Base[S, Q]) RequeueDeadLetters(ctx context.Context, q dialect.DBTX, p *
 	for rows.Next() {
 		var m dialect.InsertRow
 		var h sql.NullString
-		if err := rows.Scan(&m.Queue, &m.Partition, &m.Payload, &m.PayloadType, &h); err != nil {
+		if err := rows.Scan(&m.Queue, &m.Partition, &m.Payload, &m.PayloadType, &h, &m.MessageID, &m.Key); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -215,6 +215,14 @@ func NullBytes(b []byte) any {
 	return string(b)
 }
 
+// NullBlob is b as a binary argument, NULL when empty.
+func NullBlob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
 // firstInt runs query and returns the first column of its first row,
 // ignoring any other column.
 func firstInt(ctx context.Context, q dialect.DBTX, query string, args []any) (int64, error) {
