@@ -15,11 +15,12 @@ const poolWatchEvery = 10 * time.Second
 // keeps 2 idle connections by default; a worker's sequencers, claims,
 // reads and acks use more at once, so each pass opens connections and the
 // pool closes them again. A cross-process worker at 20 msg/s on PostgreSQL
-// closed dozens a second that way (each new connection a backend process,
-// and its statements prepared anew), and its commit → handler p99 was more
-// than twice that of a sized pool (docs/performance.md). A pool sized as
-// documented closes none in steady state, so one a second is already
-// churn, not start-up.
+// closed 6 to 18 a second that way (each new connection a backend process,
+// and its statements prepared anew), and its commit → handler p99 was 4 to
+// 18 times that of a sized pool, which closed none (alternating runs of
+// outbox-bench --dialect postgres --scenarios cross --e2e-duration 10s,
+// with and without --default-pool; docs/performance.md). So one a second
+// is already churn, not start-up.
 const poolChurnPerSecond = 1
 
 // poolWatch warns once, through the user's logger, when the pool closes
