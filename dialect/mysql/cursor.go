@@ -15,7 +15,7 @@ import (
 func (d *Dialect) updateOne(ctx context.Context, q dialect.DBTX, p *dialect.CursorUpdate) (bool, error) {
 	renew := p.Renew.Microseconds()
 	// version = version + 1 makes a matched row always a changed row.
-	n, err := sqlbase.Exec(ctx, q, d.qs().update, p.ProcessedSeq, p.Attempts, sqlbase.NullString(p.LastError),
+	n, err := sqlbase.Exec(ctx, q, d.Own().update, p.ProcessedSeq, p.Attempts, sqlbase.NullString(p.LastError),
 		p.RetryAfter.Microseconds(), renew, renew, renew, p.Block,
 		p.PartitionID, p.Token, p.Token)
 	return n == 1, err

@@ -17,11 +17,11 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 	// of one queue run one after the other and the reads below (consistent
 	// reads, or a snapshot begun after the lock at REPEATABLE READ) see
 	// what the previous one committed.
-	if _, err := tx.ExecContext(ctx, d.qs().insertQueue, p.Queue, p.Partitions); err != nil {
+	if _, err := tx.ExecContext(ctx, d.Own().insertQueue, p.Queue, p.Partitions); err != nil {
 		return nil, err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, d.qs().selectQueue, p.Queue).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.Own().selectQueue, p.Queue).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != p.Partitions {
@@ -56,7 +56,7 @@ func (d *Dialect) DeclareQueue(ctx context.Context, tx *sql.Tx, p *dialect.Decla
 			return nil, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, d.qs().insertCursors, p.Queue); err != nil {
+	if _, err := tx.ExecContext(ctx, d.Own().insertCursors, p.Queue); err != nil {
 		return nil, err
 	}
 	return &dialect.DeclareQueueResult{Partitions: n, PartitionIDs: ids}, nil
@@ -108,7 +108,7 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 	if len(p.Rows) == 1 {
 		r := p.Rows[0]
 		return sqlbase.InsertAll(ctx, q, p.Rows, func([]dialect.InsertRow) sqlbase.Chunk {
-			return sqlbase.Chunk{N: 1, Query: d.qs().insertOne, Args: []any{sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key), r.Queue, r.Partition}}
+			return sqlbase.Chunk{N: 1, Query: d.Own().insertOne, Args: []any{sqlbase.NonNil(r.Payload), r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key), r.Queue, r.Partition}}
 		})
 	}
 	ids, err := d.partitionIDs(ctx, q, p.Rows)

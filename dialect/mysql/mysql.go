@@ -49,31 +49,27 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// Dialect is the MySQL/MariaDB dialect. Build it with New.
-//
-// The zero value is usable and means New(): the default prefix "outbox_".
-type Dialect struct {
-	base // statements, built on first use; the shared methods
-}
+// Dialect is the MySQL/MariaDB dialect. Its zero value means New(). What
+// it adds to the shared base is its SQL text (spec), the claim and the
+// acks without RETURNING (claim.go, cursor.go), the sequencer's JSON_TABLE
+// numbering (sequence.go), the vacuum by primary key (vacuum.go) and its
+// error numbers (errors.go).
+type Dialect struct{ base }
 
-// base is the shared implementation, built from spec.
-type base = sqlbase.Base[spec, queries]
+// New returns the MySQL/MariaDB dialect; Option configures it.
+func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
 
 var _ dialect.Dialect = (*Dialect)(nil)
 
-// Option configures a Dialect.
-type Option func(*Dialect)
+// Option configures a Dialect: WithPrefix.
+type Option = sqlbase.Option[Dialect]
 
-// WithPrefix sets the table-name prefix (default "outbox_"). It must match
-// [dialect.ValidPrefix]; New panics otherwise, since a prefix is a
-// constant of the program.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("mysql", prefix) } }
+// WithPrefix sets the table-name prefix (default "outbox_"); New panics
+// for one that dialect.ValidPrefix refuses.
+func WithPrefix(prefix string) Option { return sqlbase.WithPrefix[Dialect](prefix) }
 
-// New returns the MySQL/MariaDB dialect.
-func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
-
-// qs returns the MySQL-only statements.
-func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
+// base is the shared base, built from spec.
+type base = sqlbase.Base[spec, queries]
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
@@ -106,6 +102,11 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// locks on locking reads and keeps one snapshot for the whole
 		// transaction.
 		TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+		// Times given by the application (a dead-letter listing's
+		// failed-at bounds) are compared with values NOW(6) wrote: the
+		// session's time zone must be the DSN's loc (UTC unless set) for
+		// them to mean the same instant. Times the base read itself
+		// (paging cursors, hold deadlines) round-trip exactly either way.
 		NowPlus:   "NOW(6) + INTERVAL ? MICROSECOND",
 		ForUpdate: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED",
 		// The replay hold reads in primary-key order: through the

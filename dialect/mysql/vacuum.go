@@ -10,10 +10,6 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// vacuumProbes is the most partitions one probe statement of Vacuum asks
-// about.
-const vacuumProbes = 256
-
 // Vacuum implements dialect.Dialect. MySQL rejects a DELETE that reads its
 // own table in a subquery and LIMIT inside IN, so it works per partition:
 // find partitions with delivered rows, pick up to the remaining budget of
@@ -36,7 +32,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 	}
 	type cursor struct{ id, processed int64 }
 	var curs []cursor
-	rows, err := q.QueryContext(ctx, d.qs().vacuumCandidates)
+	rows, err := q.QueryContext(ctx, d.Own().vacuumCandidates)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +76,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 		if left <= 0 {
 			break
 		}
-		ids, err := sqlbase.Int64s(ctx, q, d.qs().vacuumPick, c.id, c.processed, left)
+		ids, err := sqlbase.Int64s(ctx, q, d.Own().vacuumPick, c.id, c.processed, left)
 		if err != nil {
 			return nil, err
 		}
@@ -108,3 +104,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 	}
 	return &dialect.VacuumResult{Deleted: deleted}, nil
 }
+
+// vacuumProbes is the most partitions one probe statement of Vacuum asks
+// about.
+const vacuumProbes = 256

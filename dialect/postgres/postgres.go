@@ -22,11 +22,10 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// Dialect is the PostgreSQL dialect. Build it with New.
-//
-// The zero value is usable and means New(): the default prefix "outbox_".
+// Dialect is the PostgreSQL dialect, built with New; its zero value means
+// New(), with the default prefix "outbox_" and wake-ups on.
 type Dialect struct {
-	base // statements, built on first use; the shared methods
+	base // the shared methods, and the statements built from spec
 
 	notify   notifier // InsertMessages's wake-ups (see wake.go)
 	listener Listener // nil: Listen returns dialect.ErrNoWakeups
@@ -34,21 +33,21 @@ type Dialect struct {
 	unprepared bool // WithPreparedStatements(false)
 }
 
-// base is the shared implementation, built from spec.
-type base = sqlbase.Base[spec, queries]
-
 var (
 	_ dialect.Dialect = (*Dialect)(nil)
 	_ dialect.Waker   = (*Dialect)(nil)
 )
 
-// Option configures a Dialect.
-type Option func(*Dialect)
+// Option configures a Dialect: WithPrefix, WithPreparedStatements, and
+// the wake-up options (WithNotify, WithNotifyInterval, WithListener).
+type Option = sqlbase.Option[Dialect]
 
-// WithPrefix sets the table-name prefix (default "outbox_"). It must match
-// [dialect.ValidPrefix]; New panics otherwise, since a prefix is a
-// constant of the program.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("postgres", prefix) } }
+// New returns the PostgreSQL dialect.
+func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
+
+// WithPrefix sets the table-name prefix (default "outbox_"); New panics
+// for one that dialect.ValidPrefix refuses.
+func WithPrefix(prefix string) Option { return sqlbase.WithPrefix[Dialect](prefix) }
 
 // WithPreparedStatements says whether the outbox may run its statements as
 // prepared statements, prepared once per connection and reused (default
@@ -59,18 +58,15 @@ func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("p
 // transaction mode before 1.21, or without max_prepared_statements).
 func WithPreparedStatements(on bool) Option { return func(d *Dialect) { d.unprepared = !on } }
 
-// New returns the PostgreSQL dialect.
-func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
-
-// qs returns the PostgreSQL-only statements.
-func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
-
 // Capabilities implements dialect.Dialect: prepared statements unless
 // WithPreparedStatements(false), and a sequencer round in one statement
 // (SequencePending).
 func (d *Dialect) Capabilities() dialect.Capabilities {
 	return dialect.Capabilities{PreparedStatements: !d.unprepared, SequencePending: true}
 }
+
+// base is the shared base, built from spec.
+type base = sqlbase.Base[spec, queries]
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
@@ -298,9 +294,9 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 			args := []any{r.Queue, r.Partition, r.Payload, r.PayloadType, sqlbase.NullBytes(r.Headers), sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key)}
 			if notify := d.notify.due(rows); len(notify) > 0 {
 				// See the multi-row case below.
-				return sqlbase.Chunk{N: 1, Query: "WITH ins AS (" + d.qs().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
+				return sqlbase.Chunk{N: 1, Query: "WITH ins AS (" + d.Own().insertOne + d.notifyTail(&args, notify), Args: args, Counted: true}
 			}
-			return sqlbase.Chunk{N: 1, Query: d.qs().insertOne, Args: args}
+			return sqlbase.Chunk{N: 1, Query: d.Own().insertOne, Args: args}
 		})
 	}
 	return sqlbase.InsertAll(ctx, q, p.Rows, func(rows []dialect.InsertRow) sqlbase.Chunk {
@@ -346,12 +342,12 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 			return nil, err
 		}
 	}
-	locked, err := s.Lock(ctx, tx, d.qs().lockPartitions, int64Array(p.PartitionIDs))
+	locked, err := s.Lock(ctx, tx, d.Own().lockPartitions, int64Array(p.PartitionIDs))
 	if err != nil || len(locked) == 0 {
 		return s.Result, err
 	}
 	picked := make(map[int64][]int64, len(locked))
-	rows, err := tx.QueryContext(ctx, d.qs().pickMany, int64Array(locked), p.Limit)
+	rows, err := tx.QueryContext(ctx, d.Own().pickMany, int64Array(locked), p.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +384,7 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 	}
 	var numbered int64
 	n := 0
-	nrows, err := tx.QueryContext(ctx, d.qs().numberMany, int64Array(ids), int64Array(seqs), int64Array(pids), int64Array(lasts))
+	nrows, err := tx.QueryContext(ctx, d.Own().numberMany, int64Array(ids), int64Array(seqs), int64Array(pids), int64Array(lasts))
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +421,7 @@ func (d *Dialect) SequencePending(ctx context.Context, q dialect.DBTX, p *dialec
 		return res, nil
 	}
 	var cols [4]string
-	err := q.QueryRowContext(ctx, d.qs().sequencePending, p.FromPartitionID, p.MaxPartitions, p.Limit).Scan(&cols[0], &cols[1], &cols[2], &cols[3])
+	err := q.QueryRowContext(ctx, d.Own().sequencePending, p.FromPartitionID, p.MaxPartitions, p.Limit).Scan(&cols[0], &cols[1], &cols[2], &cols[3])
 	if err != nil {
 		var s interface{ SQLState() string }
 		if errors.As(err, &s) && s.SQLState() == "42883" { // undefined_function
@@ -504,12 +500,12 @@ func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
 	}
-	return scanClaims(pool.Q.QueryContext(ctx, d.qs().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
+	return scanClaims(pool.Q.QueryContext(ctx, d.Own().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return scanClaims(tx.QueryContext(ctx, d.qs().lockClaim, p.PartitionID, p.Token))
+	return scanClaims(tx.QueryContext(ctx, d.Own().lockClaim, p.PartitionID, p.Token))
 }
 
 func scanClaims(rows *sql.Rows, err error) (*dialect.ClaimResult, error) {
@@ -536,7 +532,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect
 	if len(ps) == 1 {
 		p := ps[0]
 		var n int
-		err := q.QueryRowContext(ctx, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+		err := q.QueryRowContext(ctx, d.Own().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 			sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.DeleteThrough, p.Block, p.DeleteAfter).Scan(&n)
 		if err != nil {
 			return nil, err
@@ -561,7 +557,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect
 		blocks = append(blocks, "ft"[b2i(p.Block)])
 	}
 	blocks = append(blocks, '}')
-	rows, err := q.QueryContext(ctx, d.qs().updateMany, int64Array(pids), textArray(tokens), int64Array(seqs), int64Array(attempts),
+	rows, err := q.QueryContext(ctx, d.Own().updateMany, int64Array(pids), textArray(tokens), int64Array(seqs), int64Array(attempts),
 		textArray(errs), int64Array(retries), int64Array(renews), string(blocks), int64Array(dels), int64Array(afters))
 	updated, err := sqlbase.MatchedCursors(rows, err, ps)
 	if err != nil {
@@ -580,7 +576,7 @@ func b2i(b bool) int {
 // LockCursor implements dialect.Dialect.
 func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
 	var r dialect.LockCursorResult
-	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+	err := tx.QueryRowContext(ctx, d.Own().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
 		&r.LastSeq, &r.Attempts, &r.LastError, &r.Blocked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound

@@ -78,8 +78,6 @@ type ListenParams struct {
 	Notify  func(string) // called with each notification's payload
 }
 
-var _ dialect.Waker = (*Dialect)(nil)
-
 // Channel is the notification channel of this dialect's prefix.
 func (d *Dialect) Channel() string { return d.Prefix() + "wake" }
 

@@ -24,30 +24,26 @@ import (
 	"github.com/modkit-go/db/dialect/internal/sqlbase"
 )
 
-// Dialect is the SQLite dialect. Build it with New.
-//
-// The zero value is usable and means New(): the default prefix "outbox_".
-type Dialect struct {
-	base // statements, built on first use; the shared methods
-}
+// Dialect is the SQLite dialect (New, or the zero value: the default
+// prefix). Beside its SQL text (spec) it differs from the shared base in
+// what one writer allows: sequencing on insert, a claim and acks as single
+// conditional UPDATEs, and a vacuum by seq ranges (vacuum.go).
+type Dialect struct{ base }
 
-// base is the shared implementation, built from spec.
-type base = sqlbase.Base[spec, queries]
+// WithPrefix sets the table-name prefix (default "outbox_"); New panics
+// for one that dialect.ValidPrefix refuses.
+func WithPrefix(prefix string) Option { return sqlbase.WithPrefix[Dialect](prefix) }
+
+// Option configures a Dialect: WithPrefix.
+type Option = sqlbase.Option[Dialect]
 
 var _ dialect.Dialect = (*Dialect)(nil)
-
-// Option configures a Dialect.
-type Option func(*Dialect)
-
-// WithPrefix sets the table-name prefix (default "outbox_"). It must match
-// [dialect.ValidPrefix]; New panics otherwise.
-func WithPrefix(prefix string) Option { return func(d *Dialect) { d.SetPrefix("sqlite", prefix) } }
 
 // New returns the SQLite dialect.
 func New(opts ...Option) *Dialect { return sqlbase.New(opts) }
 
-// qs returns the SQLite-only statements.
-func (d *Dialect) qs() *queries { return sqlbase.Own(&d.base) }
+// base is the shared base, built from spec.
+type base = sqlbase.Base[spec, queries]
 
 // migrationFiles is the schema with the default prefix (spec.Build hands
 // it to the base, which serves it as Migrations).
@@ -256,11 +252,11 @@ func (d *Dialect) InsertMessages(ctx context.Context, q dialect.DBTX, p *dialect
 		// partition is looked up before the error is called a missing
 		// one. (No row back would take a RAISE(IGNORE) trigger.)
 		var sequenced bool
-		err := q.QueryRowContext(ctx, d.qs().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers),
+		err := q.QueryRowContext(ctx, d.Own().insertOne, r.Queue, r.Partition, payload, r.PayloadType, sqlbase.NullBytes(r.Headers),
 			sqlbase.NullBlob(r.MessageID), sqlbase.NullString(r.Key)).Scan(&sequenced)
 		if isNotNull(err) {
 			var one int
-			switch lerr := q.QueryRowContext(ctx, d.qs().partitionExists, r.Queue, r.Partition).Scan(&one); {
+			switch lerr := q.QueryRowContext(ctx, d.Own().partitionExists, r.Queue, r.Partition).Scan(&one); {
 			case errors.Is(lerr, sql.ErrNoRows):
 				err = lerr // no partition
 			case lerr != nil:
@@ -310,12 +306,12 @@ func (d *Dialect) SequencePartitions(ctx context.Context, tx dialect.DBTX, p *di
 		return res, nil
 	}
 	for _, pid := range p.PartitionIDs {
-		n, err := sqlbase.Exec(ctx, tx, d.qs().sequence, pid, p.Limit)
+		n, err := sqlbase.Exec(ctx, tx, d.Own().sequence, pid, p.Limit)
 		if err != nil {
 			return nil, err
 		}
 		var last int64
-		if err := tx.QueryRowContext(ctx, d.qs().bump, pid, n).Scan(&last); err != nil {
+		if err := tx.QueryRowContext(ctx, d.Own().bump, pid, n).Scan(&last); err != nil {
 			return nil, err
 		}
 		res.Partitions = append(res.Partitions, dialect.SequencedPartition{PartitionID: pid, Locked: true, Assigned: n, LastSeq: last})
@@ -348,12 +344,12 @@ func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect
 	}
 	args := append([]any{p.Token, p.Lease.Microseconds()}, queueArgs(p.Queues)...)
 	args = append(args, p.Limit)
-	return d.claim(ctx, pool.Q, fmt.Sprintf(d.qs().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
+	return d.claim(ctx, pool.Q, fmt.Sprintf(d.Own().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
 }
 
 // LockPartition implements dialect.Dialect.
 func (d *Dialect) LockPartition(ctx context.Context, tx *sql.Tx, p *dialect.LockPartitionParams) (*dialect.ClaimResult, error) {
-	return d.claim(ctx, tx, d.qs().lockClaim, []any{p.PartitionID, p.Token})
+	return d.claim(ctx, tx, d.Own().lockClaim, []any{p.PartitionID, p.Token})
 }
 
 func (d *Dialect) claim(ctx context.Context, q dialect.DBTX, query string, args []any) (*dialect.ClaimResult, error) {
@@ -385,7 +381,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect
 	ps := up.Updates
 	if len(ps) == 1 {
 		p := ps[0]
-		n, err := sqlbase.Exec(ctx, q, d.qs().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
+		n, err := sqlbase.Exec(ctx, q, d.Own().update, p.PartitionID, p.Token, p.ProcessedSeq, p.Attempts,
 			sqlbase.NullString(p.LastError), p.RetryAfter.Microseconds(), p.Renew.Microseconds(), p.Block)
 		if err != nil {
 			return nil, err
@@ -396,7 +392,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, d.qs().updateMany, js)
+	rows, err := q.QueryContext(ctx, d.Own().updateMany, js)
 	updated, err := sqlbase.MatchedCursors(rows, err, ps)
 	if err != nil {
 		return nil, err
@@ -407,7 +403,7 @@ func (d *Dialect) UpdateCursors(ctx context.Context, q dialect.DBTX, up *dialect
 // LockCursor implements dialect.Dialect.
 func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCursorParams) (*dialect.LockCursorResult, error) {
 	var r dialect.LockCursorResult
-	err := tx.QueryRowContext(ctx, d.qs().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
+	err := tx.QueryRowContext(ctx, d.Own().lockCursor, p.Queue, p.Partition).Scan(&r.PartitionID, &r.ProcessedSeq,
 		&r.Attempts, &r.LastError, &r.Blocked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dialect.ErrQueueNotFound
@@ -416,7 +412,7 @@ func (d *Dialect) LockCursor(ctx context.Context, tx *sql.Tx, p *dialect.LockCur
 		return nil, err
 	}
 	var partition int
-	if err := tx.QueryRowContext(ctx, d.qs().claimInfo, r.PartitionID).Scan(&partition, &r.LastSeq); err != nil {
+	if err := tx.QueryRowContext(ctx, d.Own().claimInfo, r.PartitionID).Scan(&partition, &r.LastSeq); err != nil {
 		return nil, err
 	}
 	return &r, nil

@@ -30,7 +30,7 @@ func (d *Dialect) Vacuum(ctx context.Context, q dialect.DBTX, p *dialect.VacuumP
 	if p.Limit <= 0 {
 		return &dialect.VacuumResult{}, nil
 	}
-	rows, err := q.QueryContext(ctx, d.qs().vacuumFrom)
+	rows, err := q.QueryContext(ctx, d.Own().vacuumFrom)
 	if err != nil {
 		return nil, err
 	}

@@ -132,23 +132,27 @@ type statements struct {
 	lookup, read, stats, deadLetters, release string
 }
 
-// SetPrefix sets the table prefix (empty: the default); a dialect's
-// WithPrefix option calls it before first use. An invalid prefix is a
-// constant of the program, so it panics rather than returning an error;
-// name prefixes the panic.
-func (b *Base[S, Q]) SetPrefix(name, prefix string) {
+// SetPrefix sets the table prefix (empty: the default) before first use
+// (see WithPrefix). An invalid prefix is a constant of the program, so it
+// panics rather than returning an error.
+func (b *Base[S, Q]) SetPrefix(prefix string) {
 	if prefix == "" {
 		prefix = dialect.DefaultPrefix
 	}
 	if !dialect.ValidPrefix(prefix) {
-		panic(fmt.Sprintf("%s: invalid table prefix %q", name, prefix))
+		var s S
+		sh, _ := s.Build(dialect.DefaultPrefix)
+		panic(fmt.Sprintf("%s: invalid table prefix %q", sh.Name, prefix))
 	}
 	b.prefix = prefix
 }
 
-// New returns a zero dialect value with opts applied: the constructors'
-// one body (a dialect's zero value is usable, so New adds nothing else).
-func New[D any, O ~func(*D)](opts []O) *D {
+// Option configures a dialect D: each backend's Option.
+type Option[D any] func(*D)
+
+// New returns a zero dialect value with opts applied: each backend's New
+// (a dialect's zero value is usable, so New adds nothing else).
+func New[D any](opts []Option[D]) *D {
 	d := new(D)
 	for _, o := range opts {
 		o(d)
@@ -156,8 +160,19 @@ func New[D any, O ~func(*D)](opts []O) *D {
 	return d
 }
 
-// Own returns the dialect's own statements, building them on first use.
-func Own[S Spec[Q], Q any](b *Base[S, Q]) *Q {
+// WithPrefix is each backend's WithPrefix: the table-name prefix (default
+// dialect.DefaultPrefix), which must match dialect.ValidPrefix (the
+// dialect panics otherwise, since a prefix is a constant of the program).
+func WithPrefix[D any, P interface {
+	*D
+	SetPrefix(string)
+}](prefix string) Option[D] {
+	return func(d *D) { P(d).SetPrefix(prefix) }
+}
+
+// Own returns the dialect's own statements (its Spec's), building them on
+// first use.
+func (b *Base[S, Q]) Own() *Q {
 	b.init()
 	return &b.own
 }
