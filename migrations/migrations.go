@@ -4,9 +4,9 @@
 // Each dialect owns its schema as embedded goose SQL files (the built-in
 // ones in dialect/postgres, dialect/mysql and dialect/sqlite, under
 // migrations/); [dialect.Schema.Migrations] serves them with the dialect's
-// table prefix. Users with their own migration pipeline can copy them out
-// of [FS] (one folder per built-in dialect, default prefix) or out of their
-// dialect's Migrations. Everyone else calls [Up].
+// table prefix. Users with their own migration pipeline copy them out of
+// their dialect's Migrations (postgres.New().Migrations(), say); everyone
+// else calls [Up]. This package imports no backend.
 package migrations
 
 import (
@@ -14,44 +14,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"reflect"
-	"testing/fstest"
 
 	"github.com/pressly/goose/v3"
 
 	"github.com/modkit-go/db/dialect"
-	"github.com/modkit-go/db/dialect/mysql"
-	"github.com/modkit-go/db/dialect/postgres"
-	"github.com/modkit-go/db/dialect/sqlite"
 )
 
-// FS holds the schema of every built-in dialect, one folder per dialect
-// (postgres/, mysql/, sqlite/), with the default table prefix "outbox_".
-// The files are the dialects' own (see [dialect.Schema]).
-var FS fs.FS = builtinFS()
-
-func builtinFS() fs.FS {
-	m := fstest.MapFS{}
-	for dir, s := range map[string]dialect.Schema{"postgres": postgres.New(), "mysql": mysql.New(), "sqlite": sqlite.New()} {
-		err := fs.WalkDir(s.Migrations(), ".", func(path string, e fs.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			b, err := fs.ReadFile(s.Migrations(), path)
-			m[dir+"/"+path] = &fstest.MapFile{Data: b, Mode: 0o444}
-			return err
-		})
-		if err != nil {
-			// The files are embedded in the binary; reading them cannot fail.
-			panic(fmt.Sprintf("migrations: reading the %s schema: %v", dir, err))
-		}
-	}
-	return m
-}
-
-// DefaultPrefix is the table prefix the files in FS use. It is
-// [dialect.DefaultPrefix].
+// DefaultPrefix is the table prefix of the built-in dialects' files as
+// stored. It is [dialect.DefaultPrefix].
 const DefaultPrefix = dialect.DefaultPrefix
 
 // ErrInvalidDialect is returned by Up for a nil dialect (also a typed nil

@@ -403,3 +403,62 @@ func (o *Outbox) settle(ctx context.Context, what, token string, id int64, to, r
 	})
 	return err
 }
+
+// DeadLetter is a message that was rejected, by its handler or by
+// MaxAttempts, with a copy of its payload.
+type DeadLetter struct {
+	ID          int64
+	Queue       string
+	Partition   int
+	Seq         int64
+	Payload     []byte
+	PayloadType string
+	Headers     map[string]string
+	CreatedAt   time.Time
+	FailedAt    time.Time
+	Attempts    int
+	Reason      string
+	// Status is "pending" when written; see "Dead letters" in the package
+	// documentation for the others.
+	Status string
+	// Deadline is a reprocessing row's claim deadline; CompletedAt is when
+	// the row became resolved or discarded. Zero otherwise.
+	Deadline, CompletedAt time.Time
+	// MessageID and Key are the message's (Delivery.ID and Key); a requeue
+	// keeps both.
+	MessageID, Key string
+}
+
+// DeadLetterFilter selects dead letters. Zero fields match everything.
+type DeadLetterFilter struct {
+	// Queue, when set, is a valid queue name.
+	Queue string
+	// Status, when set, is one of DeadLetterStatuses.
+	Status string
+	// Limit is 1..MaxDeadLetterLimit; 0 means 100. Count ignores it.
+	Limit int
+	// Partition, when set, is in 0..MaxPartitions-1.
+	Partition *int
+	// PayloadType, when set, is a valid payload type.
+	PayloadType string
+	// FailedFrom (inclusive) and FailedBefore (exclusive), when set, bound
+	// the failure time (microseconds; finer parts are cut).
+	FailedFrom, FailedBefore time.Time
+	// After continues a listing: a DeadLetterPage's Next. Count ignores it.
+	After string
+}
+
+// DeadLetterStatuses are the statuses a dead letter can have.
+var DeadLetterStatuses = []string{"pending", "reprocessing", "resolved", "discarded"}
+
+// MaxDeadLetterLimit is the largest DeadLetterFilter.Limit.
+const MaxDeadLetterLimit = 10000
+
+// DeadLetters lists dead letters, newest first: the first page of
+// DeadLetterPage. An invalid filter is rejected before the database is
+// asked: a bad Queue wraps ErrInvalidQueueName, any other bad field
+// ErrInvalidFilter.
+func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	p, err := o.DeadLetterPage(ctx, f)
+	return p.DeadLetters, err
+}

@@ -14,16 +14,13 @@ const fastPoll = 5 * time.Millisecond
 // arrives faster than passes run, so letting it gather makes every
 // statement and commit of the next pass serve more messages. At a low rate
 // a pass that finds work is followed by one that finds none, so nothing
-// waits. Measured with go run ./cmd/outbox-bench --scenarios concurrent
-// (PostgreSQL, 2 cores): 0.52x of the raw INSERT+COMMIT rate without it,
-// 0.59-0.60x with 2 ms, 0.64-0.70x with 5 ms (p99 20-24 ms either way);
-// SQLite 0.24x -> 0.31x, MariaDB 0.26x -> 0.32x with 5 ms. Once the
-// pipeline's other costs had fallen (2026-11-30, a quiet machine, three
-// runs each with --coalesce-delay): 5 ms 0.75-0.83x (p99 24-26 ms), 8 ms
-// 0.84-0.89x (p99 33-35 ms), 10 ms 0.81-0.86x (p99 39-42 ms), 12 ms
-// 0.83-0.91x (p99 45-49 ms); SQLite 0.30-0.34x -> 0.39-0.41x with 8 ms.
-// The rate at 200 msg/s is unchanged (p50 1.2-1.4 ms, p99 3.1 ms either
-// way). The reference design coalesced for 10 ms.
+// waits. 8 ms is where throughput stops rising while p99 latency keeps
+// growing: go run ./cmd/outbox-bench --scenarios concurrent
+// --coalesce-delay D (PostgreSQL, 2 cores) gives 0.75-0.83x of the raw
+// INSERT+COMMIT rate at 5 ms (p99 24-26 ms), 0.84-0.89x at 8 ms (p99
+// 33-35 ms), 0.81-0.86x at 10 ms (p99 39-42 ms), 0.83-0.91x at 12 ms (p99
+// 45-49 ms); SQLite 0.30-0.34x at 5 ms, 0.39-0.41x at 8 ms. A rate of 200
+// msg/s does not wait (p50 1.2-1.4 ms, p99 3.1 ms either way).
 const coalesceUnderLoad = 8 * time.Millisecond
 
 // poller decides how long an idle worker waits before polling again: fast

@@ -169,52 +169,6 @@ func (qc queueConfig) exhaustedOutcome() outcome {
 	return maxAttemptsOutcome(qc.maxAttempts)
 }
 
-// claimGroup is a set of handled queues claimed together: one claim
-// statement (combined across goroutines) serves them, with one lease.
-type claimGroup struct {
-	queues []string
-	lease  time.Duration
-	limit  int // partitions one pass claims
-	claims combiner[claimReq, claimRes]
-}
-
-// claimGroups splits queues (sorted) by lease duration, shortest lease
-// first. With no per-queue LeaseDuration that is one group, so claims stay
-// as combined as without per-queue options.
-//
-// A decoupled pass claims limit partitions: enough for the goroutines
-// together to cover every partition of the group in one pass each when
-// all have work (so that under load a partition waits for one pass, not
-// partitions/MaxConcurrency passes), 1 for a lone partition, at most
-// maxClaim. A transactional pass claims one.
-func (o *Outbox) claimGroups(queues []string, decoupled bool) []*claimGroup {
-	var groups []*claimGroup
-	byLease := map[time.Duration]*claimGroup{}
-	o.queuesMu.RLock()
-	defer o.queuesMu.RUnlock()
-	parts := map[*claimGroup]int{}
-	for _, q := range queues {
-		lease := o.queueConfigOf(q).lease
-		g := byLease[lease]
-		if g == nil {
-			g = &claimGroup{lease: lease, limit: 1}
-			g.claims.run = o.claimRound
-			byLease[lease] = g
-			groups = append(groups, g)
-		}
-		g.queues = append(g.queues, q)
-		parts[g] += o.queues[q] // cached by Start
-	}
-	conc := o.cfg.MaxConcurrency
-	for _, g := range groups {
-		if decoupled {
-			g.limit = min(max(1, (parts[g]+conc-1)/conc), maxClaim)
-		}
-	}
-	slices.SortFunc(groups, func(a, b *claimGroup) int { return int(max(min(a.lease-b.lease, 1), -1)) })
-	return groups
-}
-
 // logBlocked reports a partition that PoisonBlock stopped at its head.
 func (o *Outbox) logBlocked(c dialect.ClaimedPartition, cc cursorChange) {
 	o.log.Warn("outbox: partition blocked at its head; RetryPartition or SkipPartition resumes it",

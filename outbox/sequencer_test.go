@@ -77,8 +77,8 @@ func TestSequencersShareABacklog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			woke := o.seqWake.wait()
-			n, _, err := o.sequenceRound(t.Context(), false)
+			woke := o.seq.wake.wait()
+			n, _, err := o.seq.round(t.Context(), false)
 			if err != nil || n != 4*c.rows {
 				t.Fatalf("sequenceRound: %d rows, %v; want %d", n, err, 4*c.rows)
 			}

@@ -151,3 +151,21 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// Stats counts the rows of the outbox tables.
+type Stats struct {
+	Queues      int64
+	Partitions  int64
+	Messages    int64 // rows not yet vacuumed, sequenced or not
+	Unsequenced int64
+	DeadLetters int64
+}
+
+// Stats reads row counts; useful for monitoring and tests.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
+	r, err := o.d.Stats(ctx, o.db, &dialect.StatsParams{})
+	if err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	return Stats(*r), nil
+}

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/modkit-go/db/dialect"
@@ -77,6 +78,28 @@ func (o *Outbox) listen(ctx context.Context, w dialect.Waker) {
 // wake wakes the sequencers (a producer committed) and the workers
 // (another process's sequencer may have sequenced the rows already).
 func (o *Outbox) wake() {
-	o.seqWake.broadcast()
+	o.seq.wake.broadcast()
 	o.workWake.broadcast()
+}
+
+// signal is a broadcast wake-up: every waiter holding the channel from
+// before a broadcast is woken.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) broadcast() {
+	s.mu.Lock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+	s.mu.Unlock()
 }

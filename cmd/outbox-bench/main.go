@@ -31,7 +31,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/modkit-go/db/internal/bench"
+	"github.com/modkit-go/db/cmd/outbox-bench/internal/bench"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 // otherwise). ns/op is the outbox's time per message; msg/s, baseline-msg/s
 // and x-baseline compare it with the raw database. Use a fixed count, e.g.
 //
-//	go test ./internal/bench -run '^$' -bench . -benchtime 5000x
+//	go test ./cmd/outbox-bench/internal/bench -run '^$' -bench . -benchtime 5000x
 
 var backends = []string{"sqlite", "postgres", "mysql"}
 

@@ -1,0 +1,194 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/modkit-go/db/dialect"
+)
+
+// sequencer numbers committed messages: per partition, under the
+// partition's lock, it gives their unsequenced rows seq = last_seq+1, … in
+// id order (see dialect.Dialect.SequencePartitions). It runs as
+// Config.Sequencers loops (see Start); the Outbox holds a handle to it.
+type sequencer struct {
+	o    *Outbox
+	wake *signal // producers committed
+	// unseqAt: where the dialect may sequence rows as they are inserted
+	// (Capabilities.SequencesOnInsert), a commit can make work for the
+	// workers directly; the sequencer is woken only while inserts leave
+	// rows to it (unseqAt: the last time one did, in UnixNano).
+	unseqAt atomic.Int64
+	// roundNo: the dialect ran a sequencer round in one call
+	// (Capabilities.SequencePending) until it reported
+	// dialect.ErrUnsupported.
+	roundNo atomic.Bool
+}
+
+// SequenceAll sequences every committed message that has no seq yet, and
+// returns how many it sequenced. Tests and tools use it to run the
+// sequencer to completion without Start.
+func (o *Outbox) SequenceAll(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, skipped, err := o.seq.round(ctx, false)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 && skipped == 0 {
+			return total, nil
+		}
+		if n == 0 {
+			// Another sequencer holds a partition; give it a moment.
+			select {
+			case <-ctx.Done():
+				return total, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (s *sequencer) pass(ctx context.Context) (bool, error) {
+	n, _, err := s.round(ctx, true)
+	return n > 0, err
+}
+
+// round sequences the partitions that have committed unsequenced
+// rows. Under load many partitions have a few rows each, so one transaction
+// takes them all, up to SequencerBatch rows in total: one commit instead of
+// one per partition. SequencePartitions locks each partition (skipping
+// one another sequencer holds, so sequencers never wait on each other and
+// cannot deadlock however many partition locks one holds) and only then
+// picks rows, in a later statement that sees the previous holder's work.
+func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped int, err error) {
+	o := s.o
+	if o.caps.SequencePending && !s.roundNo.Load() {
+		assigned, skipped, err = s.roundInOneCall(ctx)
+		if !errors.Is(err, dialect.ErrUnsupported) {
+			return assigned, skipped, err
+		}
+		if !s.roundNo.Swap(true) {
+			o.log.Warn("outbox: sequencing a partition at a time: the database cannot run a round in one call; apply the migrations", "error", err)
+		}
+	}
+	pend, err := o.d.PendingPartitions(ctx, o.q, &dialect.PendingPartitionsParams{Limit: 1024})
+	if err != nil {
+		return 0, 0, fmt.Errorf("pending partitions: %w", err)
+	}
+	ids := pend.PartitionIDs
+	if shuffle {
+		// Several sequencers spread over partitions instead of queueing on
+		// the same locks.
+		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	}
+	// share: once a transaction of this round left partitions with more
+	// rows (a backlog), the most partitions a transaction takes, so that
+	// the other sequencers (woken then) number theirs at the same time
+	// instead of skipping every partition this one holds; 0 before.
+	// Only where a transaction takes several partitions at once.
+	share := 0
+	shares := o.cfg.Sequencers > 1
+	for len(ids) > 0 {
+		var n, skip int
+		var full []int64 // partitions that may have more rows
+		var next int     // ids[:next] were tried in this transaction
+		err := o.withTx(ctx, func(tx *sql.Tx) error {
+			n, skip, full, next = 0, 0, nil, 0
+			// A fixed number of statements for all of them; the budget
+			// is shared evenly, and a partition that used its share
+			// goes round again.
+			next = min(len(ids), o.cfg.SequencerBatch)
+			if share > 0 {
+				next = min(next, share)
+			}
+			limit := o.cfg.SequencerBatch / next
+			res, err := o.d.SequencePartitions(ctx, o.in(tx), &dialect.SequencePartitionsParams{PartitionIDs: ids[:next], Limit: limit})
+			if err != nil {
+				return fmt.Errorf("sequence partitions: %w", err)
+			}
+			for _, r := range res.Partitions {
+				if !r.Locked {
+					skip++
+					continue
+				}
+				n += r.Assigned
+				if r.Assigned == limit {
+					full = append(full, r.PartitionID)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			if o.retryable(err) {
+				return assigned, skipped + len(ids), nil
+			}
+			return assigned, skipped, err
+		}
+		assigned += n
+		skipped += skip
+		o.tel.sequencedRows(ctx, n)
+		if n > 0 {
+			o.workWake.broadcast()
+		}
+		if len(full) > 0 && share == 0 && shares {
+			share = (len(ids) + o.cfg.Sequencers - 1) / o.cfg.Sequencers
+			s.wake.broadcast()
+		}
+		// Partitions with more rows go round again after the rest.
+		ids = append(ids[next:], full...)
+	}
+	return assigned, skipped, nil
+}
+
+// roundInOneCall is round through dialect.Dialect.SequencePending: a
+// call finds and sequences up to SequencerBatch pending partitions in one
+// round trip. Calls go on from the last partition found while a call found
+// as many as it may (more may wait beyond), and round again while a
+// partition used its whole share (it may have more rows).
+func (s *sequencer) roundInOneCall(ctx context.Context) (assigned, skipped int, err error) {
+	o := s.o
+	maxParts := min(1024, o.cfg.SequencerBatch)
+	var from int64
+	full := false // a partition used its share since from was last 0
+	for {
+		res, err := o.d.SequencePending(ctx, o.q, &dialect.SequencePendingParams{
+			FromPartitionID: from, MaxPartitions: maxParts, Limit: o.cfg.SequencerBatch})
+		if err != nil {
+			if o.retryable(err) {
+				return assigned, skipped + 1, nil
+			}
+			return assigned, skipped, fmt.Errorf("sequence pending: %w", err)
+		}
+		found := len(res.Partitions)
+		share := max(o.cfg.SequencerBatch/max(found, 1), 1)
+		n := 0
+		for _, r := range res.Partitions {
+			if !r.Locked {
+				skipped++
+				continue
+			}
+			n += r.Assigned
+			full = full || r.Assigned >= share
+		}
+		assigned += n
+		o.tel.sequencedRows(ctx, n)
+		if n > 0 {
+			o.workWake.broadcast()
+		}
+		switch {
+		case found == maxParts:
+			from = res.Partitions[found-1].PartitionID + 1
+		case full:
+			from, full = 0, false
+		default:
+			return assigned, skipped, nil
+		}
+	}
+}
