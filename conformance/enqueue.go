@@ -444,13 +444,13 @@ func testInspectBadInput(t *testing.T, b *Backend) {
 	}
 	for _, c := range filters {
 		t.Run("DeadLetters/"+c.name, func(t *testing.T) {
-			if _, err := ob.DeadLetters(e.ctx, c.f); !errors.Is(err, c.want) {
+			if _, err := ob.DeadLetterPage(e.ctx, c.f); !errors.Is(err, c.want) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}
 		})
 	}
 	for _, status := range outbox.DeadLetterStatuses {
-		if dl, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q", Status: status, Limit: outbox.MaxDeadLetterLimit}); err != nil || len(dl) != 0 {
+		if dl, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{Queue: "q", Status: status, Limit: outbox.MaxDeadLetterLimit}); err != nil || len(dl.DeadLetters) != 0 {
 			t.Errorf("valid filter with status %q: %v, %v", status, dl, err)
 		}
 	}

@@ -148,7 +148,8 @@ func testLateResult(t *testing.T, b *Backend, r outbox.Result) {
 	if !sameState(before, after) {
 		t.Errorf("A's late %v changed the partition:\n before %+v\n after  %+v", r, before, after)
 	}
-	dead, err := a.DeadLetters(e.ctx, outbox.DeadLetterFilter{})
+	deadPage, err := a.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{})
+	dead := deadPage.DeadLetters
 	if err != nil {
 		t.Fatal(err)
 	}

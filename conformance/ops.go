@@ -198,7 +198,8 @@ func testListFiltersAndPaging(t *testing.T, b *Backend) {
 		}
 	}
 	// The old call keeps working, with the new fields.
-	dl, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "b", Status: "pending"})
+	dlPage, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{Queue: "b", Status: "pending"})
+	dl := dlPage.DeadLetters
 	if err != nil || len(dl) != 6 {
 		t.Errorf("DeadLetters: %d rows, %v; want 6", len(dl), err)
 	}
@@ -264,8 +265,8 @@ func testOpsBadInput(t *testing.T, b *Backend) {
 		n    int
 		hold time.Duration
 	}{{0, time.Minute}, {MaxLimit + 1, time.Minute}, {1, 0}, {1, -time.Second}} {
-		if _, err := ob.ClaimDeadLetters(e.ctx, "", c.n, c.hold); !errors.Is(err, outbox.ErrInvalidFilter) {
-			t.Errorf("ClaimDeadLetters(%d, %v): %v, want ErrInvalidFilter", c.n, c.hold, err)
+		if _, err := ob.HoldDeadLetters(e.ctx, "", c.n, c.hold); !errors.Is(err, outbox.ErrInvalidFilter) {
+			t.Errorf("HoldDeadLetters(%d, %v): %v, want ErrInvalidFilter", c.n, c.hold, err)
 		}
 	}
 	if err := ob.ResolveDeadLetter(e.ctx, "forged", ids[0]); !errors.Is(err, outbox.ErrInvalidFilter) {
@@ -497,14 +498,14 @@ func testReplayClaims(t *testing.T, b *Backend) {
 	ids := append(e.deadLetter(ob, "q", 0, "1", "2", "3", "4", "5"), e.deadLetter(ob, "q", 1, "6", "7", "8", "9", "10")...)
 	rOnly := e.deadLetter(ob, "r", 0, "r1")
 
-	var claims [2]outbox.DeadLetterClaim
+	var claims [2]outbox.DeadLetterHold
 	var errs [2]error
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i, o := range []*outbox.Outbox{ob, other} {
 		wg.Go(func() {
 			<-start
-			claims[i], errs[i] = o.ClaimDeadLetters(e.ctx, "q", 6, time.Hour)
+			claims[i], errs[i] = o.HoldDeadLetters(e.ctx, "q", 6, time.Hour)
 		})
 	}
 	close(start)
@@ -524,10 +525,10 @@ func testReplayClaims(t *testing.T, b *Backend) {
 	if len(claims[0].DeadLetters)+len(claims[1].DeadLetters) != len(ids) || len(seen) != len(ids) {
 		t.Fatalf("claims got %v and %v: want the %d rows of q, each once", dlIDs(claims[0].DeadLetters), dlIDs(claims[1].DeadLetters), len(ids))
 	}
-	if c, err := ob.ClaimDeadLetters(e.ctx, "q", 10, time.Hour); err != nil || len(c.DeadLetters) != 0 {
+	if c, err := ob.HoldDeadLetters(e.ctx, "q", 10, time.Hour); err != nil || len(c.DeadLetters) != 0 {
 		t.Fatalf("a third claim while the deadlines last got %v, %v; want none", dlIDs(c.DeadLetters), err)
 	}
-	if c, err := ob.ClaimDeadLetters(e.ctx, "", 10, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), rOnly) {
+	if c, err := ob.HoldDeadLetters(e.ctx, "", 10, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), rOnly) {
 		t.Fatalf("a claim of any queue got %v, %v; want only r's %v", dlIDs(c.DeadLetters), err, rOnly)
 	}
 
@@ -578,7 +579,7 @@ func testReplayClaims(t *testing.T, b *Backend) {
 		}
 	}
 	// The returned row is claimable again.
-	if c, err := ob.ClaimDeadLetters(e.ctx, "q", 10, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), []int64{theirs}) {
+	if c, err := ob.HoldDeadLetters(e.ctx, "q", 10, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), []int64{theirs}) {
 		t.Errorf("claim after return: %v, %v; want [%d]", dlIDs(c.DeadLetters), err, theirs)
 	}
 }
@@ -590,13 +591,13 @@ func testReplayExpiredClaim(t *testing.T, b *Backend) {
 	ob := e.outbox(nil, outbox.Config{})
 	e.declare(ob, "q", 1)
 	ids := e.deadLetter(ob, "q", 0, "one")
-	first, err := ob.ClaimDeadLetters(e.ctx, "q", 1, 50*time.Millisecond)
+	first, err := ob.HoldDeadLetters(e.ctx, "q", 1, 50*time.Millisecond)
 	if err != nil || len(first.DeadLetters) != 1 {
 		t.Fatalf("claim: %v, %v", dlIDs(first.DeadLetters), err)
 	}
-	var second outbox.DeadLetterClaim
+	var second outbox.DeadLetterHold
 	e.pollUntil("the claim's deadline to pass", func() bool {
-		second, err = ob.ClaimDeadLetters(e.ctx, "q", 1, time.Hour)
+		second, err = ob.HoldDeadLetters(e.ctx, "q", 1, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -646,7 +647,7 @@ func testCleanup(t *testing.T, b *Backend) {
 	if _, err := ob.DiscardDeadLetters(e.ctx, discarded); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := ob.ClaimDeadLetters(e.ctx, "q", 1, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), pending[:1]) {
+	if c, err := ob.HoldDeadLetters(e.ctx, "q", 1, time.Hour); err != nil || !slices.Equal(dlIDs(c.DeadLetters), pending[:1]) {
 		t.Fatalf("claim: %v, %v", dlIDs(c.DeadLetters), err)
 	}
 	if n, err := ob.CleanupDeadLetters(e.ctx, time.Hour, 10); err != nil || n != 0 {

@@ -150,7 +150,8 @@ func (e *env) effectHandler(t *testing.T) outbox.Handler {
 // sortedDeadLetters lists every dead letter in seq order.
 func (e *env) sortedDeadLetters(ob *outbox.Outbox) []outbox.DeadLetter {
 	e.t.Helper()
-	dl, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{})
+	dlPage, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{})
+	dl := dlPage.DeadLetters
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -799,7 +800,8 @@ func testTxBrokenDelivery(t *testing.T, b *Backend) {
 	if n := calls.timesBySeq(0)[1]; n != 2 {
 		t.Fatalf("seq 1 handled %d times, want 2 (MaxAttempts)", n)
 	}
-	dead, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
+	deadPage, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
+	dead := deadPage.DeadLetters
 	if err != nil || len(dead) != 1 || dead[0].Seq != 1 {
 		t.Fatalf("dead letters %+v, %v; want seq 1 alone", dead, err)
 	}
@@ -838,7 +840,7 @@ func testTxPartialDisagree(t *testing.T, b *Backend) {
 	e.start(ob)
 	e.awaitProcessed(ob, "q", 0, 4)
 	e.stop(ob)
-	if dead, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"}); err != nil || len(dead) != 0 {
+	if dead, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{Queue: "q"}); err != nil || len(dead.DeadLetters) != 0 {
 		t.Fatalf("dead letters %+v, %v; want none (the disagreeing calls mean retry)", dead, err)
 	}
 	e.checkEffects(keys...)

@@ -188,7 +188,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // prefix.
 func deadLetter(t *testing.T, ob *outbox.Outbox, prefix string) outbox.DeadLetter {
 	t.Helper()
-	dls, err := ob.DeadLetters(t.Context(), outbox.DeadLetterFilter{Limit: outbox.MaxDeadLetterLimit})
+	dlsPage, err := ob.DeadLetterPage(t.Context(), outbox.DeadLetterFilter{Limit: outbox.MaxDeadLetterLimit})
+	dls := dlsPage.DeadLetters
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,14 +26,16 @@
 //
 // # Terms
 //
-// A queue has a fixed number of partitions. Each partition has a row in the
-// partitions table (last_seq, the sequencer's counter) and a cursor row in
-// the processors table: processed_seq (the cursor: everything up to it is
-// delivered), attempts and last_error of the partition's head, the backoff
+// The glossary of the outbox package applies. A queue has a fixed number
+// of partitions. Each partition has a row in the partitions table
+// (last_seq, the sequencer's counter) and a cursor row in the processors
+// table: processed_seq (the cursor: everything up to it is delivered),
+// attempts and last_error of the partition's head, the backoff
 // (next_attempt_at), the lease (lease_token, lease_until) and the block
-// (blocked_at, schema version 2). "Worker" is
-// the core's goroutine that claims partitions and runs handlers; the table
-// keeps its historical name.
+// (blocked_at, schema version 2). The table keeps its historical name
+// (a rename needs a migration and an upgrade path for running older
+// binaries). A lease is a worker's right to a partition (ClaimLeases); a
+// hold is a replay tool's right to dead letters (HoldDeadLetters).
 //
 // # Contract for implementers
 //

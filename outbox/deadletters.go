@@ -21,9 +21,9 @@ var (
 	// when a dead-letter id names no row.
 	ErrDeadLetterNotFound = errors.New("outbox: dead letter not found")
 	// ErrStatusConflict is returned (inside a DeadLetterConflictError)
-	// when a dead letter's status, or for a claimed one its claim, did not
+	// when a dead letter's status, or for a held one its hold, did not
 	// allow the operation: another operator acted on it first, or a replay
-	// claim expired.
+	// hold expired.
 	ErrStatusConflict = errors.New("outbox: dead letter status conflict")
 )
 
@@ -34,7 +34,7 @@ var (
 type DeadLetterConflictError struct {
 	Op      string  // "requeue", "discard", "resolve" or "return"
 	Missing []int64 // ids of no dead letter
-	Refused []int64 // ids whose status or claim did not allow Op
+	Refused []int64 // ids whose status or hold did not allow Op
 }
 
 // Error names the operation and the ids.
@@ -94,29 +94,29 @@ func (f *DeadLetterFilter) params() (*dialect.FindDeadLettersParams, error) {
 	}
 	if f.After != "" {
 		var ok bool
-		if p.AfterFailedAt, p.AfterID, ok = decodeCursor(f.After); !ok {
-			return nil, invalid(-1, "After", ErrInvalidFilter, "%q is not a cursor this package made", truncate(f.After))
+		if p.AfterFailedAt, p.AfterID, ok = decodePageToken(f.After); !ok {
+			return nil, invalid(-1, "After", ErrInvalidFilter, "%q is not a page token this package made", truncate(f.After))
 		}
 	}
 	return p, nil
 }
 
-// A cursor is the last row's failure time (microseconds) and id; opaque
+// A page token is the last row's failure time (microseconds) and id; opaque
 // to callers, so its form may change.
-const cursorVersion = "d1"
+const pageTokenVersion = "d1"
 
-func encodeCursor(failedAt time.Time, id int64) string {
-	raw := cursorVersion + "." + strconv.FormatInt(failedAt.UnixMicro(), 10) + "." + strconv.FormatInt(id, 10)
+func encodePageToken(failedAt time.Time, id int64) string {
+	raw := pageTokenVersion + "." + strconv.FormatInt(failedAt.UnixMicro(), 10) + "." + strconv.FormatInt(id, 10)
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-func decodeCursor(s string) (time.Time, int64, bool) {
+func decodePageToken(s string) (time.Time, int64, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return time.Time{}, 0, false
 	}
 	parts := strings.Split(string(raw), ".")
-	if len(parts) != 3 || parts[0] != cursorVersion {
+	if len(parts) != 3 || parts[0] != pageTokenVersion {
 		return time.Time{}, 0, false
 	}
 	us, err1 := strconv.ParseInt(parts[1], 10, 64)
@@ -130,7 +130,7 @@ func decodeCursor(s string) (time.Time, int64, bool) {
 // DeadLetterPage lists one page of the dead letters f selects, newest
 // first; pass the page's Next as f.After for the next one. Pages neither
 // repeat nor skip a row, even among rows that failed at the same instant,
-// while rows are added (a new row is newer than the cursor, so it shows on
+// while rows are added (a new row is newer than the page token, so it shows on
 // a new listing, not on a later page). An invalid filter is rejected before
 // the database is asked: a bad Queue wraps ErrInvalidQueueName, any other
 // bad field ErrInvalidFilter.
@@ -146,7 +146,7 @@ func (o *Outbox) DeadLetterPage(ctx context.Context, f DeadLetterFilter) (DeadLe
 	page := DeadLetterPage{DeadLetters: deadLetters(r.DeadLetters)}
 	if n := len(r.DeadLetters); n == p.Limit {
 		last := r.DeadLetters[n-1]
-		page.Next = encodeCursor(last.FailedAt, last.ID)
+		page.Next = encodePageToken(last.FailedAt, last.ID)
 	}
 	return page, nil
 }
@@ -239,7 +239,7 @@ func (o *Outbox) transition(ctx context.Context, what string, ids []int64,
 // wakes the workers. It fails, changing nothing, with a
 // *DeadLetterConflictError when an id names no dead letter
 // (ErrDeadLetterNotFound) or one that is not pending (ErrStatusConflict:
-// already requeued, discarded or claimed for replay; of two concurrent
+// already requeued, discarded or held for replay; of two concurrent
 // calls on one row exactly one succeeds), with ErrUnknownQueue when a
 // partition no longer exists, and with ErrInvalidFilter for no ids, more
 // than MaxDeadLetterLimit or an id below 1. Duplicate ids count once.
@@ -313,48 +313,48 @@ func (o *Outbox) CleanupDeadLetters(ctx context.Context, olderThan time.Duration
 	}
 }
 
-// DeadLetterClaim is a replay claim: dead letters held by one tool until
-// Deadline. Resolve or return each with the claim's Token.
-type DeadLetterClaim struct {
-	// DeadLetters claimed, oldest id first; empty when none was claimable.
+// DeadLetterHold is a replay hold: dead letters held by one tool until
+// Deadline. Resolve or return each with the hold's Token.
+type DeadLetterHold struct {
+	// DeadLetters held, oldest id first; empty when none was holdable.
 	DeadLetters []DeadLetter
 	// Token fences ResolveDeadLetter and ReturnDeadLetter: they act only
-	// while this claim holds the row.
+	// while this hold has the row.
 	Token string
-	// Deadline is when the claim ends (database time): from then on
-	// another ClaimDeadLetters may take the rows, and this claim's Token
+	// Deadline is when the hold ends (database time): from then on
+	// another HoldDeadLetters may take the rows, and this hold's Token
 	// no longer acts on them.
 	Deadline time.Time
 }
 
 const tokenVersion = "c1"
 
-// ClaimDeadLetters claims up to n dead letters of queue (of every queue
+// HoldDeadLetters holds up to n dead letters of queue (of every queue
 // when empty) for replay by a tool that processes them itself: pending
-// ones, and reprocessing ones whose claim expired, oldest id first. They
-// become reprocessing until now()+hold; two concurrent claims never get
+// ones, and reprocessing ones whose hold expired, oldest id first. They
+// become reprocessing until now()+hold; two concurrent holds never get
 // the same row, and rows another transaction holds are skipped, not
 // waited for. The tool then calls ResolveDeadLetter or ReturnDeadLetter
 // for each. n must be in 1..MaxDeadLetterLimit and hold positive
 // (ErrInvalidFilter); a bad queue name wraps ErrInvalidQueueName.
-func (o *Outbox) ClaimDeadLetters(ctx context.Context, queue string, n int, hold time.Duration) (DeadLetterClaim, error) {
+func (o *Outbox) HoldDeadLetters(ctx context.Context, queue string, n int, hold time.Duration) (DeadLetterHold, error) {
 	if queue != "" && !ValidQueueName(queue) {
-		return DeadLetterClaim{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
+		return DeadLetterHold{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
 	}
 	if n < 1 || n > MaxDeadLetterLimit {
-		return DeadLetterClaim{}, invalid(-1, "N", ErrInvalidFilter, "%d is not in 1..%d", n, MaxDeadLetterLimit)
+		return DeadLetterHold{}, invalid(-1, "N", ErrInvalidFilter, "%d is not in 1..%d", n, MaxDeadLetterLimit)
 	}
 	if hold < time.Microsecond {
-		return DeadLetterClaim{}, invalid(-1, "Hold", ErrInvalidFilter, "%v is not positive", hold)
+		return DeadLetterHold{}, invalid(-1, "Hold", ErrInvalidFilter, "%v is not positive", hold)
 	}
 	r, err := o.d.HoldDeadLetters(ctx, o.pool(), &dialect.HoldDeadLettersParams{Queue: queue, Limit: n, For: hold})
 	if err != nil {
-		return DeadLetterClaim{}, fmt.Errorf("outbox: claim dead letters: %w", err)
+		return DeadLetterHold{}, fmt.Errorf("outbox: hold dead letters: %w", err)
 	}
-	return DeadLetterClaim{DeadLetters: deadLetters(r.DeadLetters), Token: encodeToken(r.Deadline), Deadline: r.Deadline}, nil
+	return DeadLetterHold{DeadLetters: deadLetters(r.DeadLetters), Token: encodeToken(r.Deadline), Deadline: r.Deadline}, nil
 }
 
-// A claim token is its deadline (microseconds, as stored): the guard of
+// A hold token is its deadline (microseconds, as stored): the guard of
 // Resolve and Return compares it with the row's. Opaque to callers.
 func encodeToken(deadline time.Time) string {
 	raw := tokenVersion + "." + strconv.FormatInt(deadline.UnixMicro(), 10)
@@ -366,22 +366,22 @@ func decodeToken(s string) (time.Time, error) {
 	v, us, ok := strings.Cut(string(raw), ".")
 	n, perr := strconv.ParseInt(us, 10, 64)
 	if err != nil || !ok || v != tokenVersion || perr != nil {
-		return time.Time{}, invalid(-1, "Token", ErrInvalidFilter, "%q is not a claim token", truncate(s))
+		return time.Time{}, invalid(-1, "Token", ErrInvalidFilter, "%q is not a hold token", truncate(s))
 	}
 	return time.UnixMicro(n).UTC(), nil
 }
 
-// ResolveDeadLetter marks a claimed dead letter resolved: the tool has
+// ResolveDeadLetter marks a held dead letter resolved: the tool has
 // dealt with it. It fails with a *DeadLetterConflictError when the row
-// does not exist (ErrDeadLetterNotFound) or token's claim no longer holds
+// does not exist (ErrDeadLetterNotFound) or token's hold no longer has
 // it (ErrStatusConflict: the deadline passed, or it was resolved or
 // returned already), and with ErrInvalidFilter for a malformed token.
 func (o *Outbox) ResolveDeadLetter(ctx context.Context, token string, id int64) error {
 	return o.settle(ctx, "resolve", token, id, dialect.StatusResolved, "")
 }
 
-// ReturnDeadLetter gives a claimed dead letter back: it becomes pending
-// again with reason as its reason and one more attempt, for a later claim
+// ReturnDeadLetter gives a held dead letter back: it becomes pending
+// again with reason as its reason and one more attempt, for a later hold
 // or an operator. It fails like ResolveDeadLetter.
 func (o *Outbox) ReturnDeadLetter(ctx context.Context, token string, id int64, reason string) error {
 	return o.settle(ctx, "return", token, id, dialect.StatusPending, sanitizeReason(reason))
@@ -421,7 +421,7 @@ type DeadLetter struct {
 	// Status is "pending" when written; see "Dead letters" in the package
 	// documentation for the others.
 	Status string
-	// Deadline is a reprocessing row's claim deadline; CompletedAt is when
+	// Deadline is a reprocessing row's hold deadline; CompletedAt is when
 	// the row became resolved or discarded. Zero otherwise.
 	Deadline, CompletedAt time.Time
 	// MessageID and Key are the message's (Delivery.ID and Key); a requeue
@@ -453,12 +453,3 @@ var DeadLetterStatuses = []string{"pending", "reprocessing", "resolved", "discar
 
 // MaxDeadLetterLimit is the largest DeadLetterFilter.Limit.
 const MaxDeadLetterLimit = 10000
-
-// DeadLetters lists dead letters, newest first: the first page of
-// DeadLetterPage. An invalid filter is rejected before the database is
-// asked: a bad Queue wraps ErrInvalidQueueName, any other bad field
-// ErrInvalidFilter.
-func (o *Outbox) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
-	p, err := o.DeadLetterPage(ctx, f)
-	return p.DeadLetters, err
-}

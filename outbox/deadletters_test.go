@@ -9,26 +9,26 @@ import (
 
 func TestCursorRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 29, 20, 0, 0, 123456000, time.UTC)
-	got, id, ok := decodeCursor(encodeCursor(at, 42))
+	got, id, ok := decodePageToken(encodePageToken(at, 42))
 	if !ok || !got.Equal(at) || id != 42 {
-		t.Fatalf("decodeCursor(encodeCursor) = %v, %d, %v", got, id, ok)
+		t.Fatalf("decodePageToken(encodePageToken) = %v, %d, %v", got, id, ok)
 	}
-	for _, bad := range []string{"", "x", "!!!", encodeCursor(at, 0), encodeCursor(at, -1), "ZDEuMS4y" /* d1.1.2 */ + "="} {
-		if _, _, ok := decodeCursor(bad); ok {
-			t.Errorf("decodeCursor(%q) accepted", bad)
+	for _, bad := range []string{"", "x", "!!!", encodePageToken(at, 0), encodePageToken(at, -1), "ZDEuMS4y" /* d1.1.2 */ + "="} {
+		if _, _, ok := decodePageToken(bad); ok {
+			t.Errorf("decodePageToken(%q) accepted", bad)
 		}
 	}
 }
 
 func TestClaimToken(t *testing.T) {
 	at := time.UnixMicro(1_800_000_000_123_456).UTC()
-	c := DeadLetterClaim{Deadline: at}
+	c := DeadLetterHold{Deadline: at}
 	c.Token = encodeToken(at)
 	got, err := decodeToken(c.Token)
 	if err != nil || !got.Equal(at) {
 		t.Fatalf("decodeToken = %v, %v", got, err)
 	}
-	for _, bad := range []string{"", "forged", encodeCursor(at, 1)} {
+	for _, bad := range []string{"", "forged", encodePageToken(at, 1)} {
 		if _, err := decodeToken(bad); !errors.Is(err, ErrInvalidFilter) {
 			t.Errorf("decodeToken(%q) = %v, want ErrInvalidFilter", bad, err)
 		}

@@ -206,15 +206,15 @@
 // # Dead letters
 //
 // A rejected message is copied to the dead-letter table with status
-// "pending". Operators list them newest first with filters and cursor
-// paging (DeadLetterPage, CountDeadLetters) and move them through this
+// "pending". Operators list them newest first with filters and page
+// tokens (DeadLetterPage, CountDeadLetters) and move them through this
 // lifecycle; every step is one statement guarded by the status it leaves,
 // so of two operators acting on one row exactly one succeeds, and the
 // other gets ErrStatusConflict with nothing changed:
 //
 //	pending ──RequeueDeadLetters──► resolved    new messages in their partition, same transaction
 //	pending ──DiscardDeadLetters──► discarded
-//	pending ──ClaimDeadLetters────► reprocessing (until a deadline; reclaimable after it)
+//	pending ──HoldDeadLetters─────► reprocessing (until a deadline; holdable again after it)
 //	reprocessing ──ResolveDeadLetter──► resolved
 //	reprocessing ──ReturnDeadLetter───► pending (attempts+1, new reason)
 //	resolved, discarded ──CleanupDeadLetters──► deleted, in bounded batches
@@ -223,9 +223,9 @@
 // Requeued messages get new ids and seqs after whatever their partition
 // holds, in their original (partition, seq) order, and are marked resolved
 // in the same transaction. The replay calls are for tools that process
-// dead letters themselves: a claim holds its rows until its deadline
+// dead letters themselves: a hold keeps its rows until its deadline
 // (database time), its token fences Resolve and Return, and concurrent
-// claims never share a row.
+// holds never share a row.
 //
 // # Status
 //
@@ -237,6 +237,36 @@
 // is blocked; and, per queue, totals and the dead letters by status. Each
 // call takes a fixed number of statements (two on the built-in dialects),
 // whatever the partition count.
+//
+// # Glossary
+//
+// One word per thing, here and in the dialect package:
+//
+//   - queue, partition: a queue has a fixed number of partitions; order
+//     holds within a partition.
+//   - seq: a message's number in its partition, given by the sequencer
+//     (gap-free, commit order).
+//   - partition row: the partition's counter (last_seq, the highest seq
+//     given).
+//   - cursor row: the partition's delivery state: the cursor
+//     (processed_seq, everything up to it is delivered), the head's attempts
+//     and last error, the backoff, the lease and the block. Its table keeps
+//     the name "processors": renaming it would need a migration and an
+//     upgrade path for older binaries still running against the same
+//     database, for no change in behaviour.
+//   - lease: a worker's time-limited, token-fenced right to a partition;
+//     a claim takes leases.
+//   - hold: a replay tool's time-limited right to dead letters
+//     (HoldDeadLetters), fenced by its token; never called a lease or a
+//     claim.
+//   - page token: the opaque position DeadLetterPage returns as Next and
+//     takes as DeadLetterFilter.After; never called a cursor.
+//   - worker, sequencer, vacuum: the Outbox's loops (claim → read →
+//     handle → ack; numbering; deleting delivered rows).
+//   - status, state, stats: QueueStatus and Status answer "how are my
+//     queues doing" for operators; PartitionState reads one partition's
+//     stored cursor row (times as stored); Stats counts table rows, for
+//     monitoring and tests.
 //
 // # Logging
 //

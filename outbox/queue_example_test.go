@@ -74,7 +74,8 @@ func ExampleOutbox_SkipPartition() {
 		log.Fatal(err)
 	}
 	<-done
-	dl, err := ob.DeadLetters(ctx, outbox.DeadLetterFilter{Queue: "payments"})
+	dlPage, err := ob.DeadLetterPage(ctx, outbox.DeadLetterFilter{Queue: "payments"})
+	dl := dlPage.DeadLetters
 	if err != nil {
 		log.Fatal(err)
 	}

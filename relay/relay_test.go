@@ -107,7 +107,8 @@ func TestPermanentFailureDeadLettersOneMessage(t *testing.T) {
 	if len(got) != 39 || len(p1) != 19 || p1[2] != 3 || p1[3] != 5 {
 		t.Fatalf("stored %d messages, partition 1 seqs %v: want all but partition 1 seq 4", len(got), p1)
 	}
-	dls, err := ob.DeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dlsPage, err := ob.DeadLetterPage(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dls := dlsPage.DeadLetters
 	if err != nil {
 		t.Fatal(err)
 	}

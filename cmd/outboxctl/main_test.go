@@ -360,7 +360,8 @@ func deadLetterIDs(t *testing.T, db *sql.DB, b backend) map[string]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dls, err := ob.DeadLetters(t.Context(), outbox.DeadLetterFilter{Queue: "orders"})
+	dlsPage, err := ob.DeadLetterPage(t.Context(), outbox.DeadLetterFilter{Queue: "orders"})
+	dls := dlsPage.DeadLetters
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,7 +162,8 @@ func run() error {
 		return err
 	}
 
-	dead, err := ob.DeadLetters(ctx, outbox.DeadLetterFilter{})
+	deadPage, err := ob.DeadLetterPage(ctx, outbox.DeadLetterFilter{})
+	dead := deadPage.DeadLetters
 	if err != nil {
 		return err
 	}

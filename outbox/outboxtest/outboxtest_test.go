@@ -116,7 +116,8 @@ func TestDrainReportsEveryOutcome(t *testing.T) {
 			if !slices.Equal(effects, []string{"f"}) {
 				t.Errorf("effects %v, want only the acknowledged transactional message's (f)", effects)
 			}
-			dls, err := kit.Outbox.DeadLetters(ctx, outbox.DeadLetterFilter{Queue: "poison"})
+			dlPage, err := kit.Outbox.DeadLetterPage(ctx, outbox.DeadLetterFilter{Queue: "poison"})
+			dls := dlPage.DeadLetters
 			if err != nil || len(dls) != 1 || dls[0].Reason != "decode: bad payload" {
 				t.Errorf("poison's dead letters %+v (%v), want one with the error's text", dls, err)
 			}

@@ -216,7 +216,8 @@ func TestMessageTooLarge(t *testing.T) {
 	if len(got) != 5 || got[3].Seq != 5 {
 		t.Fatalf("stored %+v, want seqs 1-3 and 5-6", got)
 	}
-	dls, err := ob.DeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dlsPage, err := ob.DeadLetterPage(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dls := dlsPage.DeadLetters
 	if err != nil || len(dls) != 1 || dls[0].Seq != 4 {
 		t.Fatalf("dead letters %+v (%v), want seq 4", dls, err)
 	}
