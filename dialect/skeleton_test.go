@@ -3,11 +3,15 @@ package dialect_test
 // The skeleton of a dialect, as docs/writing-a-dialect.md walks through
 // it: every method of the contract, each body standing in for the SQL a
 // new backend writes (here it delegates to the SQLite dialect, so that
-// the skeleton runs). It declares no capability but the single writer
-// SQLite imposes, and is not a dialect.Waker, so the conformance run
-// below also proves the core's answer to each missing capability:
-// unprepared statements, no sequencing on insert, a sequencer round in
-// several statements, polling without push wake-ups.
+// the skeleton runs). Its capabilities are what that SQLite code does and
+// no more: the single writer, and sequencing on insert (SQLite's insert
+// numbers a single row itself; a dialect must never claim less than its
+// statements do, or the core would not wake the workers on commit). It
+// asks for no prepared statements, has no one-call sequencer round and is
+// not a dialect.Waker, so the conformance run below also proves the
+// core's answer to those: unprepared statements, a sequencer round in
+// several statements, polling without push wake-ups. (A dialect without
+// sequencing on insert is every PostgreSQL and MariaDB run.)
 
 import (
 	"context"
@@ -49,7 +53,7 @@ func (s *skeleton) CheckDatabase(ctx context.Context, q dialect.DBTX) error {
 
 func (s *skeleton) Name() string { return "skeleton" }
 func (s *skeleton) Capabilities() dialect.Capabilities {
-	return dialect.Capabilities{SingleWriter: true}
+	return dialect.Capabilities{SingleWriter: true, SequencesOnInsert: true}
 }
 func (s *skeleton) TxOptions() *sql.TxOptions { return s.db.TxOptions() }
 func (s *skeleton) ClassifyError(err error) dialect.ErrorClass {
