@@ -93,7 +93,8 @@ func testIdentityThroughDeadLetters(t *testing.T, b *Backend) {
 	}
 	e.start(ob)
 	e.awaitProcessed(ob, "q", 0, 1)
-	dls, err := ob.DeadLetters(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
+	dlsPage, err := ob.DeadLetterPage(e.ctx, outbox.DeadLetterFilter{Queue: "q"})
+	dls := dlsPage.DeadLetters
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead letters %v, %v", dls, err)
 	}

@@ -205,7 +205,8 @@ func TestUnroutableDeadLettered(t *testing.T) {
 	relaytest.WaitDrained(t, ob, "orders", time.Minute)
 	b.drain()
 	relaytest.Check(t, b.got, map[int]int{0: 10})
-	dls, err := ob.DeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders", Limit: 100})
+	dlsPage, err := ob.DeadLetterPage(context.Background(), outbox.DeadLetterFilter{Queue: "orders", Limit: 100})
+	dls := dlsPage.DeadLetters
 	if err != nil || len(dls) != 10 {
 		t.Fatalf("dead letters: %d (%v), want partition 1's 10", len(dls), err)
 	}

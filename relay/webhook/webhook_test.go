@@ -119,7 +119,8 @@ func TestClientErrorIsPermanent(t *testing.T) {
 	if len(seqs) != 4 || seqs[2] != 4 {
 		t.Fatalf("delivered seqs %v, want 1 2 4 5", seqs)
 	}
-	dls, err := ob.DeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dlsPage, err := ob.DeadLetterPage(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
+	dls := dlsPage.DeadLetters
 	if err != nil || len(dls) != 1 || dls[0].Seq != 3 || !strings.Contains(dls[0].Reason, "422") {
 		t.Fatalf("dead letters %+v (%v), want seq 3 (422)", dls, err)
 	}
