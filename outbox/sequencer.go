@@ -56,9 +56,21 @@ func (o *Outbox) SequenceAll(ctx context.Context) (int, error) {
 }
 
 func (s *sequencer) pass(ctx context.Context) (bool, error) {
-	n, _, err := s.round(ctx, true)
+	n, skipped, err := s.round(ctx, true)
+	if err == nil && n == 0 && skipped > 0 {
+		// The round left partitions: another sequencer held them, or a
+		// retryable error (a busy single writer, a deadlock) stopped it.
+		// The wake-up that brought this pass is spent and the next poll
+		// may be PollInterval away, so look again shortly, as SequenceAll
+		// does.
+		time.AfterFunc(retryLeftDelay, s.wake.broadcast)
+	}
 	return n > 0, err
 }
+
+// retryLeftDelay: how soon a sequencer pass that left partitions looks
+// again.
+const retryLeftDelay = 5 * time.Millisecond
 
 // round sequences the partitions that have committed unsequenced
 // rows. Under load many partitions have a few rows each, so one transaction
