@@ -45,6 +45,7 @@ var contractCases = []contractCase{
 	{name: "SequenceConcurrent", fn: testSequenceConcurrent},
 	{name: "ClaimExclusive", fn: testClaimExclusive},
 	{name: "ClaimConcurrent", fn: testClaimConcurrent},
+	{name: "ClaimByID", fn: testClaimByID},
 	{name: "UpdateFenced", fn: testUpdateFenced},
 	{name: "TakeoverCountsOneAttempt", fn: testTakeoverCountsOneAttempt},
 	{name: "ReleaseNeedsToken", fn: testReleaseNeedsToken},
@@ -523,6 +524,45 @@ func testClaimExclusive(t testing.TB, b *Backend) {
 	}
 	if s := x.state("q", 1); s.LeaseToken != "A" {
 		t.Fatalf("lease token %q after B's claim, want A's", s.LeaseToken)
+	}
+}
+
+// testClaimByID: ClaimLeaseParams.PartitionIDs narrows the candidates to
+// those partitions, of the named queues, claimable as without it.
+func testClaimByID(t testing.TB, b *Backend) {
+	x := newDialectEnv(t, b)
+	ids := x.ready("q", 4)
+	other := x.ready("r", 1)
+	claim := func(token string, only ...int64) []dialect.ClaimedPartition {
+		t.Helper()
+		ctx, cancel := x.bounded()
+		defer cancel()
+		r, err := claimLeases(ctx, x.d, x.db, &dialect.ClaimLeaseParams{Queues: []string{"q"}, Limit: 10, Token: token, Lease: time.Hour, PartitionIDs: only})
+		if err != nil {
+			t.Fatalf("ClaimLeases(%s, %v): %v", token, only, err)
+		}
+		return r.Partitions
+	}
+	// Partition 3 and r's partition named: only partition 3 (r is not a
+	// queue of the claim).
+	got := claim("A", ids[3], other[0])
+	if len(got) != 1 || got[0].PartitionID != ids[3] || got[0].Partition != 3 || got[0].LastSeq != 1 {
+		t.Fatalf("claim of partition 3 by id: %+v, want it alone", got)
+	}
+	// Leased partitions and one with nothing to deliver are not claimable
+	// by id either.
+	x.update(dialect.CursorUpdate{PartitionID: ids[2], ProcessedSeq: 1})
+	if got := claim("B", ids[3], ids[2]); len(got) != 0 {
+		t.Fatalf("claim of a leased and a caught-up partition by id: %+v, want none", got)
+	}
+	// The rest stay for a claim of the queue.
+	got = x.claim("C", time.Hour, 10, "q")
+	parts := map[int]bool{}
+	for _, c := range got {
+		parts[c.Partition] = true
+	}
+	if len(got) != 2 || !parts[0] || !parts[1] {
+		t.Fatalf("claim of the queue after the claim by id: %+v, want partitions 0 and 1", got)
 	}
 }
 

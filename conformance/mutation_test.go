@@ -197,6 +197,10 @@ var mutants = []mutant{
 		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &claimIgnoresLeases{mutate(d, bind)} },
 	},
 	{
+		name: "ClaimIgnoresIDs", what: "claims from the whole queue when asked for some partitions by id", caught: "ClaimByID",
+		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &claimIgnoresIDs{mutate(d, bind)} },
+	},
+	{
 		name: "UpdateIgnoresToken", what: "updates the cursor whoever holds the lease", caught: "UpdateFenced",
 		wrap: func(d dialect.Dialect, bind int) dialect.Dialect { return &updateIgnoresToken{mutate(d, bind)} },
 	},
@@ -257,6 +261,14 @@ func (m *claimIgnoresLeases) ClaimLeases(ctx context.Context, pool dialect.Pool,
 		return nil, err
 	}
 	return m.Dialect.ClaimLeases(ctx, pool, p)
+}
+
+type claimIgnoresIDs struct{ mutated }
+
+func (m *claimIgnoresIDs) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	all := *p
+	all.PartitionIDs = nil
+	return m.Dialect.ClaimLeases(ctx, pool, &all)
 }
 
 type updateIgnoresToken struct{ mutated }

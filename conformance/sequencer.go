@@ -1,18 +1,96 @@
 package conformance
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/modkit-go/db/dialect"
 	"github.com/modkit-go/db/outbox"
 )
 
 var sequencerTests = []test{
 	{"Sequencer/OutOfOrderCommits", testOutOfOrderCommits},
 	{"Sequencer/ConcurrentProducersAndSequencers", testConcurrentSequencing},
+	{"Sequencer/WorkersClaimNumberedByID", testClaimNumberedByID},
+}
+
+// claimRecorder records the partitions that ClaimLeases calls named by id.
+type claimRecorder struct {
+	dialect.Dialect
+	mu   sync.Mutex
+	byID []int64
+}
+
+func (d *claimRecorder) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
+	d.mu.Lock()
+	d.byID = append(d.byID, p.PartitionIDs...)
+	d.mu.Unlock()
+	return d.Dialect.ClaimLeases(ctx, pool, p)
+}
+
+func (d *claimRecorder) triedByID(pid int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Contains(d.byID, pid)
+}
+
+// testClaimNumberedByID: the workers try to claim the partition of a
+// message the sequencer numbered by its id (a claim that reads one cursor
+// row, not every row of the queue), in decoupled and in transactional
+// mode, and the message is delivered. Whether that claim or the queue's
+// claim, racing with it, takes the partition is timing. Where inserts
+// number their rows themselves (Capabilities.SequencesOnInsert) the
+// sequencer numbers none and there is nothing to offer: the queue's claim
+// delivers.
+func testClaimNumberedByID(t *testing.T, b *Backend) {
+	e := newEnv(t, b)
+	rec := &claimRecorder{Dialect: b.Dialect}
+	ob, err := outbox.New(e.db, rec, fast(outbox.Config{PollInterval: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = ob.Stop(ctx)
+	})
+	e.declare(ob, "d", 8)
+	e.declare(ob, "t", 8)
+	var got recorder
+	e.handle(ob, "d", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
+		got.add(ds...)
+		return outbox.Success()
+	}))
+	e.handle(ob, "t", outbox.TxBatch(func(_ context.Context, _ *sql.Tx, ds []outbox.Delivery) outbox.Result {
+		got.add(ds...)
+		return outbox.Success()
+	}))
+	e.start(ob)
+	for i, m := range []outbox.Message{msg("d", 5, "a"), msg("t", 3, "b")} {
+		if err := ob.InTx(e.ctx, func(tx *sql.Tx) error { return ob.Enqueue(e.ctx, tx, m) }); err != nil {
+			t.Fatal(err)
+		}
+		await(t, got.reached(i+1), "message "+m.Queue)
+	}
+	if b.Dialect.Capabilities().SequencesOnInsert {
+		return
+	}
+	var pids []int64
+	for _, q := range []struct {
+		name string
+		p    int
+	}{{"d", 5}, {"t", 3}} {
+		pids = append(pids, int64(e.count("SELECT id FROM "+e.table("partitions")+" WHERE queue = ? AND partition_num = ?", q.name, q.p)))
+	}
+	for _, pid := range pids {
+		e.pollUntil(fmt.Sprintf("a claim of partition %d by id", pid), func() bool { return rec.triedByID(pid) })
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -384,6 +384,11 @@ type ClaimLeaseParams struct {
 	Limit  int
 	Token  string        // fresh for this acquisition
 	Lease  time.Duration // lease_until = now() + Lease
+	// PartitionIDs, when not empty, narrows the candidates to these
+	// partitions (of Queues; the other conditions unchanged): the core's
+	// claim of the few partitions its sequencer has just numbered, which
+	// must not cost a read of every cursor row of Queues.
+	PartitionIDs []int64
 }
 
 // LockPartitionParams are the arguments of LockPartition.

@@ -86,6 +86,7 @@ type claimReq struct {
 	queues []string
 	limit  int
 	lease  time.Duration
+	ids    []int64 // only these partitions (a claim by id; never combined)
 }
 
 type claimRes struct {
@@ -109,7 +110,7 @@ func (o *Outbox) claimRound(reqs []claimReq) ([]claimRes, error) {
 	// server but looked failed here would strand its leases until expiry.
 	stmtCtx, cancel := o.bookkeeping(context.Background())
 	defer cancel()
-	cp := &dialect.ClaimLeaseParams{Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease}
+	cp := &dialect.ClaimLeaseParams{Queues: reqs[0].queues, Limit: limit, Token: token, Lease: reqs[0].lease, PartitionIDs: reqs[0].ids}
 	res, err := o.d.ClaimLeases(stmtCtx, o.pool(), cp)
 	if err != nil {
 		return nil, err

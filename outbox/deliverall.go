@@ -76,6 +76,7 @@ func (o *Outbox) DeliverAll(ctx context.Context) (DeliveryReport, error) {
 	rep := &deliveryReport{}
 	w := newWorker(o, decoupled, transactional)
 	w.report = rep
+	pass := w.goroutine()
 	for {
 		if err := ctx.Err(); err != nil {
 			return rep.get(), err
@@ -84,7 +85,7 @@ func (o *Outbox) DeliverAll(ctx context.Context) (DeliveryReport, error) {
 		if err != nil {
 			return rep.get(), err
 		}
-		busy, err := w.pass(ctx)
+		busy, err := pass(ctx)
 		if err != nil {
 			return rep.get(), err
 		}

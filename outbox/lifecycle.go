@@ -55,7 +55,7 @@ func (o *Outbox) Start(ctx context.Context) error {
 			coalesce = 0
 		}
 		for range o.cfg.MaxConcurrency {
-			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, coalescer{delay: coalesce}, w.pass)
+			o.goLoop(runCtx, "worker", o.cfg.PollInterval, o.workWake, coalescer{delay: coalesce}, w.goroutine())
 		}
 	}
 	o.goLoop(runCtx, "vacuum", o.cfg.VacuumInterval, nil, coalescer{trail: vacuumTrailWait(o.cfg.VacuumInterval)}, o.vacuumPass)

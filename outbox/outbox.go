@@ -38,6 +38,7 @@ type Outbox struct {
 	caps     dialect.Capabilities
 	seq      *sequencer
 	workWake *signal // workers: the sequencer assigned seqs, or a producer committed
+	fresh    fresh   // partitions the sequencer has just numbered, for the workers
 	// coalesce: how long the sequencer and decoupled workers let work
 	// gather under sustained load (see goLoop).
 	coalesce time.Duration

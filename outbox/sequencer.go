@@ -107,6 +107,7 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 	// Only where a transaction takes several partitions at once.
 	share := 0
 	shares := o.cfg.Sequencers > 1
+	var numbered []int64 // the partitions a transaction gave seqs to
 	for len(ids) > 0 {
 		var n, skip int
 		var full []int64 // partitions that may have more rows
@@ -125,12 +126,16 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 			if err != nil {
 				return fmt.Errorf("sequence partitions: %w", err)
 			}
+			numbered = numbered[:0]
 			for _, r := range res.Partitions {
 				if !r.Locked {
 					skip++
 					continue
 				}
 				n += r.Assigned
+				if r.Assigned > 0 {
+					numbered = append(numbered, r.PartitionID)
+				}
 				if r.Assigned == limit {
 					full = append(full, r.PartitionID)
 				}
@@ -146,9 +151,7 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 		assigned += n
 		skipped += skip
 		o.tel.sequencedRows(ctx, n)
-		if n > 0 {
-			o.workWake.broadcast()
-		}
+		s.numbered(numbered, n)
 		if len(full) > 0 && share == 0 && shares {
 			share = (len(ids) + o.cfg.Sequencers - 1) / o.cfg.Sequencers
 			s.wake.broadcast()
@@ -157,6 +160,17 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 		ids = append(ids[next:], full...)
 	}
 	return assigned, skipped, nil
+}
+
+// numbered tells the workers that a transaction gave n rows seqs in the
+// partitions ids: it offers the partitions for a claim by id (see fresh)
+// and wakes the workers.
+func (s *sequencer) numbered(ids []int64, n int) {
+	if n == 0 {
+		return
+	}
+	s.o.fresh.offer(ids)
+	s.o.workWake.broadcast()
 }
 
 // roundInOneCall is round through dialect.Dialect.SequencePending: a
@@ -181,19 +195,21 @@ func (s *sequencer) roundInOneCall(ctx context.Context) (assigned, skipped int, 
 		found := len(res.Partitions)
 		share := max(o.cfg.SequencerBatch/max(found, 1), 1)
 		n := 0
+		var numbered []int64
 		for _, r := range res.Partitions {
 			if !r.Locked {
 				skipped++
 				continue
 			}
 			n += r.Assigned
+			if r.Assigned > 0 {
+				numbered = append(numbered, r.PartitionID)
+			}
 			full = full || r.Assigned >= share
 		}
 		assigned += n
 		o.tel.sequencedRows(ctx, n)
-		if n > 0 {
-			o.workWake.broadcast()
-		}
+		s.numbered(numbered, n)
 		switch {
 		case found == maxParts:
 			from = res.Partitions[found-1].PartitionID + 1

@@ -82,6 +82,61 @@ func (o *Outbox) wake() {
 	o.workWake.broadcast()
 }
 
+// fresh holds the partitions the sequencer's latest rounds numbered, when
+// they numbered few, for the workers to claim by id. A claim by id reads
+// those cursor rows only, where the claim of a queue group's claimable
+// partitions reads every cursor row of the group: a trickle of messages
+// over thousands of partitions must not wait for that. Every worker
+// goroutine tries each offer once, by id, before its claim of the group,
+// so the first of them to wake takes the partition before any full claim
+// that the same wake-up started; the full claim still runs after (and
+// alone, for a round that numbered many), so an offer that is dropped or
+// lost to a race only costs latency.
+type fresh struct {
+	mu    sync.Mutex
+	round uint64   // offers made so far
+	ids   []int64  // the partitions offered, oldest first, at most maxFresh
+	of    []uint64 // the offer each came with
+}
+
+// maxFresh bounds the partitions held for a claim by id: a round that
+// numbers more is load, which the full claim serves well.
+const maxFresh = 16
+
+// offer offers the partitions of a round, unless they are more than
+// maxFresh; the oldest offers make room.
+func (f *fresh) offer(ids []int64) {
+	if len(ids) == 0 || len(ids) > maxFresh {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.round++
+	for _, id := range ids {
+		f.ids = append(f.ids, id)
+		f.of = append(f.of, f.round)
+	}
+	if drop := len(f.ids) - maxFresh; drop > 0 {
+		f.ids = append(f.ids[:0], f.ids[drop:]...)
+		f.of = append(f.of[:0], f.of[drop:]...)
+	}
+}
+
+// since returns the partitions offered after the offer *seen and moves
+// *seen to the latest: a worker goroutine's own place in the offers.
+func (f *fresh) since(seen *uint64) []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int64
+	for i, r := range f.of {
+		if r > *seen {
+			out = append(out, f.ids[i])
+		}
+	}
+	*seen = f.round
+	return out
+}
+
 // signal is a broadcast wake-up: every waiter holding the channel from
 // before a broadcast is woken.
 type signal struct {

@@ -38,8 +38,19 @@ func newWorker(o *Outbox, decoupled, transactional []string) *worker {
 	return w
 }
 
-// claim claims up to limit partitions of g's queues through its combiner.
-func (w *worker) claim(g *claimGroup, limit int) (claimRes, error) {
+// claim claims up to limit partitions of g's queues: first among fresh, the
+// partitions the sequencer has just numbered, by id and on its own; then,
+// when that found none, through g's combiner.
+func (w *worker) claim(g *claimGroup, limit int, fresh []int64) (claimRes, error) {
+	if len(fresh) > 0 {
+		res, err := w.o.claimRound([]claimReq{{queues: g.queues, limit: limit, lease: g.lease, ids: fresh}})
+		if err != nil {
+			return claimRes{}, err
+		}
+		if len(res[0].claimed) > 0 {
+			return res[0], nil
+		}
+	}
 	return g.claims.do(claimReq{queues: g.queues, limit: limit, lease: g.lease})
 }
 
@@ -51,13 +62,22 @@ const maxClaim = 8
 // the partition now.
 var errLostLease = errors.New("outbox: lease lost")
 
-func (w *worker) pass(ctx context.Context) (bool, error) {
+// goroutine returns the pass of one of the worker's goroutines, which
+// keeps its own place in the sequencer's offers (see fresh).
+func (w *worker) goroutine() pass {
+	var seen uint64
+	return func(ctx context.Context) (bool, error) { return w.pass(ctx, &seen) }
+}
+
+// pass claims and works partitions of every claim group once.
+func (w *worker) pass(ctx context.Context, seen *uint64) (bool, error) {
 	var busy bool
+	fresh := w.o.fresh.since(seen)
 	for _, g := range w.decoupledGroups {
 		if ctx.Err() != nil {
 			break
 		}
-		did, err := w.leasedPass(ctx, g)
+		did, err := w.leasedPass(ctx, g, fresh)
 		if err != nil {
 			return false, err
 		}
@@ -67,7 +87,7 @@ func (w *worker) pass(ctx context.Context) (bool, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		did, err := w.txPass(ctx, g)
+		did, err := w.txPass(ctx, g, fresh)
 		if err != nil {
 			return false, err
 		}
@@ -85,10 +105,10 @@ func newToken() string {
 // leasedPass claims one partition with a lease and delivers its messages
 // batch by batch, outside any transaction, until it is caught up, a handler
 // asks for a retry, the lease is lost, or the outbox stops.
-func (w *worker) leasedPass(ctx context.Context, g *claimGroup) (bool, error) {
+func (w *worker) leasedPass(ctx context.Context, g *claimGroup, fresh []int64) (bool, error) {
 	o := w.o
 	granted := time.Now() // before the claim: the local deadline errs early
-	res, err := w.claim(g, g.limit)
+	res, err := w.claim(g, g.limit, fresh)
 	if err != nil {
 		if o.retryable(err) {
 			return true, nil
@@ -267,9 +287,9 @@ func (w *worker) runLeased(ctx context.Context, c dialect.ClaimedPartition, toke
 // in the handler's transaction, it locks the partition's cursor row, which keeps
 // claimers away for as long as the transaction lives, runs the handler, and
 // commits the handler's writes with the ack, which also drops the lease.
-func (w *worker) txPass(ctx context.Context, g *claimGroup) (bool, error) {
+func (w *worker) txPass(ctx context.Context, g *claimGroup, fresh []int64) (bool, error) {
 	o := w.o
-	cl, err := w.claim(g, 1)
+	cl, err := w.claim(g, 1, fresh)
 	if err != nil {
 		if o.retryable(err) {
 			return true, nil

@@ -78,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 256, "payload size in bytes (at least 16)")
 	fs.IntVar(&o.Rate, "rate", 500, "e2e and soak producer rate, msg/s")
 	fs.DurationVar(&o.E2EDuration, "e2e-duration", 10*time.Second, "e2e run length per mode")
+	fs.IntVar(&o.E2EQueues, "e2e-queues", 1, "e2e: queues of --partitions partitions each, all handled, messages spread over every partition")
+	fs.DurationVar(&o.E2EIdle, "e2e-idle", 0, "e2e: run the outbox idle this long before producing (a trickle after a quiet spell)")
 	fs.StringVar(&o.To, "to", "", "relay scenario: nats, amqp, redis (local servers) or a nats://, amqp://, redis:// URL")
 	fs.IntVar(&o.RelayRate, "relay-rate", 200, "relay scenario: producer rate for the commit-to-broker latency, msg/s")
 	soakDur := fs.Duration("soak-duration", 0, "run the soak scenario for this long (opt-in)")
@@ -113,8 +115,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.Messages < 1 || o.Partitions < 1 || o.Partitions > 1024 || o.Producers < 1 || o.Consumers < 1 ||
-		o.Batch < 1 || o.Rate < 1 || o.Sequencers < 0 || o.PayloadBytes < 16 || o.PayloadBytes > 1<<20 {
-		fmt.Fprintln(stderr, "outbox-bench: --messages, --producers, --consumers, --batch and --rate must be >= 1, "+
+		o.Batch < 1 || o.Rate < 1 || o.E2EQueues < 1 || o.E2EIdle < 0 || o.Sequencers < 0 || o.PayloadBytes < 16 || o.PayloadBytes > 1<<20 {
+		fmt.Fprintln(stderr, "outbox-bench: --messages, --producers, --consumers, --batch, --rate and --e2e-queues must be >= 1, --e2e-idle >= 0, "+
 			"--partitions in 1..1024, --payload-bytes in 16..1048576")
 		return 2
 	}

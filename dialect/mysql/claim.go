@@ -34,19 +34,26 @@ const candidateFactor = 4
 // claimable, best first. It is a consistent read and runs outside the
 // claim's transaction (each statement reads a fresh snapshot anyway), so
 // that an idle poll costs this one statement and no transaction.
-func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []string, limit int) ([]int64, map[int64]candidate, error) {
+func (d *Dialect) claimCandidates(ctx context.Context, q dialect.DBTX, queues []string, ids []int64, limit int) ([]int64, map[int64]candidate, error) {
 	if len(queues) == 0 || limit <= 0 {
 		return nil, nil, nil
 	}
 	// It joins partitions only to read last_seq.
-	args := make([]any, 0, len(queues)+1)
+	args := make([]any, 0, len(queues)+len(ids)+1)
 	for _, q := range queues {
 		args = append(args, q)
+	}
+	only := ""
+	if len(ids) > 0 {
+		only = ` AND pr.partition_id IN (` + sqlbase.Placeholders(len(ids)) + `)`
+		for _, id := range ids {
+			args = append(args, id)
+		}
 	}
 	args = append(args, limit*candidateFactor)
 	rows, err := q.QueryContext(ctx, `SELECT pr.partition_id, pr.queue, p.partition_num, p.last_seq
 		FROM `+d.Prefix()+`processors pr JOIN `+d.Prefix()+`partitions p ON p.id = pr.partition_id
-		WHERE pr.queue IN (`+sqlbase.Placeholders(len(queues))+`) AND p.last_seq > pr.processed_seq
+		WHERE pr.queue IN (`+sqlbase.Placeholders(len(queues))+`)`+only+` AND p.last_seq > pr.processed_seq
 		  AND (pr.lease_until IS NULL OR pr.lease_until < NOW(6))
 		  AND pr.next_attempt_at <= NOW(6) AND pr.blocked_at IS NULL
 		ORDER BY pr.next_attempt_at, pr.partition_id LIMIT ?`, args...)
@@ -137,7 +144,7 @@ func scanLocked(rows *sql.Rows, err error) (map[int64]lockedCursor, error) {
 // for a lock (SKIP LOCKED never waits; the UPDATE touches rows already
 // locked), so it cannot deadlock.
 func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (res *dialect.ClaimResult, err error) {
-	order, cands, err := d.claimCandidates(ctx, pool.Q, p.Queues, p.Limit)
+	order, cands, err := d.claimCandidates(ctx, pool.Q, p.Queues, p.PartitionIDs, p.Limit)
 	if err != nil {
 		return nil, err
 	}

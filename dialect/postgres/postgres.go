@@ -89,9 +89,28 @@ func retryable(err error) bool {
 
 // queries are the statements only PostgreSQL runs this way.
 type queries struct {
-	claimLease, lockClaim, update, insertOne, lockCursor string
-	lockPartitions, pickMany, numberMany                 string
-	updateMany, sequencePending                          string
+	claimLease, claimLeaseIn, lockClaim, update, insertOne, lockCursor string
+	lockPartitions, pickMany, numberMany                               string
+	updateMany, sequencePending                                        string
+}
+
+// claimLeaseSQL is the lease claim, its candidates narrowed by filter.
+func claimLeaseSQL(filter string) string {
+	return `WITH c AS (
+				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
+				WHERE pr.queue = ANY($1::text[])` + filter + ` AND p.last_seq > pr.processed_seq
+				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
+				  AND pr.next_attempt_at <= now() AND pr.blocked_at IS NULL
+				ORDER BY pr.next_attempt_at LIMIT $2
+				FOR UPDATE OF pr SKIP LOCKED
+			)
+			UPDATE {p}processors pr SET lease_token = $3,
+				lease_until = now() + $4::bigint * interval '1 microsecond',
+				attempts = ` + sqlbase.TakeoverAttempts("pr") + `,
+				version = pr.version + 1
+			FROM c, {p}partitions p
+			WHERE pr.partition_id = c.partition_id AND p.id = pr.partition_id
+			RETURNING pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts`
 }
 
 // spec tells the shared base how PostgreSQL differs.
@@ -176,21 +195,8 @@ func (spec) Build(p string) (sqlbase.Shared, queries) {
 		// One statement: pick claimable partitions, skipping rows other
 		// claimers hold, and stamp the lease (attempts: see
 		// sqlbase.TakeoverAttempts).
-		claimLease: r.Replace(`WITH c AS (
-				SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-				WHERE pr.queue = ANY($1::text[]) AND p.last_seq > pr.processed_seq
-				  AND (pr.lease_until IS NULL OR pr.lease_until < now())
-				  AND pr.next_attempt_at <= now() AND pr.blocked_at IS NULL
-				ORDER BY pr.next_attempt_at LIMIT $2
-				FOR UPDATE OF pr SKIP LOCKED
-			)
-			UPDATE {p}processors pr SET lease_token = $3,
-				lease_until = now() + $4::bigint * interval '1 microsecond',
-				attempts = ` + sqlbase.TakeoverAttempts("pr") + `,
-				version = pr.version + 1
-			FROM c, {p}partitions p
-			WHERE pr.partition_id = c.partition_id AND p.id = pr.partition_id
-			RETURNING pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts`),
+		claimLease:   r.Replace(claimLeaseSQL("")),
+		claimLeaseIn: r.Replace(claimLeaseSQL(" AND pr.partition_id = ANY($5::bigint[])")),
 		// The row lock, held until the handler's transaction ends, makes
 		// claimers skip the partition however long the handler runs.
 		lockClaim: r.Replace(`SELECT pr.partition_id, pr.queue, p.partition_num, pr.processed_seq, p.last_seq, pr.attempts
@@ -499,6 +505,9 @@ func int64Array(vs []int64) string {
 func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect.ClaimLeaseParams) (*dialect.ClaimResult, error) {
 	if p.Limit <= 0 || len(p.Queues) == 0 {
 		return &dialect.ClaimResult{}, nil
+	}
+	if len(p.PartitionIDs) > 0 {
+		return scanClaims(pool.Q.QueryContext(ctx, d.Own().claimLeaseIn, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds(), int64Array(p.PartitionIDs)))
 	}
 	return scanClaims(pool.Q.QueryContext(ctx, d.Own().claimLease, textArray(p.Queues), p.Limit, p.Token, p.Lease.Microseconds()))
 }

@@ -90,10 +90,10 @@ type queries struct {
 }
 
 // claimable selects partitions with sequenced, unprocessed messages, no live
-// lease, no pending backoff and no block. %s is the queue-list placeholder
-// group.
+// lease, no pending backoff and no block. The first %s is the queue-list
+// placeholder group, the second an optional partition-id filter.
 const claimable = `SELECT pr.partition_id FROM {p}processors pr JOIN {p}partitions p ON p.id = pr.partition_id
-	WHERE pr.queue IN (%s) AND ` + lastSeq + ` > pr.processed_seq
+	WHERE pr.queue IN (%s)%s AND ` + lastSeq + ` > pr.processed_seq
 	  AND (pr.lease_until IS NULL OR pr.lease_until < {now}) AND pr.next_attempt_at <= {now}
 	  AND pr.blocked_at IS NULL
 	ORDER BY pr.next_attempt_at LIMIT ?`
@@ -343,8 +343,15 @@ func (d *Dialect) ClaimLeases(ctx context.Context, pool dialect.Pool, p *dialect
 		return &dialect.ClaimResult{}, nil
 	}
 	args := append([]any{p.Token, p.Lease.Microseconds()}, queueArgs(p.Queues)...)
+	only := ""
+	if len(p.PartitionIDs) > 0 {
+		only = " AND pr.partition_id IN (" + sqlbase.Placeholders(len(p.PartitionIDs)) + ")"
+		for _, id := range p.PartitionIDs {
+			args = append(args, id)
+		}
+	}
 	args = append(args, p.Limit)
-	return d.claim(ctx, pool.Q, fmt.Sprintf(d.Own().claimLease, sqlbase.Placeholders(len(p.Queues))), args)
+	return d.claim(ctx, pool.Q, fmt.Sprintf(d.Own().claimLease, sqlbase.Placeholders(len(p.Queues)), only), args)
 }
 
 // LockPartition implements dialect.Dialect.

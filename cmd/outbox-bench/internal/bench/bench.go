@@ -87,8 +87,15 @@ type Options struct {
 	// servers) or a nats://, amqp://, redis:// URL.
 	To string `json:"to,omitempty"`
 	// RelayRate is the relay scenario's producer rate, msg/s; default 200.
-	RelayRate    int           `json:"relay_rate,omitempty"`
-	E2EDuration  time.Duration `json:"e2e_duration"`  // default 10s
+	RelayRate   int           `json:"relay_rate,omitempty"`
+	E2EDuration time.Duration `json:"e2e_duration"` // default 10s
+	// E2EQueues is how many queues of Partitions partitions each the e2e
+	// scenario declares and handles (messages spread over all of their
+	// partitions); default 1.
+	E2EQueues int `json:"e2e_queues,omitempty"`
+	// E2EIdle is how long the e2e scenario's outbox runs idle before the
+	// producers start (the trickle after a quiet spell); default 0.
+	E2EIdle      time.Duration `json:"e2e_idle,omitempty"`
 	SoakDuration time.Duration `json:"soak_duration"` // default 2m
 	// Timeout bounds each wait for deliveries; default 2m (plus the
 	// producing time for e2e and soak).
@@ -111,6 +118,7 @@ func (o Options) withDefaults() Options {
 	def(&o.PayloadBytes, 256)
 	def(&o.Rate, 500)
 	def(&o.RelayRate, 200)
+	def(&o.E2EQueues, 1)
 	o.PayloadBytes = max(o.PayloadBytes, headerBytes)
 	if o.E2EDuration <= 0 {
 		o.E2EDuration = 10 * time.Second

@@ -42,6 +42,50 @@ func Soak(ctx context.Context, o Options) ([]Result, error) {
 	return []Result{r}, err
 }
 
+// e2eQueue names the e2e scenario's i-th queue (see Options.E2EQueues).
+func e2eQueue(i int) string {
+	if i == 0 {
+		return Queue
+	}
+	return fmt.Sprintf("%s.%d", Queue, i)
+}
+
+// e2eMessage is message id of the e2e scenario. Partition g (numbered
+// queue*Partitions + partition) takes every all-th message, as message
+// does, but consecutive messages land far apart, over every queue: g is id
+// times a prime, modulo all, a permutation of 0..all-1.
+func (o Options) e2eMessage(id int) outbox.Message {
+	all := o.E2EQueues * o.Partitions
+	g := o.e2ePartition(id)
+	return outbox.Message{
+		Queue:       e2eQueue(g / o.Partitions),
+		Partition:   g % o.Partitions,
+		Payload:     payload(uint64(id), uint32(g), uint32(id/all+1), o.PayloadBytes),
+		PayloadType: PayloadType,
+	}
+}
+
+// e2ePartition is the partition of message id, numbered as e2eMessage
+// says.
+func (o Options) e2ePartition(id int) int {
+	const spread = 7919
+	all := o.E2EQueues * o.Partitions
+	if all%spread == 0 {
+		return id % all
+	}
+	return id * spread % all
+}
+
+// e2ePerPartition is how many of n messages each partition of the e2e
+// scenario takes.
+func (o Options) e2ePerPartition(n int) []int64 {
+	out := make([]int64, o.E2EQueues*o.Partitions)
+	for id := range n {
+		out[o.e2ePartition(id)]++
+	}
+	return out
+}
+
 type soakSample struct {
 	At        float64 `json:"at_s"`
 	Rows      int64   `json:"rows"`
@@ -69,12 +113,21 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 		return res, err
 	}
 	defer env.Close()
-	rec := newRecorder(n, o.Partitions, o.PayloadBytes, false, true)
+	queueIndex := map[string]int{}
+	for i := range o.E2EQueues {
+		queueIndex[e2eQueue(i)] = i
+		if i > 0 {
+			if err := ob.DeclareQueue(ctx, e2eQueue(i), o.Partitions); err != nil {
+				return res, err
+			}
+		}
+	}
+	rec := newRecorder(n, o.E2EQueues*o.Partitions, o.PayloadBytes, false, true)
 	commitNS := make([]atomic.Int64, n)
 	recordAll := func(ms []outbox.Delivery) {
 		start := time.Now().UnixNano()
 		for _, m := range ms {
-			rec.record(m.Partition, m.Seq, m.Payload, start)
+			rec.record(queueIndex[m.Queue]*o.Partitions+m.Partition, m.Seq, m.Payload, start)
 		}
 	}
 	var h outbox.Handler = outbox.Batch(func(_ context.Context, ms []outbox.Delivery) outbox.Result {
@@ -90,11 +143,21 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 	if mk != nil {
 		h = mk(rec)
 	}
-	if err := ob.Handle(Queue, h); err != nil {
-		return res, err
+	for q := range queueIndex {
+		if err := ob.Handle(q, h); err != nil {
+			return res, err
+		}
 	}
 	if err := ob.Start(ctx); err != nil {
 		return res, err
+	}
+	if o.E2EIdle > 0 {
+		o.Logf("%s %s %s: idle for %v over %d queues of %d partitions", o.Dialect, scenario, mode, o.E2EIdle, o.E2EQueues, o.Partitions)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(o.E2EIdle):
+		}
 	}
 	stop := func() error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -112,7 +175,7 @@ func steady(ctx context.Context, o Options, transactional bool, dur time.Duratio
 	for range o.Producers {
 		wg.Go(func() {
 			for id := range ids {
-				m := o.message(id)
+				m := o.e2eMessage(id)
 				var err error
 				for try := 0; try < 20; try++ {
 					err = ob.InTx(pctx, func(tx *sql.Tx) error { return ob.Enqueue(pctx, tx, m) })
@@ -214,7 +277,7 @@ pace:
 			res.Met = ptr(res.Latency.P50 <= 5 && res.Latency.P99 <= 25)
 		}
 	}
-	verr := rec.verify(perPartition(n, o.Partitions))
+	verr := rec.verify(o.e2ePerPartition(n))
 	verdict(&res, errors.Join(waitErr, verr, stopErr))
 	if soak {
 		soakVerdict(&res, o, samples, final, sampleErr)
