@@ -269,11 +269,11 @@ func (e *env) stats(ob *outbox.Outbox) outbox.Stats {
 	return s
 }
 
-func (e *env) state(ob *outbox.Outbox, queue string, partition int) outbox.PartitionState {
+func (e *env) state(ob *outbox.Outbox, queue string, partition int) outbox.PartitionStatus {
 	e.t.Helper()
-	s, err := ob.PartitionState(e.ctx, queue, partition)
+	s, err := ob.PartitionStatus(e.ctx, queue, partition)
 	if err != nil {
-		e.t.Fatalf("PartitionState: %v", err)
+		e.t.Fatalf("PartitionStatus: %v", err)
 	}
 	return s
 }
@@ -350,16 +350,16 @@ func (e *env) pollUntil(what string, cond func() bool) {
 }
 
 // awaitProcessed waits until the partition's cursor reaches seq.
-func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq int64) outbox.PartitionState {
+func (e *env) awaitProcessed(ob *outbox.Outbox, queue string, partition int, seq int64) outbox.PartitionStatus {
 	e.t.Helper()
-	var st outbox.PartitionState
+	var st outbox.PartitionStatus
 	e.pollUntil(fmt.Sprintf("%s/%d processed through seq %d", queue, partition, seq), func() bool {
 		// A failed read is a failed poll, not a failed test: after a
 		// session-kill storm the pool may still hold a connection whose
 		// session is gone (pgx reports it once, as 57P01).
-		s, err := ob.PartitionState(e.ctx, queue, partition)
+		s, err := ob.PartitionStatus(e.ctx, queue, partition)
 		if err != nil {
-			e.t.Logf("PartitionState(%s/%d) while polling: %v", queue, partition, err)
+			e.t.Logf("PartitionStatus(%s/%d) while polling: %v", queue, partition, err)
 			return false
 		}
 		st = s

@@ -340,7 +340,7 @@ func (x *dialectEnv) stats() *dialect.StatsResult {
 	return s
 }
 
-// awaitDBTime waits until the database's clock, as PartitionState reports
+// awaitDBTime waits until the database's clock, as PartitionStatus reports
 // it, is past until: lease expiry is the database's business, so the test
 // asks the database rather than sleeping on the client's clock.
 func (x *dialectEnv) awaitDBTime(queue string, until time.Time) {
@@ -898,7 +898,7 @@ func testVacuumBehindCursor(t testing.TB, b *Backend) {
 
 // testDatabaseClock: leases and backoff are stated in database time: the
 // lease ends at the database's now()+Lease and the next attempt at its
-// now()+RetryAfter, as PartitionState reads them beside the database's now.
+// now()+RetryAfter, as PartitionStatus reads them beside the database's now.
 // (Client and server share a clock here, so this proves the arithmetic is
 // done in the database's time, not that the client's clock is never read;
 // the expiry cases wait on the database's clock, never the client's.)

@@ -282,7 +282,7 @@ func testRetryThenSuccess(t *testing.T, b *Backend) {
 
 	type call struct {
 		d   outbox.Delivery
-		st  outbox.PartitionState
+		st  outbox.PartitionStatus
 		err error
 	}
 	calls := make(chan call, 2)
@@ -295,7 +295,7 @@ func testRetryThenSuccess(t *testing.T, b *Backend) {
 		}
 		n := m1.Add(1)
 		if n <= 2 {
-			st, err := ob.PartitionState(ctx, "q", 0)
+			st, err := ob.PartitionStatus(ctx, "q", 0)
 			calls <- call{d, st, err}
 		}
 		if n == 1 {
@@ -310,7 +310,7 @@ func testRetryThenSuccess(t *testing.T, b *Backend) {
 	e.stop(ob)
 
 	if first.err != nil || second.err != nil {
-		t.Fatalf("PartitionState in the handler: %v, %v", first.err, second.err)
+		t.Fatalf("PartitionStatus in the handler: %v, %v", first.err, second.err)
 	}
 	if first.d.Attempts != 0 {
 		t.Errorf("first delivery has Attempts %d, want 0", first.d.Attempts)
@@ -356,7 +356,7 @@ func testBackoffSurvivesRestart(t *testing.T, b *Backend) {
 	proceed := make(chan struct{})
 	failing := func(ob *outbox.Outbox, calls chan<- call, free <-chan struct{}) outbox.Handler {
 		return outbox.Batch(func(ctx context.Context, ds []outbox.Delivery) outbox.Result {
-			st, err := ob.PartitionState(ctx, "q", 0)
+			st, err := ob.PartitionStatus(ctx, "q", 0)
 			calls <- call{ds[0].Attempts, st.Now, err}
 			select {
 			case <-proceed:
@@ -367,12 +367,12 @@ func testBackoffSurvivesRestart(t *testing.T, b *Backend) {
 		})
 	}
 	// failed waits for the n-th failure to be stored and checks its delay.
-	failed := func(ob *outbox.Outbox, c call, n int) outbox.PartitionState {
+	failed := func(ob *outbox.Outbox, c call, n int) outbox.PartitionStatus {
 		t.Helper()
 		if c.err != nil {
-			t.Fatalf("PartitionState in the handler: %v", c.err)
+			t.Fatalf("PartitionStatus in the handler: %v", c.err)
 		}
-		var st outbox.PartitionState
+		var st outbox.PartitionStatus
 		e.pollUntil(fmt.Sprintf("failure %d to be stored", n), func() bool {
 			st = e.state(ob, "q", 0)
 			return st.Attempts >= n
@@ -400,7 +400,7 @@ func testBackoffSurvivesRestart(t *testing.T, b *Backend) {
 	freeA := make(chan struct{})
 	e.handle(a, "q", failing(a, callsA, freeA))
 	e.start(a)
-	var prev outbox.PartitionState
+	var prev outbox.PartitionStatus
 	for n := 1; n <= 3; n++ {
 		c := await(t, callsA, fmt.Sprintf("try %d", n))
 		if c.attempts != n-1 {
@@ -816,7 +816,7 @@ func testPanickingHandler(t *testing.T, b *Backend, perMessage bool) {
 
 	type retried struct {
 		attempts int
-		st       outbox.PartitionState
+		st       outbox.PartitionStatus
 		err      error
 	}
 	again := make(chan retried, 1)
@@ -828,7 +828,7 @@ func testPanickingHandler(t *testing.T, b *Backend, perMessage bool) {
 			case 1:
 				panic(fmt.Sprintf("kaboom-%d", 42))
 			case 2:
-				st, err := ob.PartitionState(ctx, "q", 0)
+				st, err := ob.PartitionStatus(ctx, "q", 0)
 				again <- retried{d.Attempts, st, err}
 			}
 		}
@@ -926,7 +926,7 @@ func testUnstorableReason(t *testing.T, b *Backend, result string, transactional
 			// What the first call's result stored (in transactional mode the
 			// handler's transaction holds the row, and SQLite's only
 			// connection: read it after the run instead).
-			if st, err := ob.PartitionState(ctx, "q", d.Partition); err == nil {
+			if st, err := ob.PartitionStatus(ctx, "q", d.Partition); err == nil {
 				lastErrors[d.Partition].Store(st.LastError)
 			}
 		}

@@ -210,7 +210,7 @@ func testDeclareQueue(t *testing.T, b *Backend) {
 	// A queue declared by another process is usable without declaring.
 	other := e.outbox(e.pool(), outbox.Config{})
 	e.enqueue(other, msg("q", 15, "x"))
-	if _, err := other.PartitionState(e.ctx, "q", 16); !errors.Is(err, outbox.ErrUnknownQueue) {
+	if _, err := other.PartitionStatus(e.ctx, "q", 16); !errors.Is(err, outbox.ErrUnknownQueue) {
 		t.Fatalf("state of a missing partition: %v", err)
 	}
 }
@@ -399,7 +399,7 @@ func repeatMsg(m outbox.Message, n int) []outbox.Message {
 	return out
 }
 
-// testInspectBadInput: PartitionState and DeadLetters reject bad input with
+// testInspectBadInput: PartitionStatus and DeadLetters reject bad input with
 // typed errors before reaching the driver.
 func testInspectBadInput(t *testing.T, b *Backend) {
 	e := newEnv(t, b)
@@ -422,8 +422,8 @@ func testInspectBadInput(t *testing.T, b *Backend) {
 		{"undeclared queue", "nope", 0, outbox.ErrUnknownQueue},
 	}
 	for _, c := range states {
-		t.Run("PartitionState/"+c.name, func(t *testing.T) {
-			if _, err := ob.PartitionState(e.ctx, c.queue, c.partition); !errors.Is(err, c.want) {
+		t.Run("PartitionStatus/"+c.name, func(t *testing.T) {
+			if _, err := ob.PartitionStatus(e.ctx, c.queue, c.partition); !errors.Is(err, c.want) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}
 		})

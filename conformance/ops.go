@@ -714,7 +714,7 @@ func testStatus(t *testing.T, b *Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ost, err := ob.PartitionState(e.ctx, "other", 0)
+	ost, err := ob.PartitionStatus(e.ctx, "other", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

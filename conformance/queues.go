@@ -73,7 +73,7 @@ func (l *logRecords) find(level slog.Level, msg string) []map[string]string {
 // testBlock: under PoisonBlock (MaxAttempts 3) a head that keeps failing is
 // tried three times and then blocks its partition: nothing is
 // dead-lettered, the partition's later messages wait, the other partition
-// of the queue keeps delivering, PartitionState reports the block with its
+// of the queue keeps delivering, PartitionStatus reports the block with its
 // reason and attempts, and a warning names queue, partition, seq and
 // reason. Then either RetryPartition gives the head three fresh tries (it
 // blocks again), and once the handler succeeds the partition is delivered
@@ -116,9 +116,9 @@ func testBlock(t *testing.T, b *Backend, transactional, skip bool) {
 	e.enqueue(ob, append(a, bs...)...)
 	e.start(ob)
 
-	blocked := func() outbox.PartitionState {
+	blocked := func() outbox.PartitionStatus {
 		t.Helper()
-		var st outbox.PartitionState
+		var st outbox.PartitionStatus
 		e.pollUntil("q/0 blocked", func() bool {
 			st = e.state(ob, "q", 0)
 			return st.Blocked
@@ -245,7 +245,7 @@ func testExhaustedHeadBlocks(t *testing.T, b *Backend, transactional bool) {
 		t.Fatal(err)
 	}
 	e.start(ob)
-	var st outbox.PartitionState
+	var st outbox.PartitionStatus
 	e.pollUntil("q/0 blocked", func() bool {
 		st = e.state(ob, "q", 0)
 		return st.Blocked
@@ -379,7 +379,7 @@ func testPerQueueTimings(t *testing.T, b *Backend) {
 	e.awaitProcessed(ob, "small", 0, 7)
 	e.awaitProcessed(ob, "short", 0, 1)
 	e.awaitProcessed(ob, "fast", 0, 1)
-	var slow outbox.PartitionState
+	var slow outbox.PartitionStatus
 	e.pollUntil("slow/0 failed once", func() bool {
 		slow = e.state(ob, "slow", 0)
 		return slow.Attempts == 1

@@ -40,8 +40,8 @@ func (d *claimRecorder) triedByID(pid int64) bool {
 	return slices.Contains(d.byID, pid)
 }
 
-// testClaimNumberedByID: the workers try to claim the partition of a
-// message the sequencer numbered by its id (a claim that reads one cursor
+// testClaimNumberedByID: in queues of many partitions, the workers try to
+// claim the partition of a message the sequencer numbered by its id (a claim that reads one cursor
 // row, not every row of the queue), in decoupled and in transactional
 // mode, and the message is delivered. Whether that claim or the queue's
 // claim, racing with it, takes the partition is timing. Where inserts
@@ -60,8 +60,10 @@ func testClaimNumberedByID(t *testing.T, b *Backend) {
 		defer cancel()
 		_ = ob.Stop(ctx)
 	})
-	e.declare(ob, "d", 8)
-	e.declare(ob, "t", 8)
+	// Queues of many partitions: below a few hundred, a claim of the
+	// queue costs little and the workers do not claim by id.
+	e.declare(ob, "d", 300)
+	e.declare(ob, "t", 300)
 	var got recorder
 	e.handle(ob, "d", outbox.Batch(func(_ context.Context, ds []outbox.Delivery) outbox.Result {
 		got.add(ds...)

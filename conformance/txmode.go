@@ -565,7 +565,7 @@ func testTxHandlerTimeout(t *testing.T, b *Backend) {
 	}))
 	e.start(a)
 	await(t, entered, "A's handler")
-	var st outbox.PartitionState
+	var st outbox.PartitionStatus
 	e.pollUntil("the timed-out attempt to be recorded", func() bool {
 		st = e.state(a, "q", 0)
 		return st.Attempts == 1

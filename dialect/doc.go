@@ -67,7 +67,9 @@
 //     now()+Lease. Taking over a lease that was never released counts as one
 //     failed attempt (attempts + 1); claiming a released one adds nothing.
 //     A blocked partition (blocked_at set, see CursorUpdate's Block) is
-//     never claimable.
+//     never claimable. With PartitionIDs the candidates are those
+//     partitions only, read by id (the workers' claim of what the sequencer
+//     just numbered).
 //   - LockPartition: locks the cursor row of a partition the caller leased
 //     and that is not blocked,
 //     for the rest of the caller's transaction, skipping a row another

@@ -173,8 +173,18 @@ type claimGroup struct {
 	queues []string
 	lease  time.Duration
 	limit  int // partitions one pass claims
+	// byID: the group has so many partitions that its claim is slow
+	// enough for a claim by id of what the sequencer just numbered to
+	// pay (see fresh); below that the extra statement only costs.
+	byID   bool
 	claims combiner[claimReq, claimRes]
 }
+
+// byIDFrom is the partition count from which a claim group claims the
+// sequencer's offers by id first: below it the group's claim reads few
+// cursor rows, and an extra claim per pass (not combined across
+// goroutines) lowers throughput under load.
+const byIDFrom = 256
 
 // claimGroups splits queues (sorted) by lease duration, shortest lease
 // first. With no per-queue LeaseDuration that is one group, so claims stay
@@ -208,6 +218,7 @@ func (o *Outbox) claimGroups(queues []string, decoupled bool) []*claimGroup {
 		if decoupled {
 			g.limit = min(max(1, (parts[g]+conc-1)/conc), maxClaim)
 		}
+		g.byID = parts[g] >= byIDFrom
 	}
 	slices.SortFunc(groups, func(a, b *claimGroup) int { return int(max(min(a.lease-b.lease, 1), -1)) })
 	return groups

@@ -137,7 +137,7 @@
 // PoisonBlock dead-letters nothing and stops the partition at its head, so
 // no later message of the partition overtakes it. A blocked partition is
 // logged at warn level once (queue, partition, seq, attempts, reason),
-// reported by PartitionState (Blocked, BlockedAt, Attempts, LastError),
+// reported by PartitionStatus (Blocked, BlockedAt, Attempts, LastError),
 // skipped by every claim, and resumed by an operator: RetryPartition gives
 // the head MaxAttempts fresh tries, SkipPartition moves it to the
 // dead-letter table and delivers the rest in order. The other partitions
@@ -263,9 +263,9 @@
 //     takes as DeadLetterFilter.After; never called a cursor.
 //   - worker, sequencer, vacuum: the Outbox's loops (claim → read →
 //     handle → ack; numbering; deleting delivered rows).
-//   - status, state, stats: QueueStatus and Status answer "how are my
-//     queues doing" for operators; PartitionState reads one partition's
-//     stored cursor row (times as stored); Stats counts table rows, for
+//   - status, stats: QueueStatus and Status answer "how are my queues
+//     doing" for operators, PartitionStatus the same for one partition
+//     (one type, PartitionStatus, for both); Stats counts table rows, for
 //     monitoring and tests.
 //
 // # Logging

@@ -145,7 +145,7 @@ func Example_transactional() {
 	if err := db.QueryRowContext(ctx, `SELECT cents FROM balances WHERE account = 'alice'`).Scan(&cents); err != nil {
 		log.Fatal(err)
 	}
-	st, _ := ob.PartitionState(ctx, "deposits", 0)
+	st, _ := ob.PartitionStatus(ctx, "deposits", 0)
 	fmt.Printf("balance %d cents after one failed and one successful delivery; processed seq %d\n", cents, st.ProcessedSeq)
 	// Output:
 	// balance 100 cents after one failed and one successful delivery; processed seq 1

@@ -6,63 +6,30 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/modkit-go/db/dialect"
 )
 
-// PartitionState is a partition's delivery state. Times are the database's.
-type PartitionState struct {
-	Queue     string
-	Partition int
-	// LastSeq is the highest seq assigned; ProcessedSeq the highest
-	// acknowledged (or dead-lettered). LastSeq-ProcessedSeq is the backlog.
-	LastSeq      int64
-	ProcessedSeq int64
-	// Attempts counts failures of the head message; LastError is the last
-	// reason given.
-	Attempts  int
-	LastError string
-	// NextAttemptAt is when a retried partition becomes claimable again.
-	NextAttemptAt time.Time
-	// Leased reports a decoupled lease that has not expired; LeaseUntil is
-	// its end (zero when none).
-	Leased     bool
-	LeaseUntil time.Time
-	// Blocked reports a partition stopped at its head by PoisonBlock, since
-	// BlockedAt (zero when not blocked); Attempts and LastError say why.
-	// RetryPartition or SkipPartition resumes it.
-	Blocked   bool
-	BlockedAt time.Time
-	// Now is the database clock when the state was read.
-	Now time.Time
-}
-
-// PartitionState reads one partition's state. It returns an error wrapping
-// ErrUnknownQueue when the queue or partition does not exist, and, before
-// asking the database, ErrInvalidQueueName for an invalid name and
-// ErrPartitionOutOfRange for a partition outside 0..MaxPartitions-1.
-func (o *Outbox) PartitionState(ctx context.Context, queue string, partition int) (PartitionState, error) {
+// PartitionStatus reads one partition's state, as QueueStatus lists it.
+// It returns an error wrapping ErrUnknownQueue when the queue or
+// partition does not exist, and, before asking the database,
+// ErrInvalidQueueName for an invalid name and ErrPartitionOutOfRange for a
+// partition outside 0..MaxPartitions-1.
+func (o *Outbox) PartitionStatus(ctx context.Context, queue string, partition int) (PartitionStatus, error) {
 	if !ValidQueueName(queue) {
-		return PartitionState{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
+		return PartitionStatus{}, invalid(-1, "Queue", ErrInvalidQueueName, "%q", truncate(queue))
 	}
 	if partition < 0 || partition >= MaxPartitions {
-		return PartitionState{}, invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
+		return PartitionStatus{}, invalid(-1, "Partition", ErrPartitionOutOfRange, "%d is not in 0..%d", partition, MaxPartitions-1)
 	}
 	res, err := o.d.QueueStatus(ctx, o.db, &dialect.QueueStatusParams{Queue: queue, Partition: &partition})
 	if errors.Is(err, dialect.ErrQueueNotFound) || err == nil && len(res.Partitions) != 1 {
-		return PartitionState{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
+		return PartitionStatus{}, invalid(-1, "Queue", ErrUnknownQueue, "%q partition %d does not exist", truncate(queue), partition)
 	}
 	if err != nil {
-		return PartitionState{}, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: partition state: %w", err))
+		return PartitionStatus{}, cmp.Or(o.wrongDatabase(err), fmt.Errorf("outbox: partition status: %w", err))
 	}
-	r := res.Partitions[0]
-	return PartitionState{
-		Queue: queue, Partition: partition, LastSeq: r.LastSeq, ProcessedSeq: r.ProcessedSeq,
-		Attempts: r.Attempts, LastError: r.LastError, NextAttemptAt: r.NextAttemptAt,
-		Leased: r.LeaseToken != "" && r.LeaseUntil.After(res.Now), LeaseUntil: r.LeaseUntil, Now: res.Now,
-		Blocked: !r.BlockedAt.IsZero(), BlockedAt: r.BlockedAt,
-	}, nil
+	return partitionStatus(res.Partitions[0], res.Now), nil
 }
 
 // ErrNotBlocked is returned by RetryPartition and SkipPartition for a partition

@@ -18,7 +18,7 @@ const (
 	// partition's next message.
 	PoisonSkip PoisonPolicy = iota
 	// PoisonBlock dead-letters nothing: the partition stops at its head,
-	// keeping its attempts and last error, and PartitionState reports it
+	// keeping its attempts and last error, and PartitionStatus reports it
 	// as Blocked. Other partitions go on. It resumes when an operator calls
 	// RetryPartition (the head gets MaxAttempts fresh tries) or
 	// SkipPartition (the head goes to the dead-letter table). Use it when

@@ -61,7 +61,7 @@ func ExampleOutbox_SkipPartition() {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for range tick.C {
-		st, err := ob.PartitionState(ctx, "payments", 0)
+		st, err := ob.PartitionStatus(ctx, "payments", 0)
 		if err != nil {
 			log.Fatal(err)
 		}

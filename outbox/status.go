@@ -10,9 +10,12 @@ import (
 	"github.com/modkit-go/db/dialect"
 )
 
-// PartitionStatus is one partition's delivery state, for operators. Times
-// are the database's.
+// PartitionStatus is one partition's delivery state (see
+// Outbox.PartitionStatus and QueueStatus). Times are the database's; a
+// time that does not apply (no retry pending, no live lease, not blocked)
+// is zero.
 type PartitionStatus struct {
+	Queue     string
 	Partition int
 	// LastSeq is the highest seq the sequencer assigned, ProcessedSeq the
 	// highest acknowledged (or dead-lettered).
@@ -36,10 +39,13 @@ type PartitionStatus struct {
 	LeaseToken string
 	Leased     bool
 	LeaseUntil time.Time
-	// Blocked reports a partition stopped by the "block" poison policy
-	// since BlockedAt.
+	// Blocked reports a partition stopped at its head by PoisonBlock since
+	// BlockedAt; Attempts and LastError say why. RetryPartition or
+	// SkipPartition resumes it.
 	Blocked   bool
 	BlockedAt time.Time
+	// Now is the database clock when the state was read.
+	Now time.Time
 }
 
 // QueueStatus is a queue's delivery state: totals, partitions and dead
@@ -126,7 +132,7 @@ func (o *Outbox) status(ctx context.Context, queue string) ([]QueueStatus, error
 
 func partitionStatus(p dialect.PartitionStatus, now time.Time) PartitionStatus {
 	s := PartitionStatus{
-		Partition: p.Partition, LastSeq: p.LastSeq, ProcessedSeq: p.ProcessedSeq,
+		Queue: p.Queue, Partition: p.Partition, Now: now, LastSeq: p.LastSeq, ProcessedSeq: p.ProcessedSeq,
 		Unsequenced: p.Unsequenced, Backlog: p.LastSeq - p.ProcessedSeq + p.Unsequenced,
 		OldestCreatedAt: p.OldestCreatedAt, Attempts: p.Attempts, LastError: p.LastError,
 		Blocked: !p.BlockedAt.IsZero(), BlockedAt: p.BlockedAt,

@@ -86,8 +86,9 @@ func (o *Outbox) wake() {
 // they numbered few, for the workers to claim by id. A claim by id reads
 // those cursor rows only, where the claim of a queue group's claimable
 // partitions reads every cursor row of the group: a trickle of messages
-// over thousands of partitions must not wait for that. Every worker
-// goroutine tries each offer once, by id, before its claim of the group,
+// over thousands of partitions must not wait for that. In a group of that
+// many partitions (claimGroup.byID) every worker goroutine tries each
+// offer once, by id, before its claim of the group,
 // so the first of them to wake takes the partition before any full claim
 // that the same wake-up started; the full claim still runs after (and
 // alone, for a round that numbered many), so an offer that is dropped or

@@ -38,11 +38,12 @@ func newWorker(o *Outbox, decoupled, transactional []string) *worker {
 	return w
 }
 
-// claim claims up to limit partitions of g's queues: first among fresh, the
-// partitions the sequencer has just numbered, by id and on its own; then,
-// when that found none, through g's combiner.
+// claim claims up to limit partitions of g's queues: first, in a group of
+// many partitions (claimGroup.byID), among fresh, the partitions the
+// sequencer has just numbered, by id and on its own; then, when that found
+// none, through g's combiner.
 func (w *worker) claim(g *claimGroup, limit int, fresh []int64) (claimRes, error) {
-	if len(fresh) > 0 {
+	if len(fresh) > 0 && g.byID {
 		res, err := w.o.claimRound([]claimReq{{queues: g.queues, limit: limit, lease: g.lease, ids: fresh}})
 		if err != nil {
 			return claimRes{}, err

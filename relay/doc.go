@@ -34,7 +34,7 @@
 // # Failures
 //
 // A Publisher returns an error when it stops before the end of the batch.
-// A permanent error (Permanent, IsPermanent: an unroutable message, a
+// A permanent error (outbox.Permanent: an unroutable message, a
 // message the broker will never take) dead-letters that one message, and
 // the relay goes on with the next. Any other error is transient: the
 // message and those after it are retried with the outbox's backoff. A

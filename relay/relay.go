@@ -44,7 +44,7 @@ type Message struct {
 // Publish publishes msgs in order and returns how many leading messages the
 // broker durably accepted. It returns a nil error only when that is all of
 // them. When it stops at message n it returns n and an error about that
-// message, wrapped with Permanent when retrying can never succeed; and it
+// message, wrapped with outbox.Permanent when retrying can never succeed; and it
 // must not have let any message after n be stored on the broker ahead of
 // message n (publish the next only once the previous is confirmed, or use
 // a request the broker applies in order and stops at the first failure).
@@ -59,32 +59,17 @@ type PublisherFunc func(ctx context.Context, msgs []Message) (int, error)
 // Publish calls f.
 func (f PublisherFunc) Publish(ctx context.Context, msgs []Message) (int, error) { return f(ctx, msgs) }
 
-// PermanentError marks a publish failure that retrying cannot fix: the
-// relay dead-letters the message instead of retrying it.
-type PermanentError struct{ Err error }
-
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
-
-// Unwrap returns the underlying error.
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Permanent wraps err as a PermanentError (nil stays nil).
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-// IsPermanent reports whether err's chain holds a PermanentError.
-func IsPermanent(err error) bool {
-	var p *PermanentError
+// isPermanent reports whether err's chain holds an outbox.PermanentError:
+// a publish failure (or route error) that retrying cannot fix, which
+// dead-letters the message.
+func isPermanent(err error) bool {
+	var p *outbox.PermanentError
 	return errors.As(err, &p)
 }
 
 // ErrRoute is wrapped by the error of a message whose destination cannot
 // be computed (a template naming a key the message lacks, say). A Route
-// error that wraps ErrRoute, or is Permanent, dead-letters the message;
+// error that wraps ErrRoute, or is outbox.Permanent, dead-letters the message;
 // any other Route error retries it.
 var ErrRoute = errors.New("relay: no route")
 
@@ -144,13 +129,13 @@ func publish(ctx context.Context, pub Publisher, route Route, ds []outbox.Delive
 		n = min(max(n, 0), len(msgs))
 	}
 	switch {
-	case err != nil && IsPermanent(err) && n < len(msgs):
+	case err != nil && isPermanent(err) && n < len(msgs):
 		return outbox.RejectOne(err.Error()).WithProcessed(n)
 	case err != nil:
 		return outbox.Retry(err.Error()).WithProcessed(n)
 	case n < len(msgs):
 		return outbox.Retry(fmt.Sprintf("relay: the publisher accepted %d of %d messages without an error", n, len(msgs))).WithProcessed(n)
-	case routeErr != nil && (errors.Is(routeErr, ErrRoute) || IsPermanent(routeErr)):
+	case routeErr != nil && (errors.Is(routeErr, ErrRoute) || isPermanent(routeErr)):
 		return outbox.RejectOne(routeErr.Error()).WithProcessed(n)
 	case routeErr != nil:
 		return outbox.Retry(routeErr.Error()).WithProcessed(n)

@@ -91,7 +91,7 @@ func TestPermanentFailureDeadLettersOneMessage(t *testing.T) {
 	b := &memBroker{fail: func(_ int, msgs []relay.Message) (int, int, error) {
 		for i, m := range msgs {
 			if m.Delivery.Partition == 1 && m.Delivery.Seq == 4 {
-				return i, i, relay.Permanent(errors.New("unroutable"))
+				return i, i, outbox.Permanent(errors.New("unroutable"))
 			}
 		}
 		return len(msgs), len(msgs), nil
@@ -201,13 +201,5 @@ func TestTemplate(t *testing.T) {
 		if _, err := relay.Template(bad); err == nil {
 			t.Errorf("Template(%q) accepted", bad)
 		}
-	}
-}
-
-func TestPermanent(t *testing.T) {
-	base := errors.New("no")
-	err := fmt.Errorf("publish: %w", relay.Permanent(base))
-	if !relay.IsPermanent(err) || !errors.Is(err, base) || relay.IsPermanent(base) || relay.Permanent(nil) != nil {
-		t.Fatal("Permanent/IsPermanent")
 	}
 }

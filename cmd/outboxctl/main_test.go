@@ -234,8 +234,8 @@ func seed(t *testing.T, b backend) *sql.DB {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p1, err1 := ob.PartitionState(ctx, "orders", 1)
-		p3, err3 := ob.PartitionState(ctx, "orders", 3)
+		p1, err1 := ob.PartitionStatus(ctx, "orders", 1)
+		p3, err3 := ob.PartitionStatus(ctx, "orders", 3)
 		if err1 != nil || err3 != nil {
 			t.Fatal(err1, err3)
 		}

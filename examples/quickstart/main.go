@@ -176,7 +176,7 @@ func run() error {
 		fmt.Printf("dead letter: partition %d seq %d payload %q: %s\n", dl.Partition, dl.Seq, dl.Payload, dl.Reason)
 	}
 	for p := 0; p < partitions; p++ {
-		st, err := ob.PartitionState(ctx, "orders.placed", p)
+		st, err := ob.PartitionStatus(ctx, "orders.placed", p)
 		if err != nil {
 			return err
 		}

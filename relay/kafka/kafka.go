@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/modkit-go/db/outbox"
 	"github.com/modkit-go/db/relay"
 )
 
@@ -49,7 +50,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []relay.Message) (int, err
 		if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
 				errors.Is(err, kerr.InvalidRecord) {
-				return i, relay.Permanent(fmt.Errorf("kafka: %w", err))
+				return i, outbox.Permanent(fmt.Errorf("kafka: %w", err))
 			}
 			return i, fmt.Errorf("kafka: %w", err)
 		}

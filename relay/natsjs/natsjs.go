@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/modkit-go/db/outbox"
 	"github.com/modkit-go/db/relay"
 )
 
@@ -66,7 +67,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []relay.Message) (int, err
 
 func (p *Publisher) publish(ctx context.Context, nm *nats.Msg, id string) error {
 	if err := validSubject(nm.Subject); err != nil {
-		return relay.Permanent(err)
+		return outbox.Permanent(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
@@ -79,7 +80,7 @@ func (p *Publisher) publish(ctx context.Context, nm *nats.Msg, id string) error 
 	var apiErr *jetstream.APIError
 	if errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrMaxPayload) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
-		return relay.Permanent(err)
+		return outbox.Permanent(err)
 	}
 	return err
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/modkit-go/db/internal/relaytest"
 	"github.com/modkit-go/db/outbox"
@@ -276,4 +278,45 @@ func TestInvalidSubject(t *testing.T) {
 	if n, err := ob.CountDeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"}); err != nil || n != 2 {
 		t.Fatalf("dead letters %d (%v), want 2", n, err)
 	}
+}
+
+// The producer's trace context travels from Enqueue through the relay to
+// the broker: a consumer that extracts it from the NATS headers continues
+// the producer's trace.
+func TestTraceContinues(t *testing.T) {
+	u := relaytest.URL(t, relaytest.NATSEnv)
+	relaytest.ForEachBackend(t, func(t *testing.T, e relaytest.Env) {
+		js := connect(t, u)
+		s := stream(t, js, jetstream.StreamConfig{})
+		prefix := s.CachedInfo().Config.Name
+		ob := relaytest.Outbox(t, e, outbox.Config{}, "orders", 1)
+		producer := trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+			TraceFlags: trace.FlagsSampled,
+		})
+		ctx := trace.ContextWithSpanContext(context.Background(), producer)
+		err := ob.InTx(ctx, func(tx *sql.Tx) error {
+			return ob.Enqueue(ctx, tx, outbox.Message{Queue: "orders", Partition: 0, Payload: []byte("p"), PayloadType: "text/plain", Headers: map[string]string{"n": "p"}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, ob, relayTo(t, js, prefix))
+		relaytest.WaitDrained(t, ob, "orders", time.Minute)
+		m, err := s.GetMsg(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// NATS keeps header names as sent (no canonical form), so the
+		// consumer reads them through a map, as a NATS consumer would.
+		carrier := propagation.MapCarrier{}
+		for k := range m.Header {
+			carrier[k] = m.Header.Get(k)
+		}
+		got := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+		if got.TraceID() != producer.TraceID() || got.SpanID() != producer.SpanID() || !got.IsRemote() {
+			t.Fatalf("the consumer extracted %v from traceparent %q, want the producer's span %v", got, m.Header.Get("traceparent"), producer)
+		}
+	})
 }

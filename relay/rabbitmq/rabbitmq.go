@@ -27,6 +27,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/modkit-go/db/outbox"
 	"github.com/modkit-go/db/relay"
 )
 
@@ -144,7 +145,7 @@ func (p *Publisher) publish(ctx context.Context, c *channel, m relay.Message) er
 	case r := <-c.returns:
 		err := fmt.Errorf("%w: exchange %q, routing key %q: %d %s", ErrUnroutable, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
 		if p.unroutablePermanent {
-			return relay.Permanent(err)
+			return outbox.Permanent(err)
 		}
 		return err
 	default:

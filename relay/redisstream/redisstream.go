@@ -27,6 +27,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modkit-go/db/outbox"
 	"github.com/modkit-go/db/relay"
 )
 
@@ -121,7 +122,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []relay.Message) (int, err
 		// The reply is lost, not the script: it may have stored any
 		// prefix. Report none; the batch is published again.
 		if strings.Contains(err.Error(), "CROSSSLOT") {
-			return 0, relay.Permanent(fmt.Errorf("redisstream: %w", err))
+			return 0, outbox.Permanent(fmt.Errorf("redisstream: %w", err))
 		}
 		return 0, fmt.Errorf("redisstream: %w", err)
 	}

@@ -166,7 +166,7 @@ func TestWrongTypeIsRetried(t *testing.T) {
 		start(t, ob, redisstream.New(rdb), s.prefix)
 		deadline := time.Now().Add(time.Minute)
 		for {
-			st, err := ob.PartitionState(context.Background(), "orders", 1)
+			st, err := ob.PartitionStatus(context.Background(), "orders", 1)
 			if err == nil && st.Attempts > 0 {
 				break
 			}

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modkit-go/db/outbox"
 	"github.com/modkit-go/db/relay"
 )
 
@@ -165,7 +166,7 @@ func (p *Publisher) post(ctx context.Context, m relay.Message) error {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(m.Payload))
 		if err != nil {
-			return relay.Permanent(fmt.Errorf("webhook: %w", err))
+			return outbox.Permanent(fmt.Errorf("webhook: %w", err))
 		}
 		for k, v := range m.Headers {
 			if validName(k) && validValue(v) {
@@ -208,7 +209,7 @@ func (p *Publisher) post(ctx context.Context, m relay.Message) error {
 			}
 			waited += d
 		default:
-			return relay.Permanent(fmt.Errorf("webhook: %s: %s", u, resp.Status))
+			return outbox.Permanent(fmt.Errorf("webhook: %s: %s", u, resp.Status))
 		}
 	}
 }

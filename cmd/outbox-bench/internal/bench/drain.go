@@ -164,7 +164,7 @@ func checkDrained(ctx context.Context, ob *outbox.Outbox, o Options) error {
 	}
 	want := perPartition(o.Messages, o.Partitions)
 	for p := range o.Partitions {
-		ps, err := ob.PartitionState(ctx, Queue, p)
+		ps, err := ob.PartitionStatus(ctx, Queue, p)
 		if err != nil {
 			return err
 		}

@@ -248,7 +248,7 @@ func verifyEnqueue(ctx context.Context, env *Env, ob *outbox.Outbox, o Options) 
 	}
 	want := perPartition(o.Messages, o.Partitions)
 	for p := range o.Partitions {
-		st, err := ob.PartitionState(ctx, Queue, p)
+		st, err := ob.PartitionStatus(ctx, Queue, p)
 		if err != nil {
 			return err
 		}
