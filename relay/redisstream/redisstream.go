@@ -40,23 +40,15 @@ local maxlen, window, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local a = 4
 for i = 1, #KEYS do
   local id, nf = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  local seen = false
-  if window > 0 then
-    seen = redis.call('EXISTS', prefix .. id) == 1
-  end
-  if not seen then
-    local args = {'XADD', KEYS[i]}
-    if maxlen ~= '0' then
-      args[#args + 1] = 'MAXLEN'
-      args[#args + 1] = '~'
-      args[#args + 1] = maxlen
+  local first, last = a + 2, a + 1 + nf * 2
+  a = last + 1
+  if window == 0 or redis.call('EXISTS', prefix .. id) == 0 then
+    local r
+    if maxlen == '0' then
+      r = redis.pcall('XADD', KEYS[i], '*', unpack(ARGV, first, last))
+    else
+      r = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, last))
     end
-    args[#args + 1] = '*'
-    for j = 0, nf * 2 - 1 do
-      args[#args + 1] = ARGV[a + j]
-    end
-    local r = redis.pcall(unpack(args))
     if type(r) == 'table' and r.err then
       return {i - 1, r.err}
     end
@@ -64,7 +56,6 @@ for i = 1, #KEYS do
       redis.call('SET', prefix .. id, '1', 'PX', window)
     end
   end
-  a = a + nf * 2
 end
 return {#KEYS, ''}
 `)
