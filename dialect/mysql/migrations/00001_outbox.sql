@@ -105,8 +105,4 @@ CREATE TABLE IF NOT EXISTS outbox_dead_letters (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- +goose Down
-DROP TABLE outbox_dead_letters;
-DROP TABLE outbox_processors;
-DROP TABLE outbox_messages;
-DROP TABLE outbox_partitions;
-DROP TABLE outbox_queues;
+DROP TABLE outbox_dead_letters, outbox_processors, outbox_messages, outbox_partitions, outbox_queues;

@@ -67,8 +67,4 @@ CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_failed ON outbox_dead_lett
 CREATE INDEX IF NOT EXISTS outbox_dead_letters_status_deadline ON outbox_dead_letters (status, deadline);
 
 -- +goose Down
-DROP TABLE outbox_dead_letters;
-DROP TABLE outbox_processors;
-DROP TABLE outbox_messages;
-DROP TABLE outbox_partitions;
-DROP TABLE outbox_queues;
+DROP TABLE outbox_dead_letters, outbox_processors, outbox_messages, outbox_partitions, outbox_queues;

@@ -27,9 +27,7 @@ CREATE TABLE IF NOT EXISTS outbox_messages (
     created_at    INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 );
 CREATE INDEX IF NOT EXISTS outbox_messages_unsequenced ON outbox_messages (partition_id, id) WHERE seq IS NULL;
--- Partial: unsequenced rows stay out of it, which saves every enqueue an
--- index write; every query on seq (seq > cursor, seq <= cursor) implies
--- seq IS NOT NULL, so it serves them all.
+-- Partial (unsequenced rows cost no index write), as on PostgreSQL.
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_messages_partition_seq ON outbox_messages (partition_id, seq) WHERE seq IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS outbox_processors (
