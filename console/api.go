@@ -1,8 +1,11 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	"github.com/modkit-go/db/outbox"
 )
 
 // apiStatus: GET {prefix}/api/status[?queue=Q], the JSON of outboxctl
@@ -28,24 +31,21 @@ func (c *Console) apiHistory(w http.ResponseWriter, r *http.Request) {
 // &status=&since=&until=&limit=&after=, the JSON of outboxctl dead-letters
 // list --json (an outbox.DeadLetterPage).
 func (c *Console) apiDeadLetters(w http.ResponseWriter, r *http.Request) {
-	f, _, err := parseFilter(r.URL.Query(), time.Now(), c.opts.PageSize)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	ctx, cancel := c.ctx(r)
-	defer cancel()
-	pg, err := c.ob.DeadLetterPage(ctx, f)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, pg)
+	serveFiltered(c, w, r, c.ob.DeadLetterPage)
 }
 
 // apiCount: GET {prefix}/api/dead-letters/count with the list's filter:
 // {"count": N}.
 func (c *Console) apiCount(w http.ResponseWriter, r *http.Request) {
+	serveFiltered(c, w, r, func(ctx context.Context, f outbox.DeadLetterFilter) (map[string]int64, error) {
+		n, err := c.ob.CountDeadLetters(ctx, f)
+		return map[string]int64{"count": n}, err
+	})
+}
+
+// serveFiltered answers with the JSON of what read returns for the
+// request's dead-letter filter.
+func serveFiltered[T any](c *Console, w http.ResponseWriter, r *http.Request, read func(context.Context, outbox.DeadLetterFilter) (T, error)) {
 	f, _, err := parseFilter(r.URL.Query(), time.Now(), c.opts.PageSize)
 	if err != nil {
 		c.fail(w, r, err)
@@ -53,12 +53,12 @@ func (c *Console) apiCount(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	n, err := c.ob.CountDeadLetters(ctx, f)
+	v, err := read(ctx, f)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int64{"count": n})
+	writeJSON(w, http.StatusOK, v)
 }
 
 // apiDeadLetter: GET {prefix}/api/dead-letters/{id}[?t=MICROS], the JSON
