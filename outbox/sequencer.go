@@ -126,17 +126,9 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 			if err != nil {
 				return fmt.Errorf("sequence partitions: %w", err)
 			}
-			numbered = numbered[:0]
+			n, skip, numbered = tally(res.Partitions)
 			for _, r := range res.Partitions {
-				if !r.Locked {
-					skip++
-					continue
-				}
-				n += r.Assigned
-				if r.Assigned > 0 {
-					numbered = append(numbered, r.PartitionID)
-				}
-				if r.Assigned == limit {
+				if r.Locked && r.Assigned == limit {
 					full = append(full, r.PartitionID)
 				}
 			}
@@ -160,6 +152,22 @@ func (s *sequencer) round(ctx context.Context, shuffle bool) (assigned, skipped 
 		ids = append(ids[next:], full...)
 	}
 	return assigned, skipped, nil
+}
+
+// tally sums what a sequencing call did: the rows it numbered, the
+// partitions it skipped (another sequencer held them) and the partitions it
+// numbered rows of.
+func tally(ps []dialect.SequencedPartition) (n, skipped int, numbered []int64) {
+	for _, r := range ps {
+		switch {
+		case !r.Locked:
+			skipped++
+		case r.Assigned > 0:
+			n += r.Assigned
+			numbered = append(numbered, r.PartitionID)
+		}
+	}
+	return n, skipped, numbered
 }
 
 // numbered tells the workers that a transaction gave n rows seqs in the
@@ -194,18 +202,10 @@ func (s *sequencer) roundInOneCall(ctx context.Context) (assigned, skipped int, 
 		}
 		found := len(res.Partitions)
 		share := max(o.cfg.SequencerBatch/max(found, 1), 1)
-		n := 0
-		var numbered []int64
+		n, skip, numbered := tally(res.Partitions)
+		skipped += skip
 		for _, r := range res.Partitions {
-			if !r.Locked {
-				skipped++
-				continue
-			}
-			n += r.Assigned
-			if r.Assigned > 0 {
-				numbered = append(numbered, r.PartitionID)
-			}
-			full = full || r.Assigned >= share
+			full = full || r.Locked && r.Assigned >= share
 		}
 		assigned += n
 		o.tel.sequencedRows(ctx, n)

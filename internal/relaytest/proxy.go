@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy between a client and a broker that can cut every
@@ -55,6 +56,21 @@ func (p *Proxy) Cut() int {
 	}
 	p.cuts++
 	return n / 2
+}
+
+// CutAt cuts every connection once stored() reaches each count of at (a
+// quarter, half and three quarters of n, say), waiting at most a minute for
+// each, and returns how many connections it cut in all.
+func (p *Proxy) CutAt(stored func() int, at ...int) int {
+	cuts := 0
+	for _, k := range at {
+		deadline := time.Now().Add(time.Minute)
+		for stored() < k && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond) // polling an observable condition
+		}
+		cuts += p.Cut()
+	}
+	return cuts
 }
 
 func (p *Proxy) accept() {

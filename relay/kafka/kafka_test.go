@@ -43,6 +43,18 @@ func client(t testing.TB, addrs []string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// start relays the queue "orders" with h until the test ends.
+func start(t testing.TB, ob *outbox.Outbox, h outbox.Handler) {
+	t.Helper()
+	if err := ob.Handle("orders", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+}
+
 // sink consumes topic from the start, from when it is made to the test's
 // end, and keeps the records in the order each Kafka partition holds them.
 type sink struct {
@@ -134,13 +146,7 @@ func TestRelay(t *testing.T) {
 		ob := relaytest.Outbox(t, e, outbox.Config{}, "orders", 4)
 		relaytest.Produce(t, ob, "orders", 4, 300)
 		pub := kafka.New(client(t, addrs))
-		if err := ob.Handle("orders", relay.Handler(pub, relay.WithTemplate("{queue}-events"))); err != nil {
-			t.Fatal(err)
-		}
-		if err := ob.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+		start(t, ob, relay.Handler(pub, relay.WithTemplate("{queue}-events")))
 		relaytest.WaitDrained(t, ob, "orders", time.Minute)
 		c := relaytest.Check(t, readBack(t, addrs, "orders-events", 300), relaytest.Want(4, 300))
 		if c.Duplicates != 0 {
@@ -164,13 +170,7 @@ func TestRecordTooLarge(t *testing.T) {
 	}
 	relaytest.Produce(t, ob, "orders", 1, 1)
 	pub := kafka.New(client(t, addrs, kgo.ProducerBatchMaxBytes(2048)))
-	if err := ob.Handle("orders", relay.Handler(pub)); err != nil {
-		t.Fatal(err)
-	}
-	if err := ob.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+	start(t, ob, relay.Handler(pub))
 	relaytest.WaitDrained(t, ob, "orders", time.Minute)
 	n, err := ob.CountDeadLetters(context.Background(), outbox.DeadLetterFilter{Queue: "orders"})
 	if err != nil || n != 1 {
@@ -200,21 +200,8 @@ func TestConnectionCut(t *testing.T) {
 		ob := relaytest.Outbox(t, e, outbox.Config{BatchSize: 20}, "orders", 4)
 		relaytest.Produce(t, ob, "orders", 4, n)
 		pub := kafka.New(client(t, addrs, viaProxy, kgo.RequestTimeoutOverhead(2*time.Second)))
-		if err := ob.Handle("orders", relay.Handler(pub)); err != nil {
-			t.Fatal(err)
-		}
-		if err := ob.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ob.Stop(context.Background()) })
-		cuts := 0
-		for _, at := range []int{n / 4, n / 2, 3 * n / 4} {
-			deadline := time.Now().Add(time.Minute)
-			for s.count() < at && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond) // polling an observable condition
-			}
-			cuts += proxy.Cut()
-		}
+		start(t, ob, relay.Handler(pub))
+		cuts := proxy.CutAt(s.count, n/4, n/2, 3*n/4)
 		relaytest.WaitDrained(t, ob, "orders", time.Minute)
 		s.wait(t, n)
 		t.Logf("connections cut: %d", cuts)
@@ -264,13 +251,7 @@ func TestMissingTopicIsRetried(t *testing.T) {
 		ob := relaytest.Outbox(t, e, outbox.Config{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond}, "orders", 4)
 		relaytest.Produce(t, ob, "orders", 4, n)
 		pub := kafka.New(client(t, addrs, kgo.RecordDeliveryTimeout(time.Second), kgo.UnknownTopicRetries(1)))
-		if err := ob.Handle("orders", relay.Handler(pub)); err != nil {
-			t.Fatal(err)
-		}
-		if err := ob.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ob.Stop(context.Background()) })
+		start(t, ob, relay.Handler(pub))
 		// Retried, not delivered: the partitions show attempts and no
 		// progress.
 		deadline := time.Now().Add(30 * time.Second)

@@ -149,14 +149,7 @@ func TestConnectionCut(t *testing.T) {
 		ob := relaytest.Outbox(t, e, outbox.Config{BatchSize: 20}, "orders", 4)
 		relaytest.Produce(t, ob, "orders", 4, n)
 		start(t, ob, relayTo(t, js, prefix))
-		cuts := 0
-		for _, at := range []int{n / 4, n / 2, 3 * n / 4} {
-			deadline := time.Now().Add(time.Minute)
-			for count(t, s) < at && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond) // polling an observable condition
-			}
-			cuts += proxy.Cut()
-		}
+		cuts := proxy.CutAt(func() int { return count(t, s) }, n/4, n/2, 3*n/4)
 		relaytest.WaitDrained(t, ob, "orders", time.Minute)
 		t.Logf("connections cut: %d", cuts)
 		checkNoDuplicates(t, s, prefix, 4, n)

@@ -145,14 +145,7 @@ func TestConnectionCut(t *testing.T) {
 		ob := relaytest.Outbox(t, e, outbox.Config{BatchSize: 20}, "orders", 4)
 		relaytest.Produce(t, ob, "orders", 4, n)
 		start(t, ob, rabbitmq.New(viaProxy.String(), rabbitmq.WithExchange(b.exchange), rabbitmq.WithTimeout(2*time.Second)))
-		cuts := 0
-		for _, at := range []int{n / 4, n / 2, 3 * n / 4} {
-			deadline := time.Now().Add(time.Minute)
-			for b.count() < at && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond) // polling an observable condition
-			}
-			cuts += proxy.Cut()
-		}
+		cuts := proxy.CutAt(b.count, n/4, n/2, 3*n/4)
 		relaytest.WaitDrained(t, ob, "orders", time.Minute)
 		b.drain()
 		t.Logf("connections cut: %d", cuts)

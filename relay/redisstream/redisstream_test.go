@@ -132,14 +132,7 @@ func TestConnectionCut(t *testing.T) {
 					opts = append(opts, redisstream.WithDedup(time.Minute))
 				}
 				start(t, ob, redisstream.New(rdb, opts...), s.prefix)
-				cuts := 0
-				for _, at := range []int{n / 4, n / 2, 3 * n / 4} {
-					deadline := time.Now().Add(time.Minute)
-					for s.count() < at && time.Now().Before(deadline) {
-						time.Sleep(100 * time.Microsecond) // polling an observable condition
-					}
-					cuts += proxy.Cut()
-				}
+				cuts := proxy.CutAt(s.count, n/4, n/2, 3*n/4)
 				relaytest.WaitDrained(t, ob, "orders", time.Minute)
 				c := relaytest.Check(t, s.readBack(), relaytest.Want(4, n))
 				if dedup && c.Duplicates != 0 {
